@@ -1,0 +1,98 @@
+"""flowlab: a testbed to learn, build and verify normalizing flows.
+
+The public API is imported lazily (PEP 562), so ``import flowlab`` and ``flowlab --version`` do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from flowlab.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Bijector": "flowlab.bijector",
+    "Compose": "flowlab.bijector",
+    "Permutation": "flowlab.bijector",
+    "VectorField": "flowlab.vector_field",
+    "Flow": "flowlab.flow",
+    "FlowSpec": "flowlab.spec",
+    "Option": "flowlab.spec",
+    "Tolerance": "flowlab.spec",
+    "flows": "flowlab.registry",
+    "flow_spec": "flowlab.registry",
+    "build": "flowlab.registry",
+    "check_points": "flowlab.validation",
+    "FlowlabError": "flowlab.errors",
+    "ShapeError": "flowlab.errors",
+    "DtypeError": "flowlab.errors",
+    "DeviceError": "flowlab.errors",
+    "NonFiniteError": "flowlab.errors",
+    "UnknownFlowError": "flowlab.errors",
+    "OptionError": "flowlab.errors",
+    "SingularMatrixError": "flowlab.errors",
+    "PluginError": "flowlab.errors",
+    "DuplicateNameError": "flowlab.errors",
+}
+
+__all__ = [
+    "Bijector",
+    "Compose",
+    "DeviceError",
+    "DtypeError",
+    "DuplicateNameError",
+    "Flow",
+    "FlowSpec",
+    "FlowlabError",
+    "NonFiniteError",
+    "Option",
+    "OptionError",
+    "Permutation",
+    "PluginError",
+    "ShapeError",
+    "SingularMatrixError",
+    "Tolerance",
+    "UnknownFlowError",
+    "VectorField",
+    "__version__",
+    "build",
+    "check_points",
+    "flow_spec",
+    "flows",
+    "hookimpl",
+]
+
+if TYPE_CHECKING:
+    from flowlab.bijector import Bijector, Compose, Permutation
+    from flowlab.errors import (
+        DeviceError,
+        DtypeError,
+        DuplicateNameError,
+        FlowlabError,
+        NonFiniteError,
+        OptionError,
+        PluginError,
+        ShapeError,
+        SingularMatrixError,
+        UnknownFlowError,
+    )
+    from flowlab.flow import Flow
+    from flowlab.registry import build, flow_spec, flows
+    from flowlab.spec import FlowSpec, Option, Tolerance
+    from flowlab.validation import check_points
+    from flowlab.vector_field import VectorField
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,5 @@
+import sys
+
+from flowlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""Exception classes. Every message says what was expected and what was given."""
+
+from __future__ import annotations
+
+
+class FlowlabError(Exception):
+    """Base class of every error flowlab raises on purpose (the CLI prints these without a traceback)."""
+
+
+class ShapeError(FlowlabError, ValueError):
+    """A tensor has the wrong number of dimensions or the wrong event size."""
+
+
+class DtypeError(FlowlabError, TypeError):
+    """A tensor has an integer/complex dtype, or a dtype other than the flow's parameters."""
+
+
+class DeviceError(FlowlabError, ValueError):
+    """A tensor lives on another device than the flow's parameters."""
+
+
+class NonFiniteError(FlowlabError, ValueError):
+    """A tensor holds NaN or infinite values."""
+
+
+class UnknownFlowError(FlowlabError, KeyError):
+    """No registered flow (or dataset, or check) has the requested name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class OptionError(FlowlabError, ValueError):
+    """An option is unknown or has a value outside its allowed values."""
+
+
+class SingularMatrixError(FlowlabError, ValueError):
+    """A matrix that must be invertible is (numerically) singular."""
+
+
+class PluginError(FlowlabError):
+    """A plugin failed to import, its hook raised, or it registered something invalid."""
+
+
+class DuplicateNameError(PluginError):
+    """Two plugins registered a flow (dataset, check) under the same name."""

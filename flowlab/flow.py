@@ -1,0 +1,72 @@
+"""``Flow``: a base distribution pushed through a bijector."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, distributions, nn
+
+from flowlab.bijector import Bijector
+from flowlab.errors import OptionError, ShapeError
+from flowlab.validation import check_points, module_dtype_device
+
+
+class Flow(nn.Module):
+    """The density of ``x = bijector.forward(z)`` with ``z ~ base``.
+
+    ``log p(x) = base.log_prob(z) + log|det ∂z/∂x|`` where ``(z, log|det ∂z/∂x|) = bijector.inverse(x)``.
+
+    ``base`` defaults to the standard normal ``N(0, I_dim)``, held as buffers so it follows ``.to(device, dtype)``.
+    Any ``torch.distributions.Distribution`` with ``event_shape == (dim,)`` may be given instead; it is then the
+    caller's job to build it on the right device and dtype.
+
+    ``validate=True`` checks every input (shape, dtype, device, finite values) and raises a
+    :class:`~flowlab.errors.FlowlabError` that says what was expected.
+    """
+
+    _loc: Tensor
+
+    def __init__(
+        self, bijector: Bijector, base: distributions.Distribution | None = None, *, validate: bool = True
+    ) -> None:
+        super().__init__()
+        self.bijector = bijector
+        self.dim = int(bijector.dim)
+        self.validate = validate
+        if base is not None:
+            if tuple(base.event_shape) != (self.dim,) or tuple(base.batch_shape) != ():
+                raise ShapeError(
+                    f"Flow: expected a base distribution with event_shape ({self.dim},) and batch_shape (), got "
+                    f"event_shape {tuple(base.event_shape)} and batch_shape {tuple(base.batch_shape)}"
+                )
+        self._base = base
+        dtype, _ = module_dtype_device(bijector)
+        self.register_buffer("_loc", torch.zeros(self.dim, dtype=dtype or torch.get_default_dtype()))
+
+    @property
+    def base(self) -> distributions.Distribution:
+        """The base distribution ``p_z``."""
+        if self._base is not None:
+            return self._base
+        return distributions.Independent(distributions.Normal(self._loc, torch.ones_like(self._loc)), 1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x)`` for ``x`` of shape ``[batch, dim]``; returns ``[batch]``."""
+        if self.validate:
+            check_points(x, self.dim, name="x", module=self)
+        z, ladj = self.bijector.inverse(x)
+        return self.base.log_prob(z) + ladj
+
+    def sample(self, n: int) -> Tensor:
+        """``n`` samples, shape ``[n, dim]``."""
+        return self.bijector(self._draw(n))[0]
+
+    def sample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` samples and their log-densities in one pass: ``log p(x) = log p_z(z) - log|det ∂x/∂z|``."""
+        z = self._draw(n)
+        x, ladj = self.bijector(z)
+        return x, self.base.log_prob(z) - ladj
+
+    def _draw(self, n: int) -> Tensor:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise OptionError(f"sample: expected a positive integer number of samples, got {n!r}")
+        return self.base.sample((n,))

@@ -1,0 +1,218 @@
+"""The plugin manager: discovers plugins through entry points, collects what they register, isolates failures.
+
+Discovery reads the ``flowlab`` entry-point group of every installed distribution, the built-in plugins included
+(they are announced by flowlab's own ``pyproject.toml``; there is no private list). Switches:
+
+- ``FLOWLAB_DISABLE_PLUGIN_AUTOLOAD=1``: load only the entry points of the ``flowlab`` distribution itself.
+- ``FLOWLAB_BLOCK_PLUGINS=name1,name2``: never load the plugins with these entry-point names.
+
+Each plugin's registrations are staged and committed together: if its import or any of its hooks raises, or it
+registers a name already taken, the plugin is recorded as broken (with the error) and contributes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from flowlab import hookspecs
+from flowlab.errors import DuplicateNameError, PluginError, UnknownFlowError
+
+ENTRY_POINT_GROUP = "flowlab"
+BUILTIN_DISTRIBUTION = "flowlab"
+AUTOLOAD_ENV = "FLOWLAB_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "FLOWLAB_BLOCK_PLUGINS"
+
+#: registry category -> hook that fills it
+CATEGORIES: dict[str, str] = {
+    "flows": "flowlab_register_flows",
+    "datasets": "flowlab_register_datasets",
+    "checks": "flowlab_register_checks",
+}
+
+#: registry category -> the record type its entries must be an instance of (filled by the modules defining them)
+RECORD_TYPES: dict[str, type] = {}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: its entry-point name, where it comes from, and whether it loaded."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    error: str | None = None
+    traceback: str | None = None
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered record and the plugin it came from."""
+
+    record: Any
+    plugin: PluginInfo
+
+
+class Registry:
+    """Plugins and everything they registered, by category (``flows``, ``datasets``, ``checks``) and name."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager("flowlab")
+        self.manager.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.entries: dict[str, dict[str, Entry]] = {category: {} for category in CATEGORIES}
+
+    # -- discovery -------------------------------------------------------------------------------------------------
+    def load_entry_points(self, *, autoload: bool | None = None, blocked: Iterable[str] | None = None) -> None:
+        """Load every plugin of the ``flowlab`` entry-point group (see the module docstring for the switches)."""
+        if autoload is None:
+            autoload = os.environ.get(AUTOLOAD_ENV, "").strip().lower() in ("", "0", "false", "no")
+        if blocked is None:
+            blocked = [b.strip() for b in os.environ.get(BLOCK_ENV, "").split(",") if b.strip()]
+        blocked = set(blocked)
+        points = []
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
+            if ep.name in blocked or (not autoload and dist != BUILTIN_DISTRIBUTION):
+                continue
+            points.append((dist != BUILTIN_DISTRIBUTION, ep.name, dist, ep))
+        for _, name, dist, ep in sorted(points, key=lambda p: (p[0], p[1])):
+            version = ep.dist.version if ep.dist is not None else "?"
+            info = PluginInfo(name=name, distribution=dist, version=version, module=ep.value)
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not break the others
+                self._fail(info, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
+                continue
+            self.add_plugin(plugin, info)
+
+    def add_plugin(self, plugin: object, info: PluginInfo | str) -> PluginInfo:
+        """Register a plugin object (a module or any object with hookimpls) and collect its registrations.
+
+        ``info`` may be just a name, for plugins registered programmatically (tests, notebooks).
+        """
+        if isinstance(info, str):
+            info = PluginInfo(name=info, distribution="(registered in code)", version="", module=repr(plugin))
+        if info.name in self.plugins:
+            raise DuplicateNameError(f"a plugin named {info.name!r} is already registered")
+        try:
+            self.manager.register(plugin, name=info.name)
+        except Exception as exc:
+            return self._fail(info, f"invalid plugin: {type(exc).__name__}: {exc}")
+        staged: dict[str, list[Any]] = {category: [] for category in CATEGORIES}
+        for category, hook_name in CATEGORIES.items():
+            caller = getattr(self.manager.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                try:
+                    impl.function(register=self._stager(category, staged[category], info))
+                except Exception as exc:
+                    self.manager.unregister(plugin)
+                    return self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+        clash = self._first_clash(staged, info)
+        if clash is not None:
+            self.manager.unregister(plugin)
+            return self._fail(info, clash)
+        for category, records in staged.items():
+            for record in records:
+                self.entries[category][record.name] = Entry(record, info)
+            info.registered[category] = [record.name for record in records]
+        self.plugins[info.name] = info
+        return info
+
+    # -- queries ---------------------------------------------------------------------------------------------------
+    def records(self, category: str) -> dict[str, Any]:
+        """``name -> record`` for one category, in registration order."""
+        return {name: entry.record for name, entry in self.entries[category].items()}
+
+    def get(self, category: str, name: str) -> Entry:
+        """The entry called ``name``; :class:`~flowlab.errors.UnknownFlowError` listing the known names if none."""
+        try:
+            return self.entries[category][name]
+        except KeyError:
+            known = sorted(self.entries[category])
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            singular = category[:-1]
+            raise UnknownFlowError(
+                f"unknown {singular} {name!r}; known {category}: {', '.join(known) or '(none registered)'}.{hint}"
+            ) from None
+
+    @property
+    def broken(self) -> list[PluginInfo]:
+        return [info for info in self.plugins.values() if not info.ok]
+
+    # -- internals -------------------------------------------------------------------------------------------------
+    def _stager(self, category: str, bucket: list[Any], info: PluginInfo) -> Callable[[Any], None]:
+        def register(record: Any) -> None:
+            expected = RECORD_TYPES.get(category)
+            if expected is not None and not isinstance(record, expected):
+                raise PluginError(
+                    f"register() for {category} expects a {expected.__name__}, got {type(record).__name__}"
+                )
+            name = getattr(record, "name", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"register() for {category} expects a record with a non-empty str .name")
+            bucket.append(record)
+
+        return register
+
+    def _first_clash(self, staged: Mapping[str, list[Any]], info: PluginInfo) -> str | None:
+        for category, records in staged.items():
+            seen: set[str] = set()
+            for record in records:
+                if record.name in seen:
+                    return f"registers two {category} named {record.name!r}"
+                seen.add(record.name)
+                taken = self.entries[category].get(record.name)
+                if taken is not None:
+                    other = taken.plugin
+                    return (
+                        f"{category[:-1]} {record.name!r} is registered by two plugins: {other.name!r} "
+                        f"({other.distribution}) and {info.name!r} ({info.distribution}); rename one or block one "
+                        f"with {BLOCK_ENV}"
+                    )
+        return None
+
+    def _fail(self, info: PluginInfo, message: str) -> PluginInfo:
+        info.error = message
+        info.traceback = traceback.format_exc()
+        self.plugins[info.name] = info
+        return info
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built from the entry points on first use."""
+    global _registry
+    if _registry is None:
+        registry = Registry()
+        registry.load_entry_points()
+        _registry = registry
+    return _registry
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Forget the process-wide registry (it is rebuilt on next use), or replace it with ``registry``."""
+    global _registry
+    _registry = registry

@@ -1,0 +1,43 @@
+"""Public lookups over the plugin registry: ``flows()``, ``flow_spec()``, ``build()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from flowlab.errors import OptionError, PluginError
+from flowlab.plugins import RECORD_TYPES, get_registry
+from flowlab.spec import FlowSpec
+
+RECORD_TYPES["flows"] = FlowSpec
+
+
+def flows() -> dict[str, FlowSpec]:
+    """The registered flows, ``name -> FlowSpec``, built-ins first."""
+    return get_registry().records("flows")
+
+
+def flow_spec(name: str) -> FlowSpec:
+    """The FlowSpec called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
+    spec: FlowSpec = get_registry().get("flows", name).record
+    return spec
+
+
+def build(name: str, dim: int, **options: Any) -> nn.Module:
+    """Build the bijector of the registered flow ``name`` on ``R^dim``.
+
+    Options not given take their defaults; an unknown option or a value outside the allowed ones raises
+    :class:`~flowlab.errors.OptionError` naming it and the allowed values.
+    """
+    spec = flow_spec(name)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < spec.min_dim:
+        raise OptionError(f"{name}: expected an integer dim >= {spec.min_dim}, got {dim!r}")
+    resolved = spec.resolve_options(options)
+    bijector = spec.build(dim, **resolved)
+    if not isinstance(bijector, nn.Module) or getattr(bijector, "dim", None) != dim:
+        raise PluginError(
+            f"{name}: build() must return an nn.Module bijector with .dim == {dim}, got "
+            f"{type(bijector).__name__} with dim {getattr(bijector, 'dim', None)!r}"
+        )
+    return bijector

@@ -1,0 +1,121 @@
+"""Records that plugins register: ``FlowSpec`` (a flow), ``Option`` (one of its build options), ``Tolerance``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flowlab.bijector import Bijector
+from flowlab.errors import OptionError
+
+Kind = Literal["discrete", "continuous"]
+LogdetKind = Literal["exact", "stochastic"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword of a flow's ``build``: its default, and the values it allows.
+
+    ``choices`` lists the allowed values when there are few (the conformance kit draws from them); ``low`` and
+    ``high`` bound a number (inclusive). ``check`` may hold a predicate for anything else. With none of them, any
+    value of the default's type is accepted (``None`` defaults accept anything).
+    """
+
+    default: Any
+    help: str = ""
+    choices: Sequence[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    check: Callable[[Any], bool] | None = None
+
+    def validate(self, flow: str, name: str, value: Any) -> None:
+        """Raise :class:`OptionError` naming the option and its allowed values if ``value`` is not allowed."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise OptionError(
+                    f"{flow}: option {name}={value!r} is not allowed; expected one of "
+                    f"{', '.join(repr(c) for c in self.choices)}"
+                )
+            return
+        if self.default is not None and not _same_type(value, self.default):
+            raise OptionError(
+                f"{flow}: option {name} expects a {type(self.default).__name__}, got {type(value).__name__} {value!r}"
+            )
+        if self.low is not None and value < self.low:
+            raise OptionError(f"{flow}: option {name}={value!r} is below its minimum {self.low}")
+        if self.high is not None and value > self.high:
+            raise OptionError(f"{flow}: option {name}={value!r} is above its maximum {self.high}")
+        if self.check is not None and not self.check(value):
+            raise OptionError(f"{flow}: option {name}={value!r} is not allowed ({self.help or 'failed its check'})")
+
+    def describe(self) -> str:
+        """The allowed values in words, for help texts and reports."""
+        if self.choices is not None:
+            return " | ".join(repr(c) for c in self.choices)
+        if self.low is not None or self.high is not None:
+            lo = "-inf" if self.low is None else repr(self.low)
+            hi = "inf" if self.high is None else repr(self.high)
+            return f"{type(self.default).__name__} in [{lo}, {hi}]"
+        return "any" if self.default is None else type(self.default).__name__
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A property-check tolerance a flow needs instead of the kit's default, with the reason why."""
+
+    value: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """Everything flowlab knows about one flow, registered by a plugin through ``flowlab_register_flows``.
+
+    - ``name``: unique registry name, e.g. ``"coupling"``.
+    - ``summary``: one line for ``flowlab list``.
+    - ``build``: ``build(dim, **options) -> Bijector``; receives every option, defaults filled in.
+    - ``kind``: ``"discrete"`` (a composition of layers) or ``"continuous"`` (an ODE flow).
+    - ``logdet``: ``"exact"`` or ``"stochastic"`` (an unbiased estimate, e.g. Hutchinson's).
+    - ``options``: name -> :class:`Option` (default and allowed values).
+    - ``references``: papers, as ``"Authors (year). Title. URL"`` strings.
+    - ``explanation``: Markdown: the transform, its inverse, the log-det and its cost, the sign convention.
+    - ``tolerances``: property name -> :class:`Tolerance` where the kit's default does not fit this flow.
+    - ``min_dim``: the smallest dimension the flow supports.
+    """
+
+    name: str
+    summary: str
+    build: Callable[..., Bijector]
+    kind: Kind = "discrete"
+    logdet: LogdetKind = "exact"
+    options: Mapping[str, Option] = field(default_factory=dict)
+    references: Sequence[str] = ()
+    explanation: str = ""
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    min_dim: int = 1
+
+    def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults updated with ``options``; unknown names and disallowed values raise :class:`OptionError`."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, list(self.options), n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            known = ", ".join(f"{k}={o.default!r}" for k, o in self.options.items()) or "none"
+            raise OptionError(f"{self.name}: unknown option {', '.join(hints)}; known options: {known}")
+        resolved = {name: option.default for name, option in self.options.items()}
+        for name, value in options.items():
+            self.options[name].validate(self.name, name, value)
+            resolved[name] = value
+        return resolved

@@ -1,0 +1,80 @@
+"""RealNVP affine coupling layer with a bounded log-scale."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowlab import Bijector
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
+    """``depth`` hidden layers of width ``hidden``."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+        width = hidden
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def soft_clamp(s: Tensor, bound: float) -> Tensor:
+    """``bound · tanh(s / bound)``: the identity near 0, smooth, and inside ``(-bound, bound)`` everywhere."""
+    return bound * torch.tanh(s / bound)
+
+
+class AffineCoupling(Bijector):
+    """Split ``z`` into kept coordinates ``z_a`` (``parity``: even or odd indices) and the rest ``z_b``:
+
+    ``x_a = z_a``,  ``x_b = z_b · exp(s(z_a)) + t(z_a)``,  ``s = B · tanh(ŝ / B)``,
+    ``log|det ∂x/∂z| = Σ_j s_j(z_a)``.
+    """
+
+    kept: Tensor
+    moved: Tensor
+    unsplit: Tensor
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        parity: str = "even",
+        hidden: int = 64,
+        depth: int = 2,
+        activation: str = "relu",
+        scale_bound: float = 3.0,
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.scale_bound = float(scale_bound)
+        keep = torch.arange(dim) % 2 == (0 if parity == "even" else 1)
+        kept, moved = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+        self.register_buffer("kept", kept)
+        self.register_buffer("moved", moved)
+        self.register_buffer("unsplit", torch.argsort(torch.cat([kept, moved])))
+        self.conditioner = mlp(len(kept), 2 * len(moved), hidden, depth, activation)
+        if identity_init:
+            last = self.conditioner[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def _scale_shift(self, kept: Tensor) -> tuple[Tensor, Tensor]:
+        raw_scale, shift = self.conditioner(kept).chunk(2, dim=-1)
+        return soft_clamp(raw_scale, self.scale_bound), shift
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        z_a, z_b = z[:, self.kept], z[:, self.moved]
+        s, t = self._scale_shift(z_a)
+        x_b = z_b * s.exp() + t
+        return torch.cat([z_a, x_b], dim=-1)[:, self.unsplit], s.sum(dim=-1)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x_a, x_b = x[:, self.kept], x[:, self.moved]
+        s, t = self._scale_shift(x_a)
+        z_b = (x_b - t) * (-s).exp()
+        return torch.cat([x_a, z_b], dim=-1)[:, self.unsplit], -s.sum(dim=-1)

@@ -1,0 +1,80 @@
+"""The command line: --version, --help everywhere, list, info, errors without tracebacks, NO_COLOR."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import flowlab
+from flowlab.cli import COMMAND_MODULES, main
+
+COMMANDS = [module.rsplit(".", 1)[1].removesuffix("_cmd") for module in COMMAND_MODULES]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"flowlab {flowlab.__version__}"
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"] if command else ["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: flowlab" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "commands" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+
+
+def test_list_table_without_colour_when_piped(capsys, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out
+    for name in ("affine", "coupling", "stacked"):
+        assert name in out
+
+
+def test_list_json(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    coupling = next(f for f in data["flows"] if f["name"] == "coupling")
+    assert coupling["kind"] == "discrete" and coupling["logdet"] == "exact"
+    assert coupling["options"]["activation"]["allowed"] == "'relu' | 'tanh' | 'elu' | 'silu'"
+
+
+def test_info_json(capsys):
+    assert main(["info", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["versions"]) >= {"python", "torch", "torchdiffeq", "pluggy", "hypothesis", "rich"}
+    assert isinstance(data["cuda"]["available"], bool)
+    assert {"affine", "coupling", "stacked"} <= {p["name"] for p in data["plugins"]}
+
+
+def test_info_table(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torchdiffeq" in out and "CUDA" in out
+
+
+def test_flowlab_error_is_one_line_without_traceback(capsys, monkeypatch):
+    def boom(args):
+        raise flowlab.OptionError("coupling: option hidden=0 is below its minimum 1")
+
+    monkeypatch.setattr("flowlab.cli.list_cmd.run", boom)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "error: coupling: option hidden=0 is below its minimum 1" in err
+    assert "Traceback" not in err

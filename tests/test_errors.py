@@ -1,0 +1,116 @@
+"""Bad input raises a FlowlabError subclass whose message says what was expected and what was given."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowlab
+from flowlab import errors
+
+
+@pytest.fixture
+def flow() -> flowlab.Flow:
+    return flowlab.Flow(flowlab.build("coupling", 2))
+
+
+def test_wrong_last_dimension(flow):
+    with pytest.raises(errors.ShapeError, match=r"expected last dimension 2.*got shape \[4, 3\]"):
+        flow.log_prob(torch.zeros(4, 3))
+
+
+def test_wrong_number_of_dimensions(flow):
+    with pytest.raises(errors.ShapeError, match=r"expected a 2-d tensor.*got 1-d"):
+        flow.log_prob(torch.zeros(2))
+
+
+def test_integer_dtype(flow):
+    with pytest.raises(errors.DtypeError, match=r"expected a floating dtype.*got torch.int64"):
+        flow.log_prob(torch.zeros(4, 2, dtype=torch.long))
+
+
+def test_dtype_other_than_parameters(flow):
+    with pytest.raises(errors.DtypeError, match=r"parameters are torch.float32 but x is torch.float64"):
+        flow.log_prob(torch.zeros(4, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input(flow, bad):
+    x = torch.zeros(4, 2)
+    x[2, 1] = bad
+    with pytest.raises(errors.NonFiniteError, match=r"expected finite values.*1 row\(s\): 2"):
+        flow.log_prob(x)
+
+
+def test_not_a_tensor(flow):
+    with pytest.raises(errors.DtypeError, match=r"expected a torch\.Tensor"):
+        flow.log_prob([[0.0, 0.0]])
+
+
+def test_unknown_flow_lists_known_ones():
+    with pytest.raises(
+        errors.UnknownFlowError, match=r"unknown flow 'coupl'.*affine, coupling.*Did you mean 'coupling'"
+    ):
+        flowlab.build("coupl", 2)
+
+
+def test_unknown_option_names_it_and_the_known_ones():
+    with pytest.raises(errors.OptionError, match=r"unknown option 'hiden' \(did you mean 'hidden'\?\).*hidden=64"):
+        flowlab.build("coupling", 2, hiden=3)
+
+
+def test_invalid_option_value_lists_allowed_values():
+    with pytest.raises(errors.OptionError, match=r"activation='swish' is not allowed.*'relu', 'tanh'"):
+        flowlab.build("coupling", 2, activation="swish")
+
+
+def test_option_of_wrong_type_and_range():
+    with pytest.raises(errors.OptionError, match="hidden expects a int, got str"):
+        flowlab.build("coupling", 2, hidden="64")
+    with pytest.raises(errors.OptionError, match="hidden=0 is below its minimum 1"):
+        flowlab.build("coupling", 2, hidden=0)
+
+
+def test_dimension_below_the_flows_minimum():
+    with pytest.raises(errors.OptionError, match=r"coupling: expected an integer dim >= 2, got 1"):
+        flowlab.build("coupling", 1)
+
+
+def test_singular_matrix_is_refused():
+    with pytest.raises(errors.SingularMatrixError, match="expected an invertible matrix, got a singular one"):
+        flowlab.build("affine", 2, matrix=[[1.0, 2.0], [2.0, 4.0]])
+
+
+def test_matrix_of_wrong_shape():
+    with pytest.raises(errors.ShapeError, match=r"expected matrix of shape \(3, 3\), got \(2, 2\)"):
+        flowlab.build("affine", 3, matrix=[[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_stack_of_a_block_that_is_not_a_discrete_flow():
+    with pytest.raises(errors.OptionError, match=r"block='nope' is not allowed; expected a registered discrete flow"):
+        flowlab.build("stacked", 2, block="nope")
+
+
+def test_bad_sample_count(flow):
+    with pytest.raises(errors.OptionError, match="expected a positive integer number of samples, got 0"):
+        flow.sample(0)
+
+
+def test_base_with_wrong_event_shape():
+    base = torch.distributions.Normal(torch.zeros(3), torch.ones(3))
+    with pytest.raises(errors.ShapeError, match=r"event_shape \(2,\).*got event_shape \(\)"):
+        flowlab.Flow(flowlab.build("coupling", 2), base)
+
+
+def test_every_error_is_a_flowlab_error():
+    for cls in (
+        errors.ShapeError,
+        errors.DtypeError,
+        errors.NonFiniteError,
+        errors.UnknownFlowError,
+        errors.OptionError,
+        errors.SingularMatrixError,
+        errors.PluginError,
+        errors.DuplicateNameError,
+    ):
+        assert issubclass(cls, errors.FlowlabError)
