@@ -1,0 +1,80 @@
+"""Records of the conformance kit: ``Case`` (one drawn example), ``CheckResult``, ``CheckSpec`` (one property).
+
+A property check is a function ``run(spec, case) -> CheckResult`` over a registered flow and one case. The runner
+(``flowlab.checks.runner``) draws cases with Hypothesis, calls ``run`` for each, keeps the worst error, and reports
+the shrunk counterexample of a failure. The same functions back ``flowlab check`` and the pytest suite.
+Checks are registered by plugins through ``flowlab_register_checks(register)``, built-in checks included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from flowlab.plugins import RECORD_TYPES
+
+if TYPE_CHECKING:
+    from flowlab.spec import FlowSpec
+
+Status = Literal["passed", "failed", "skipped", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn example: where and how to build the flow, and which inputs to feed it.
+
+    ``seed`` seeds both the parameters (the kit perturbs them so identity initialisations are not trivially
+    correct) and the inputs; ``scale`` is the inputs' standard deviation (several standard deviations are drawn).
+    """
+
+    dim: int
+    batch: int
+    seed: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    scale: float = 1.0
+    dtype: str = "float64"
+    device: str = "cpu"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of a check on one case (or, after the runner aggregates, on all cases).
+
+    ``max_error`` is compared with ``tolerance`` (``max_error <= tolerance`` passes). ``detail`` says in words what
+    was measured, and for a failure what went wrong (e.g. which rows, which values).
+    """
+
+    status: Status
+    max_error: float | None = None
+    tolerance: float | None = None
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A property of flows, registered through ``flowlab_register_checks``.
+
+    - ``name``: unique, e.g. ``"invertibility"``.
+    - ``summary``: one line for reports.
+    - ``run(spec, case) -> CheckResult``: checks one case.
+    - ``applies(spec) -> bool | str``: ``True`` to run; ``False`` or a reason string to skip (the reason is shown).
+    - ``tolerance``: the default tolerance; a FlowSpec overrides it with ``tolerances[name] = Tolerance(v, reason)``.
+    - ``max_examples``: cap on drawn cases (statistical checks use 1: a fixed seed and CLT-derived bounds).
+    """
+
+    name: str
+    summary: str
+    run: Callable[[FlowSpec, Case], CheckResult]
+    applies: Callable[[FlowSpec], bool | str] = lambda spec: True
+    tolerance: float = 1e-6
+    max_examples: int | None = None
+
+    def tolerance_for(self, spec: FlowSpec) -> float:
+        """The tolerance for ``spec``: its own override if it declares one, else this check's default."""
+        override = spec.tolerances.get(self.name)
+        return self.tolerance if override is None else override.value
+
+
+RECORD_TYPES["checks"] = CheckSpec
