@@ -1,0 +1,140 @@
+"""``flowlab explain NAME [--jacobian]``: a flow's math, options and references; its Jacobian at a point."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from flowlab.cli.console import console, escape
+from flowlab.cli.options import parse_options
+
+if TYPE_CHECKING:
+    from flowlab.jacobian import JacobianView
+    from flowlab.spec import FlowSpec
+
+#: shades from small to large magnitude; an exact zero is drawn blank
+SHADES = "·░▒▓█"
+#: up to this dimension the grid shows values; above it, only the shades
+MAX_DIM_WITH_VALUES = 8
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="explain a flow's math; --jacobian draws its Jacobian at a random point",
+        description=(
+            "Render a flow's explanation (transform, inverse, log-det and its cost, sign convention), its options "
+            "and references. With --jacobian, compute the Jacobian ∂x/∂z at a random point and draw its structure "
+            "(exact zeros blank), with log|det| from the flow and from torch.linalg.slogdet."
+        ),
+    )
+    parser.add_argument("name", help="a registered flow (see 'flowlab list')")
+    parser.add_argument("--jacobian", action="store_true", help="draw the Jacobian at a random point")
+    parser.add_argument("--dim", type=int, default=None, help="dimension for --jacobian (default: 6, or min_dim)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the parameters and the point (default 0)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a flow option for --jacobian (JSON value, else a string); repeatable, e.g. --option permutation=none",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowlab.registry import flow_spec
+
+    spec = flow_spec(args.name)
+    out = console()
+    if not args.jacobian:
+        out.print(render_explanation(spec))
+        return 0
+    dim = args.dim if args.dim is not None else max(spec.min_dim, 6)
+    view = compute(spec, dim, args.seed, parse_options(args.option))
+    out.print(render_jacobian(spec, view))
+    return 0
+
+
+def render_explanation(spec: FlowSpec) -> Panel:
+    parts: list[Any] = [
+        Text.from_markup(f"[bold]{escape(spec.summary)}[/]\nkind: {spec.kind}, log-det: {spec.logdet}"),
+    ]
+    if spec.explanation.strip():
+        parts.append(Markdown(spec.explanation))
+    else:
+        parts.append(Text("This flow's plugin gives no explanation of its math.", style="yellow"))
+    if spec.options:
+        options = Table(title="options", title_justify="left")
+        for column in ("name", "default", "allowed", "meaning"):
+            options.add_column(column, overflow="fold")
+        for name, option in spec.options.items():
+            options.add_row(name, escape(repr(option.default)), escape(option.describe()), escape(option.help))
+        parts.append(options)
+    if spec.references:
+        parts.append(Markdown("**References**\n\n" + "\n".join(f"- {ref}" for ref in spec.references)))
+    return Panel(Group(*parts), title=f"flowlab explain {spec.name}", title_align="left")
+
+
+def compute(spec: FlowSpec, dim: int, seed: int, options: dict[str, Any]) -> JacobianView:
+    """The Jacobian of the kit's case bijector (built, parameters perturbed by the seed) at a random point."""
+    import torch
+
+    from flowlab.checks.base import Case
+    from flowlab.checks.cases import build_case_bijector
+    from flowlab.jacobian import jacobian_view
+
+    if dim < spec.min_dim:
+        from flowlab.errors import OptionError
+
+        raise OptionError(f"{spec.name}: --dim must be at least {spec.min_dim}, got {dim}")
+    bijector = build_case_bijector(spec, Case(dim=dim, batch=1, seed=seed, options=options))
+    point = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return jacobian_view(bijector, point)
+
+
+def render_jacobian(spec: FlowSpec, view: JacobianView) -> Group:
+    """A grid of ``∂x_i/∂z_j`` shaded by magnitude (values shown up to d = 8), exact zeros blank; log-dets below."""
+    matrix = view.matrix
+    dim = matrix.shape[0]
+    largest = float(matrix.abs().max()) or 1.0
+    grid = Table(
+        title=f"∂x/∂z of {spec.name} at a random point (d = {dim}); blank = exactly 0",
+        show_header=True,
+        header_style="dim",
+        box=None,
+        padding=(0, 1),
+    )
+    grid.add_column("x\\z", style="dim", justify="right")
+    for j in range(dim):
+        grid.add_column(str(j), justify="right")
+    for i in range(dim):
+        cells = []
+        for j in range(dim):
+            value = float(matrix[i, j])
+            if value == 0.0:
+                cells.append("")
+                continue
+            level = min(len(SHADES) - 1, int(abs(value) / largest * (len(SHADES) - 1) + 0.5))
+            cells.append(f"{SHADES[level]}{value:+.2f}" if dim <= MAX_DIM_WITH_VALUES else SHADES[level])
+        grid.add_row(str(i), *cells)
+    zeros = int(view.zero_pattern.sum())
+    summary = Text(
+        f"{zeros} of {dim * dim} entries exactly zero; shade {SHADES!r} = |entry| relative to the largest.\n"
+        f"log|det ∂x/∂z| from the flow:                       {view.logdet_flow:+.10f}\n"
+        f"log|det| of the autograd Jacobian (torch slogdet): {view.logdet_autograd:+.10f}  "
+        f"(difference {abs(view.logdet_flow - view.logdet_autograd):.1e})\n"
+        f"condition number of ∂x/∂z: {view.condition:.1e}"
+        + (
+            ""
+            if view.well_conditioned
+            else " (ill-conditioned: a dense determinant loses about log10(cond) of float64's 16 digits, so the two "
+            "log-dets may differ; the flow's own sum of per-layer terms does not suffer from this)"
+        )
+    )
+    return Group(grid, summary)
