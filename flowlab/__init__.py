@@ -24,6 +24,11 @@ _EXPORTS: dict[str, str] = {
     "flows": "flowlab.registry",
     "flow_spec": "flowlab.registry",
     "build": "flowlab.registry",
+    "datasets": "flowlab.registry",
+    "dataset_spec": "flowlab.registry",
+    "DatasetSpec": "flowlab.data",
+    "CheckpointError": "flowlab.errors",
+    "MissingDependencyError": "flowlab.errors",
     "check_points": "flowlab.validation",
     "FlowlabError": "flowlab.errors",
     "ShapeError": "flowlab.errors",
@@ -39,13 +44,16 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Bijector",
+    "CheckpointError",
     "Compose",
+    "DatasetSpec",
     "DeviceError",
     "DtypeError",
     "DuplicateNameError",
     "Flow",
     "FlowSpec",
     "FlowlabError",
+    "MissingDependencyError",
     "NonFiniteError",
     "Option",
     "OptionError",
@@ -59,6 +67,8 @@ __all__ = [
     "__version__",
     "build",
     "check_points",
+    "dataset_spec",
+    "datasets",
     "flow_spec",
     "flows",
     "hookimpl",
@@ -66,11 +76,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from flowlab.bijector import Bijector, Compose, Permutation
+    from flowlab.data import DatasetSpec
     from flowlab.errors import (
+        CheckpointError,
         DeviceError,
         DtypeError,
         DuplicateNameError,
         FlowlabError,
+        MissingDependencyError,
         NonFiniteError,
         OptionError,
         PluginError,
@@ -79,7 +92,7 @@ if TYPE_CHECKING:
         UnknownFlowError,
     )
     from flowlab.flow import Flow
-    from flowlab.registry import build, flow_spec, flows
+    from flowlab.registry import build, dataset_spec, datasets, flow_spec, flows
     from flowlab.spec import FlowSpec, Option, Tolerance
     from flowlab.validation import check_points
     from flowlab.vector_field import VectorField

@@ -44,3 +44,11 @@ class PluginError(FlowlabError):
 
 class DuplicateNameError(PluginError):
     """Two plugins registered a flow (dataset, check) under the same name."""
+
+
+class CheckpointError(FlowlabError):
+    """A checkpoint file is missing, truncated, corrupted, not a flowlab checkpoint, or of an incompatible format."""
+
+
+class MissingDependencyError(FlowlabError, ImportError):
+    """An optional dependency (e.g. matplotlib for plots) is not installed."""

@@ -1,4 +1,5 @@
-"""Public lookups over the plugin registry: ``flows()``, ``flow_spec()``, ``build()``."""
+"""Public lookups over the plugin registry: ``flows()``, ``flow_spec()``, ``build()``, ``datasets()``,
+``dataset_spec()``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from flowlab.data import DatasetSpec
 from flowlab.errors import OptionError, PluginError
 from flowlab.plugins import RECORD_TYPES, get_registry
 from flowlab.spec import FlowSpec
@@ -41,3 +43,14 @@ def build(name: str, dim: int, **options: Any) -> nn.Module:
             f"{type(bijector).__name__} with dim {getattr(bijector, 'dim', None)!r}"
         )
     return bijector
+
+
+def datasets() -> dict[str, DatasetSpec]:
+    """The registered datasets, ``name -> DatasetSpec``, built-ins first."""
+    return get_registry().records("datasets")
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The DatasetSpec called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
+    spec: DatasetSpec = get_registry().get("datasets", name).record
+    return spec
