@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownFlowError": "flowlab.errors",
     "OptionError": "flowlab.errors",
     "SingularMatrixError": "flowlab.errors",
+    "SolverError": "flowlab.errors",
     "PluginError": "flowlab.errors",
     "DuplicateNameError": "flowlab.errors",
 }
@@ -61,6 +62,7 @@ __all__ = [
     "PluginError",
     "ShapeError",
     "SingularMatrixError",
+    "SolverError",
     "Tolerance",
     "UnknownFlowError",
     "VectorField",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
         PluginError,
         ShapeError,
         SingularMatrixError,
+        SolverError,
         UnknownFlowError,
     )
     from flowlab.flow import Flow

@@ -46,6 +46,19 @@ class DuplicateNameError(PluginError):
     """Two plugins registered a flow (dataset, check) under the same name."""
 
 
+class SolverError(FlowlabError, RuntimeError):
+    """An ODE solve failed: step size underflow, a non-finite state, or the maximum number of evaluations reached.
+
+    ``solver`` is the method's name, ``time`` the integration time reached, ``hint`` what to try.
+    """
+
+    def __init__(self, message: str, *, solver: str = "", time: float | None = None, hint: str = "") -> None:
+        super().__init__(message)
+        self.solver = solver
+        self.time = time
+        self.hint = hint
+
+
 class CheckpointError(FlowlabError):
     """A checkpoint file is missing, truncated, corrupted, not a flowlab checkpoint, or of an incompatible format."""
 

@@ -1,0 +1,47 @@
+"""ODE machinery of continuous flows: dynamics, trace estimators, solver options, regularisers, NFE counting.
+
+Direction and sign convention (``bijector.py`` states it in full): ``forward(z)`` integrates ``dz/dt = f(t, z)``
+from t=0 (base) to t=1 (data) and returns ``log|det ∂x/∂z| = ∫₀¹ tr ∂f/∂z dt``; ``inverse(x)`` integrates 1 → 0
+and returns ``log|det ∂z/∂x| = −∫₀¹ tr ∂f/∂z dt``; ``log p(x) = log p_z(z) + log|det ∂z/∂x|``.
+
+Modules, one job each: ``trace`` (exact and Hutchinson estimators), ``field`` (the time-conditioned MLP),
+``solver`` (torchdiffeq options, ``solve`` and its errors, NFE guard), ``dynamics`` (the augmented ODE),
+``bijector`` (``ODEBijector``), ``options`` (what ODE ``FlowSpec``\\ s share).
+"""
+
+from __future__ import annotations
+
+from flowlab.ode.bijector import ODEBijector
+from flowlab.ode.dynamics import AugmentedDynamics
+from flowlab.ode.field import ACTIVATIONS, TimeMLP
+from flowlab.ode.options import (
+    ODE_CONVENTION,
+    ODE_NOTES,
+    ODE_REFERENCES,
+    build_ode_bijector,
+    ode_options,
+    ode_tolerances,
+)
+from flowlab.ode.solver import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, SolverConfig, solve
+from flowlab.ode.trace import ExactTrace, Hutchinson, TraceEstimator
+
+__all__ = [
+    "ACTIVATIONS",
+    "ADAPTIVE_METHODS",
+    "FIXED_STEP_METHODS",
+    "METHODS",
+    "ODE_CONVENTION",
+    "ODE_NOTES",
+    "ODE_REFERENCES",
+    "AugmentedDynamics",
+    "ExactTrace",
+    "Hutchinson",
+    "ODEBijector",
+    "SolverConfig",
+    "TimeMLP",
+    "TraceEstimator",
+    "build_ode_bijector",
+    "ode_options",
+    "ode_tolerances",
+    "solve",
+]

@@ -1,0 +1,67 @@
+"""``TimeMLP``: a time-conditioned MLP vector field ``f(t, z)`` implementing :class:`~flowlab.VectorField`."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flowlab.errors import OptionError, ShapeError
+
+#: smooth activations only: the trace's gradient needs second derivatives (ReLU's are zero almost everywhere)
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "softplus": nn.Softplus, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+class TimeMLP(nn.Module):
+    """``f(t, z) = MLP([z, φ(t)])`` with the time features ``φ(t) = (t, sin(2πkt), cos(2πkt))_{k=1..K}``.
+
+    ``t`` may be a 0-d tensor (one time for the whole batch, torchdiffeq's convention), any tensor with one element,
+    or one time per row (``[batch]`` or ``[batch, 1]``); it is broadcast to ``[batch, 1]`` before the features are
+    taken, so every batch size works (a time embedding that assumes one shape of ``t`` is a classic bug).
+    The last layer is scaled by ``init_scale`` so a new field is small (the flow starts near the identity).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: int = 32,
+        depth: int = 2,
+        activation: str = "tanh",
+        frequencies: int = 1,
+        init_scale: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise OptionError(f"TimeMLP: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        self.dim = dim
+        self.frequencies = frequencies
+        widths = [dim + 1 + 2 * frequencies] + [hidden] * depth
+        layers: list[nn.Module] = []
+        for n_in, n_out in itertools.pairwise(widths):
+            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        last = nn.Linear(widths[-1], dim)
+        with torch.no_grad():
+            last.weight.mul_(init_scale)
+            last.bias.mul_(init_scale)
+        self.net = nn.Sequential(*layers, last)
+
+    def time_features(self, t: Tensor, batch: int, like: Tensor) -> Tensor:
+        """``φ(t)`` as ``[batch, 1 + 2K]``, for ``t`` of one element or one per row."""
+        t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+        if t.numel() == 1:
+            t = t.reshape(1, 1).expand(batch, 1)
+        elif t.numel() == batch and t.dim() <= 2:
+            t = t.reshape(batch, 1)
+        else:
+            raise ShapeError(f"TimeMLP: expected t with 1 element or one per row ({batch}), got shape {list(t.shape)}")
+        if self.frequencies == 0:
+            return t
+        k = torch.arange(1, self.frequencies + 1, dtype=like.dtype, device=like.device)
+        angles = 2 * math.pi * t * k
+        return torch.cat([t, angles.sin(), angles.cos()], dim=-1)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        return self.net(torch.cat([z, self.time_features(t, z.shape[0], z)], dim=-1))

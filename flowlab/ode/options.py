@@ -1,0 +1,124 @@
+"""What every ODE flow's ``FlowSpec`` shares: its options, its check tolerances, and one builder.
+
+The ``cnf``, ``ffjord`` and ``augmented`` plugins (and third-party ODE flows) declare ``options=ode_options()``
+(plus their own) and build with :func:`build_ode_bijector`, so the three differ only in what is really different.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowlab.ode.bijector import ODEBijector
+from flowlab.ode.field import ACTIVATIONS, TimeMLP
+from flowlab.ode.solver import METHODS, SolverConfig
+from flowlab.ode.trace import TraceEstimator
+from flowlab.spec import Option, Tolerance
+
+#: the explanation paragraphs every ODE flow shares (direction and sign; solver, field, RNODE)
+ODE_CONVENTION = r"""
+**Direction and sign convention.** `forward(z)` integrates `dz/dt = f(t, z)` from t = 0 (base) to t = 1 (data)
+together with an accumulator `da/dt = +tr ∂f/∂z`, `a(0) = 0`, and returns `(x, a(1))` with
+`a(1) = ∫₀¹ tr ∂f/∂z dt = log|det ∂x/∂z|`. `inverse(x)` integrates the same system from t = 1 to t = 0 and
+returns `(z, a(0))` with `a(0) = ∫₁⁰ tr ∂f/∂z dt = −∫₀¹ tr ∂f/∂z dt = log|det ∂z/∂x|`. Hence
+`log p(x) = log p_z(z) + a(0)` = `log p_z(z) − ∫₀¹ tr ∂f/∂z dt` (FFJORD's `log p(x) = log p(z) − Δ`, with `Δ`
+the integral along the forward time direction). The `ode_logdet` check compares both directions with the
+autograd Jacobian of the solution, so a flipped sign cannot pass.
+"""
+
+ODE_NOTES = r"""
+**Solver.** torchdiffeq: `method` (dopri5, bosh3, adaptive_heun with `rtol`/`atol`; rk4, midpoint, euler with
+`step_size`), `adjoint=True` backpropagates by solving the adjoint ODE (memory independent of the number of steps),
+`max_nfe` stops a runaway solve with a `SolverError` (so do step-size underflow and a non-finite state; the
+message names the solver, the time reached and what to try). After each call the bijector's `nfe` holds the
+function evaluations of that solve and `nfe_backward` those of the last adjoint backward solve. Invertibility holds
+only to the solver's tolerance, which is why the generic checks use tolerances tied to it.
+
+**Vector field.** An MLP on `[z, t, sin 2πkt, cos 2πkt]` (`hidden`, `depth`, smooth `activation`,
+`frequencies`), valid for a 0-d `t` and any batch. **RNODE** (`kinetic`, `jacobian` > 0, training mode): the
+solve also integrates `∫‖f‖² dt` and `∫‖∂f/∂z‖²_F dt`; add `bijector.regularization()` to the loss to get straighter
+paths that need fewer function evaluations.
+"""
+
+ODE_REFERENCES = (
+    "Chen, Rubanova, Bettencourt & Duvenaud (2018). Neural Ordinary Differential Equations. "
+    "https://arxiv.org/abs/1806.07366",
+    "Finlay, Jacobsen, Nurbekyan & Oberman (2020). How to train your neural ODE: the world of Jacobian and kinetic "
+    "regularization. https://arxiv.org/abs/2002.02798",
+)
+
+
+def ode_options() -> dict[str, Option]:
+    """The options of the field, the solver and the RNODE weights (defaults are cheap: a quick check is fast)."""
+    return {
+        "hidden": Option(32, "vector field MLP width", low=1),
+        "depth": Option(2, "vector field MLP hidden layers", low=1),
+        "activation": Option(
+            "tanh", "vector field activation (smooth: the trace is differentiated)", choices=tuple(ACTIVATIONS)
+        ),
+        "frequencies": Option(1, "Fourier time features sin/cos(2πkt), k = 1..K", low=0, high=16),
+        "method": Option("dopri5", "torchdiffeq solver", choices=METHODS),
+        "rtol": Option(1e-5, "relative tolerance (adaptive methods)", low=1e-13, high=1.0),
+        "atol": Option(1e-5, "absolute tolerance (adaptive methods)", low=1e-13, high=1.0),
+        "step_size": Option(0.05, "step size (fixed-step methods: rk4, midpoint, euler)", low=1e-4, high=1.0),
+        "adjoint": Option(False, "backpropagate with the adjoint ODE (odeint_adjoint)", choices=(False, True)),
+        "max_nfe": Option(10_000, "stop a solve after this many function evaluations", low=1),
+        "kinetic": Option(0.0, "RNODE weight of the kinetic energy ∫‖f‖² dt (training mode)", low=0.0),
+        "jacobian": Option(0.0, "RNODE weight of the Jacobian Frobenius norm ∫‖∂f/∂z‖²_F dt (training mode)", low=0.0),
+    }
+
+
+def ode_tolerances() -> dict[str, Tolerance]:
+    """Generic-kit tolerances an ODE flow needs at its default rtol = atol = 1e-5 (measured, with margin)."""
+    solver = (
+        "an ODE flow is exact only up to its solver: dopri5 at rtol=atol=1e-5 has a global error up to ~100× the "
+        "local tolerance"
+    )
+    return {
+        "invertibility": Tolerance(1e-3, f"the round trip solves twice; {solver}"),
+        "logdet": Tolerance(1e-3, f"the log-det integral and the Jacobian of the solution differ by the {solver}"),
+        "sample_consistency": Tolerance(1e-3, f"log_prob re-solves the sample backwards; {solver}"),
+        "batch_independence": Tolerance(
+            1e-3,
+            "adaptive solvers pick one step size for the whole batch, so a row's result moves with the "
+            "others, within the solver tolerance",
+        ),
+    }
+
+
+def build_ode_bijector(
+    dim: int,
+    options: dict[str, Any],
+    *,
+    trace: TraceEstimator | None = None,
+    eval_trace: TraceEstimator | None = None,
+    seed: int = 0,
+    cls: type[ODEBijector] = ODEBijector,
+    **extra: Any,
+) -> ODEBijector:
+    """A ``cls`` (an :class:`ODEBijector`) on ``R^dim`` with a :class:`TimeMLP` field, from the :func:`ode_options`
+    values in ``options`` (other keys are ignored; ``extra`` goes to ``cls``)."""
+    field = TimeMLP(
+        dim,
+        hidden=options["hidden"],
+        depth=options["depth"],
+        activation=options["activation"],
+        frequencies=options["frequencies"],
+    )
+    solver = SolverConfig(
+        method=options["method"],
+        rtol=float(options["rtol"]),
+        atol=float(options["atol"]),
+        step_size=float(options["step_size"]),
+        adjoint=options["adjoint"],
+        max_nfe=options["max_nfe"],
+    )
+    return cls(
+        field,
+        trace=trace,
+        eval_trace=eval_trace,
+        solver=solver,
+        kinetic=float(options["kinetic"]),
+        jacobian=float(options["jacobian"]),
+        seed=seed,
+        **extra,
+    )

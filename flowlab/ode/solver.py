@@ -1,0 +1,124 @@
+"""Solver options passed through to torchdiffeq, and one ``solve`` that turns solver failures into ``SolverError``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from flowlab.errors import OptionError, SolverError
+
+ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun")
+FIXED_STEP_METHODS = ("rk4", "midpoint", "euler")
+METHODS = ADAPTIVE_METHODS + FIXED_STEP_METHODS
+
+HINT = "loosen rtol/atol, add RNODE regularisation (kinetic/jacobian weights), or compute in float64"
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How to integrate: torchdiffeq ``method``; ``rtol``/``atol`` (adaptive methods); ``step_size`` (fixed-step
+    methods); ``adjoint`` (backpropagate by solving the adjoint ODE backwards, O(1) memory in the number of steps,
+    instead of through the solver's operations); ``max_nfe`` (stop a runaway solve, forward or adjoint)."""
+
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    step_size: float = 0.05
+    adjoint: bool = False
+    max_nfe: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise OptionError(f"solver: method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name in ("rtol", "atol", "step_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value and math.isfinite(value)):
+                raise OptionError(f"solver: {name} must be a positive finite number, got {value!r}")
+        if self.step_size > 1:
+            raise OptionError(f"solver: step_size must be at most 1 (the whole interval), got {self.step_size!r}")
+        if isinstance(self.max_nfe, bool) or not isinstance(self.max_nfe, int) or self.max_nfe < 1:
+            raise OptionError(f"solver: max_nfe must be a positive integer, got {self.max_nfe!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.method in ADAPTIVE_METHODS
+
+    def odeint_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``torchdiffeq.odeint``."""
+        options = {} if self.adaptive else {"step_size": self.step_size}
+        return {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": options}
+
+    def describe(self) -> str:
+        tolerance = f"rtol={self.rtol:g}, atol={self.atol:g}" if self.adaptive else f"step_size={self.step_size:g}"
+        return f"{self.method} ({tolerance}{', adjoint' if self.adjoint else ''})"
+
+
+class CountedDynamics(nn.Module):
+    """Base of the dynamics ``solve`` integrates: counts evaluations and stops a solve past ``max_nfe``.
+
+    Subclasses call :meth:`tick` first in ``forward(t, state)``. ``nfe`` counts evaluations since the last
+    :meth:`reset`; ``t`` is the last time evaluated (for error messages).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = SolverConfig()
+        self.nfe = 0
+        self.t: Tensor | None = None
+
+    def reset(self, config: SolverConfig) -> None:
+        self.config = config
+        self.nfe = 0
+        self.t = None
+
+    def tick(self, t: Tensor) -> None:
+        self.nfe += 1
+        self.t = t.detach()
+        if self.nfe > self.config.max_nfe:
+            raise SolverError(
+                f"{self.config.method}: stopped at t={float(t):.4g} after max_nfe={self.config.max_nfe} function "
+                f"evaluations; hint: raise max_nfe, or {HINT}",
+                solver=self.config.method,
+                time=float(t),
+                hint=HINT,
+            )
+
+
+def solve(
+    dynamics: CountedDynamics, state: tuple[Tensor, ...], times: Tensor, config: SolverConfig
+) -> tuple[Tensor, ...]:
+    """Integrate ``d state/dt = dynamics(t, state)`` through ``times``; returns one ``[len(times), ...]`` per part.
+
+    torchdiffeq's assertions (step size underflow, non-finite state) become :class:`SolverError` naming the solver,
+    the time reached and a hint; a fixed-step solve that ends non-finite raises the same way.
+    """
+    dynamics.reset(config)
+    kwargs = config.odeint_kwargs()
+    try:
+        if config.adjoint:
+            solution = odeint_adjoint(dynamics, state, times, adjoint_params=tuple(dynamics.parameters()), **kwargs)
+        else:
+            solution = odeint(dynamics, state, times, **kwargs)
+    except AssertionError as exc:
+        what = "the step size underflowed" if "underflow" in str(exc) else "the state became NaN or infinite"
+        raise _failure(dynamics, times, config, what) from exc
+    if not all(bool(torch.isfinite(part[-1]).all()) for part in solution):
+        raise _failure(dynamics, times, config, "the solution is NaN or infinite")
+    return tuple(solution)
+
+
+def _failure(dynamics: CountedDynamics, times: Tensor, config: SolverConfig, what: str) -> SolverError:
+    reached = float("nan") if dynamics.t is None else float(dynamics.t)
+    span = f"{float(times[0]):g}→{float(times[-1]):g}"
+    return SolverError(
+        f"{config.describe()} solve over t={span} failed at t={reached:.4g} after {dynamics.nfe} function "
+        f"evaluations: {what}; hint: {HINT}",
+        solver=config.method,
+        time=reached,
+        hint=HINT,
+    )

@@ -1,0 +1,319 @@
+"""Property checks of ODE flows, registered for the conformance kit (``flowlab check`` runs them).
+
+- ``ode_invertibility``: ``inverse(forward(z)) = z`` and the two log-dets cancel, within a multiple of the solver's
+  ``rtol``/``atol`` (the error is measured in units of ``atol + rtol·|value|``).
+- ``ode_logdet``: the log-det of the flow map in both directions vs ``slogdet`` of the autograd Jacobian of the
+  odeint solution, in float64 at ``rtol = atol = 1e-10``.
+- ``ode_normalization``: in 2D, ``∫ exp(log_prob) dx = 1`` by quadrature on a grid (exact trace at evaluation).
+- ``hutchinson_estimator``: on the Jacobian ``A`` of the field at one point, the estimator is unbiased (z-score of
+  the mean), its variance matches theory (Gaussian ``‖A‖²_F + tr(A²)``, Rademacher minus ``2 Σ A_ii²``), and a
+  probe set whose mean ``v vᵀ`` is exactly ``I`` gives exactly ``tr A``.
+- ``hutchinson_fixed_probe``: a whole Hutchinson solve with a fixed probe set averages to the exact-trace log-det,
+  and costs about as many evaluations: a probe redrawn inside the solve fails both.
+
+Statistical checks run once on a fixed seed; their bounds are 5 standard errors from the central limit theorem.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowlab import Flow, FlowlabError, FlowSpec
+from flowlab.checks.base import Case, CheckResult, CheckSpec
+from flowlab.ode.checking import build_for_check, points
+
+Z_BOUND = 5.0
+
+
+def continuous(spec: FlowSpec) -> bool | str:
+    return True if spec.kind == "continuous" else "applies to continuous (ODE) flows"
+
+
+def stochastic_continuous(spec: FlowSpec) -> bool | str:
+    if spec.kind != "continuous" or spec.logdet != "stochastic":
+        return "applies to continuous flows with a stochastic (Hutchinson) log-det"
+    return True
+
+
+def continuous_2d(spec: FlowSpec) -> bool | str:
+    if spec.kind != "continuous" or spec.min_dim > 2:
+        return "applies to continuous flows that exist in 2D"
+    return True
+
+
+def _missing(module: Any, *names: str) -> CheckResult | None:
+    absent = [name for name in names if not hasattr(module, name)]
+    if absent:
+        return CheckResult("skipped", detail=f"the bijector has no {', '.join(absent)} (not an flowlab ODEBijector)")
+    return None
+
+
+def _exact_at_eval(module: Any) -> CheckResult | None:
+    module.eval()
+    estimator = getattr(module, "trace_estimator", None)
+    if estimator is not None and estimator.stochastic:
+        return CheckResult("skipped", detail="the trace is stochastic in eval mode; build with eval_trace='exact'")
+    return None
+
+
+def _solver_failure(exc: FlowlabError, tolerance: float) -> CheckResult:
+    return CheckResult("failed", math.inf, tolerance, f"the solve failed: {exc}")
+
+
+# -- ode_invertibility ---------------------------------------------------------------------------------------------
+def run_invertibility(spec: FlowSpec, case: Case) -> CheckResult:
+    tolerance = CHECK_INVERTIBILITY.tolerance_for(spec)
+    rtol = float(case.options.get("rtol", 1e-6))
+    atol = float(case.options.get("atol", 1e-6))
+    if case.options.get("method", "dopri5") not in ("dopri5", "bosh3", "adaptive_heun"):
+        return CheckResult("skipped", detail="a fixed-step method has no rtol/atol to tie the tolerance to")
+    dtype = getattr(torch, case.dtype)
+    module = build_for_check(
+        spec, case.dim, case.seed, case.options, dtype=dtype, device=case.device, rtol=rtol, atol=atol
+    )
+    skipped = _exact_at_eval(module)
+    if skipped is not None:
+        return skipped
+    z = points(case.batch, case.dim, case.seed, case.scale, module)
+    try:
+        with torch.no_grad():
+            x, forward_ladj = module(z)
+            back, inverse_ladj = module.inverse(x)
+    except FlowlabError as exc:
+        return _solver_failure(exc, tolerance)
+    error = ((back - z).abs() / (atol + rtol * z.abs())).max()
+    ladj = forward_ladj.abs().maximum(inverse_ladj.abs())
+    ladj_error = ((forward_ladj + inverse_ladj).abs() / (atol + rtol * ladj)).max()
+    worst = float(torch.maximum(error, ladj_error))
+    return CheckResult(
+        "passed" if worst <= tolerance else "failed",
+        worst,
+        tolerance,
+        f"round-trip error {float(error):.3g} and log-det mismatch {float(ladj_error):.3g}, in units of "
+        f"atol + rtol·|value| (rtol={rtol:g}, atol={atol:g}, {case.dtype})",
+        {"nfe": getattr(module, "nfe", None)},
+    )
+
+
+CHECK_INVERTIBILITY = CheckSpec(
+    name="ode_invertibility",
+    summary="inverse(forward(z)) = z and the log-dets cancel, within a multiple of the solver's rtol/atol",
+    run=run_invertibility,
+    applies=continuous,
+    tolerance=100.0,  # global error of two adaptive solves, in units of the local tolerance (measured: up to ~20)
+)
+
+
+# -- ode_logdet ----------------------------------------------------------------------------------------------------
+def jacobian_logabsdet(fn: Any, rows: Tensor) -> Tensor:
+    """``log|det ∂fn/∂y|`` of each row, one solve per row (an adaptive solve couples the rows of a batch)."""
+    values = []
+    for row in rows:
+        matrix = torch.autograd.functional.jacobian(lambda v: fn(v[None])[0][0], row)
+        values.append(torch.linalg.slogdet(matrix).logabsdet)
+    return torch.stack(values)
+
+
+def run_logdet(spec: FlowSpec, case: Case) -> CheckResult:
+    tolerance = CHECK_LOGDET.tolerance_for(spec)
+    module = build_for_check(spec, case.dim, case.seed, case.options, rtol=1e-10, atol=1e-10, method="dopri5")
+    skipped = _missing(module, "inverse") or _exact_at_eval(module)
+    if skipped is not None:
+        return skipped
+    z = points(min(case.batch, 3), case.dim, case.seed, case.scale, module)
+    try:
+        x, forward_ladj = module(z)
+        _, inverse_ladj = module.inverse(x)
+        forward_ref = jacobian_logabsdet(module, z)
+        inverse_ref = jacobian_logabsdet(module.inverse, x.detach())
+    except FlowlabError as exc:
+        return _solver_failure(exc, tolerance)
+    forward_error = float((forward_ladj.detach() - forward_ref).abs().max())
+    inverse_error = float((inverse_ladj.detach() - inverse_ref).abs().max())
+    worst = max(forward_error, inverse_error)
+    return CheckResult(
+        "passed" if worst <= tolerance else "failed",
+        worst,
+        tolerance,
+        f"|log-det − slogdet(autograd Jacobian of the solution)|: forward {forward_error:.3g}, inverse "
+        f"{inverse_error:.3g} (float64, rtol=atol=1e-10); forward log-dets {forward_ladj.detach().tolist()} vs "
+        f"{forward_ref.tolist()}",
+    )
+
+
+CHECK_LOGDET = CheckSpec(
+    name="ode_logdet",
+    summary="log-det of the ODE flow map = slogdet of the autograd Jacobian of the odeint solution (float64)",
+    run=run_logdet,
+    applies=continuous,
+    tolerance=1e-7,
+    max_examples=3,
+)
+
+
+# -- ode_normalization ---------------------------------------------------------------------------------------------
+HALF_WIDTH, GRID = 8.0, 81
+
+
+def run_normalization(spec: FlowSpec, case: Case) -> CheckResult:
+    tolerance = CHECK_NORMALIZATION.tolerance_for(spec)
+    module = build_for_check(spec, 2, case.seed, case.options, rtol=1e-7, atol=1e-7, method="dopri5")
+    skipped = _exact_at_eval(module)
+    if skipped is not None:
+        return skipped
+    axis = torch.linspace(-HALF_WIDTH, HALF_WIDTH, GRID, dtype=torch.float64)
+    grid = torch.cartesian_prod(axis, axis)
+    cell = float(axis[1] - axis[0]) ** 2
+    try:
+        with torch.no_grad():
+            log_prob = Flow(module).log_prob(grid)
+    except FlowlabError as exc:
+        return _solver_failure(exc, tolerance)
+    mass = float(log_prob.exp().sum() * cell)
+    edge = float(log_prob.reshape(GRID, GRID)[[0, -1]].exp().max())
+    return CheckResult(
+        "passed" if abs(mass - 1) <= tolerance else "failed",
+        abs(mass - 1),
+        tolerance,
+        f"∫ p(x) dx ≈ {mass:.6f} on [-{HALF_WIDTH:g}, {HALF_WIDTH:g}]² ({GRID}² points, exact trace, rtol=atol=1e-7); "
+        f"largest density on the top/bottom edges {edge:.2g}",
+    )
+
+
+CHECK_NORMALIZATION = CheckSpec(
+    name="ode_normalization",
+    summary="2D: the density integrates to 1 (grid quadrature, exact trace at evaluation)",
+    run=run_normalization,
+    applies=continuous_2d,
+    tolerance=1e-4,  # quadrature on a 0.2 grid of a smooth density plus solver error at 1e-7 (measured: < 2e-7)
+    max_examples=1,
+)
+
+
+# -- hutchinson_estimator ------------------------------------------------------------------------------------------
+PROBES = 20_000
+
+
+def theoretical_variance(matrix: Tensor, distribution: str) -> float:
+    """Variance of ``vᵀ A v``: Gaussian ``‖A‖²_F + tr(A²)``; Rademacher ``‖A‖²_F + tr(A²) − 2 Σ A_ii²``."""
+    variance = matrix.pow(2).sum() + torch.trace(matrix @ matrix)
+    if distribution == "rademacher":
+        variance = variance - 2 * matrix.diagonal().pow(2).sum()
+    return float(variance)
+
+
+def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
+    tolerance = CHECK_HUTCHINSON.tolerance_for(spec)
+    dim = max(case.dim, 2)
+    module = build_for_check(spec, dim, case.seed, case.options)
+    skipped = _missing(module, "field", "trace_estimator")
+    if skipped is not None:
+        return skipped
+    module.train()
+    estimator, field = module.trace_estimator, module.field
+    if not estimator.stochastic:
+        return CheckResult("skipped", detail="the training-mode trace estimator is not stochastic")
+    distribution = getattr(estimator, "distribution", None)
+    t = torch.tensor(0.5, dtype=torch.float64)
+    point = points(1, dim, case.seed, case.scale, module)
+    matrix = torch.autograd.functional.jacobian(lambda v: field(t, v[None])[0], point[0])
+    exact = float(torch.trace(matrix))
+
+    def estimates(z: Tensor, probe: Tensor | None) -> Tensor:
+        z = z.clone().requires_grad_(True)
+        return estimator(field(t, z), z, probe, False)[0].detach()
+
+    generator = torch.Generator().manual_seed(case.seed)
+    many = point.expand(PROBES, dim)
+    samples = estimates(many, estimator.draw(many, generator))
+    mean, variance = float(samples.mean()), float(samples.var())
+    # exact probe set: √d e_i, whose mean v vᵀ is I, gives tr A exactly
+    basis = torch.eye(dim, dtype=torch.float64) * math.sqrt(dim)
+    set_error = abs(float(estimates(point.expand(dim, dim), basis).mean()) - exact)
+    scores = {"probe set |mean − tr A|·1e9": set_error * 1e9}
+    if distribution in ("gaussian", "rademacher"):
+        theory = theoretical_variance(matrix, distribution)
+        fourth = float((samples - mean).pow(4).mean())
+        scores["unbiasedness z"] = abs(mean - exact) / math.sqrt(max(theory, 1e-300) / PROBES)
+        scores["variance z"] = abs(variance - theory) / math.sqrt(max(fourth - variance**2, 1e-300) / PROBES)
+    else:
+        scores["unbiasedness z"] = abs(mean - exact) / math.sqrt(max(variance, 1e-300) / PROBES)
+    worst = max(scores.values())
+    return CheckResult(
+        "passed" if worst <= tolerance else "failed",
+        worst,
+        tolerance,
+        f"{estimator!r} on A = ∂f/∂z at t=0.5 (d={dim}, {PROBES} probes, seed {case.seed}): tr A = {exact:.6g}, "
+        f"mean {mean:.6g}, variance {variance:.4g}"
+        + (f" (theory {theoretical_variance(matrix, distribution):.4g})" if distribution else "")
+        + "; "
+        + ", ".join(f"{k} = {v:.3g}" for k, v in scores.items()),
+    )
+
+
+CHECK_HUTCHINSON = CheckSpec(
+    name="hutchinson_estimator",
+    summary="Hutchinson: unbiased (|z| ≤ 5), variance as theory predicts, exact on a probe set with mean vvᵀ = I",
+    run=run_hutchinson_estimator,
+    applies=stochastic_continuous,
+    tolerance=Z_BOUND,
+    max_examples=1,
+)
+
+
+# -- hutchinson_fixed_probe ----------------------------------------------------------------------------------------
+NFE_RATIO = 3.0
+
+
+def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
+    tolerance = CHECK_FIXED_PROBE.tolerance_for(spec)
+    dim = case.dim
+    module = build_for_check(
+        spec, dim, case.seed, case.options, rtol=1e-8, atol=1e-8, method="dopri5", eval_trace="exact"
+    )
+    skipped = _missing(module, "integrate", "trace_estimator") or _exact_at_eval(module)
+    if skipped is not None:
+        return skipped
+    batch = min(case.batch, 3)
+    z = points(batch, dim, case.seed, case.scale, module)
+    try:
+        with torch.no_grad():
+            _, exact = module.integrate(z, reverse=False)
+            exact_nfe = module.nfe
+            module.train()
+            # every row repeated d times, copy i with the probe √d e_i: the mean over copies of v vᵀ is I
+            rows = z.repeat_interleave(dim, dim=0)
+            probe = (torch.eye(dim, dtype=z.dtype) * math.sqrt(dim)).repeat(batch, 1)
+            _, estimated = module.integrate(rows, reverse=False, probe=probe)
+            probe_nfe = module.nfe
+    except FlowlabError as exc:
+        return _solver_failure(exc, tolerance)
+    averaged = estimated.reshape(batch, dim).mean(dim=1)
+    error = float((averaged - exact).abs().max())
+    ratio = probe_nfe / max(exact_nfe, 1)
+    passed = error <= tolerance and ratio <= NFE_RATIO
+    return CheckResult(
+        "passed" if passed else "failed",
+        error,
+        tolerance,
+        f"mean of Hutchinson solves over the probe set √d·e_i vs the exact-trace solve: max error {error:.3g}; "
+        f"NFE {probe_nfe} vs {exact_nfe} (ratio {ratio:.2f}, allowed ≤ {NFE_RATIO:g}; a probe redrawn inside the "
+        "solve makes the dynamics rough in t and the NFE explode)",
+        {"nfe": probe_nfe, "exact_nfe": exact_nfe},
+    )
+
+
+CHECK_FIXED_PROBE = CheckSpec(
+    name="hutchinson_fixed_probe",
+    summary="a Hutchinson solve holds its probe fixed: over a probe set with mean vvᵀ = I it equals the exact solve",
+    run=run_fixed_probe,
+    applies=stochastic_continuous,
+    tolerance=1e-5,  # two float64 solves at rtol=atol=1e-8 with different step sequences (measured: ~1e-7)
+    max_examples=2,
+)
+
+CHECKS = (CHECK_INVERTIBILITY, CHECK_LOGDET, CHECK_NORMALIZATION, CHECK_HUTCHINSON, CHECK_FIXED_PROBE)

@@ -1,0 +1,316 @@
+"""Continuous flows (cnf, ffjord, augmented) and the ODE machinery in ``flowlab.ode``: float64 against analytic
+solutions and autograd, the registered ODE checks on the real flows and on the continuous mutants."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import flowlab
+from flowlab import SolverError
+from flowlab.checks.base import Case
+from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, SolverConfig, TimeMLP
+from flowlab.plugins import get_registry
+
+CONTINUOUS = ("cnf", "ffjord", "augmented")
+
+
+def load_mutants():
+    path = pathlib.Path(__file__).parent / "mutants" / "continuous.py"
+    spec = importlib.util.spec_from_file_location("continuous_mutants", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check(name: str):
+    return get_registry().records("checks")[name]
+
+
+class Linear(nn.Module):
+    """``f(t, z) = A z``: the flow map is ``expm(A)``, so ``log|det| = tr A`` exactly."""
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        super().__init__()
+        self.dim = matrix.shape[0]
+        self.matrix = nn.Parameter(matrix.clone())
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.matrix.T
+
+
+class Blowup(nn.Module):
+    """``dz/dt = z²``: from ``z(0) = 2`` the solution ``2 / (1 − 2t)`` blows up at t = 0.5."""
+
+    dim = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.scale * z**2
+
+
+def linear_bijector(seed: int, dim: int = 3, **kwargs) -> tuple[ODEBijector, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(dim, dim, generator=generator, dtype=torch.float64) * 0.7
+    solver = kwargs.pop("solver", SolverConfig(rtol=1e-10, atol=1e-10))
+    return ODEBijector(Linear(matrix), solver=solver, **kwargs).double(), matrix
+
+
+# -- the ODE machinery against the analytic linear flow ------------------------------------------------------------
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 6))
+def test_linear_field_matches_matrix_exponential_both_directions(seed, batch):
+    bijector, matrix = linear_bijector(seed)
+    z = torch.randn(batch, 3, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    x, forward_ladj = bijector(z)
+    torch.testing.assert_close(x, z @ torch.linalg.matrix_exp(matrix).T, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(forward_ladj, torch.trace(matrix).expand(batch), rtol=1e-8, atol=1e-8)
+    back, inverse_ladj = bijector.inverse(x)
+    torch.testing.assert_close(back, z, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(inverse_ladj, -torch.trace(matrix).expand(batch), rtol=1e-8, atol=1e-8)
+
+
+def test_rnode_terms_of_a_linear_field():
+    # ∫‖Az(t)‖² dt by quadrature over the trajectory; ∫‖A‖²_F dt = ‖A‖²_F exactly
+    bijector, matrix = linear_bijector(3, kinetic=0.5, jacobian=2.0)
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    bijector.train()
+    bijector(z)
+    times = torch.linspace(0, 1, 2001, dtype=torch.float64)
+    path = bijector.trajectory(z, times)
+    speed = (path @ matrix.T).pow(2).sum(-1)  # [time, batch]
+    kinetic = torch.trapezoid(speed, times, dim=0).mean()
+    expected = 0.5 * kinetic + 2.0 * matrix.pow(2).sum()
+    torch.testing.assert_close(bijector.regularization(), expected, rtol=1e-6, atol=1e-8)
+    bijector.inverse(path[-1])  # backwards the accumulators are negated back to positive integrals
+    torch.testing.assert_close(bijector.regularization(), expected, rtol=1e-5, atol=1e-8)
+    bijector.eval()
+    bijector(z)
+    assert float(bijector.regularization()) == 0.0
+
+
+def test_trajectory_ends_at_forward_and_accepts_times_not_starting_at_zero():
+    bijector, _ = linear_bijector(1)
+    z = torch.randn(5, 3, dtype=torch.float64)
+    path = bijector.trajectory(z, [0.25, 0.5, 1.0])
+    assert path.shape == (3, 5, 3)
+    torch.testing.assert_close(path[-1], bijector(z)[0], rtol=1e-8, atol=1e-8)
+    with pytest.raises(flowlab.OptionError, match="increasing times"):
+        bijector.trajectory(z, [0.5, 0.2])
+
+
+def test_exact_trace_and_hutchinson_probe_set_on_a_known_matrix():
+    matrix = torch.randn(4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    z = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    f = z @ matrix.T
+    trace, frobenius = ExactTrace()(f, z, None, False)
+    torch.testing.assert_close(trace, torch.trace(matrix).expand(4))
+    torch.testing.assert_close(frobenius, matrix.pow(2).sum().expand(4))
+    probes = torch.eye(4, dtype=torch.float64) * 2.0  # √d e_i: mean v vᵀ = I
+    estimate, frobenius_estimate = Hutchinson("gaussian")(z @ matrix.T, z, probes, False)
+    torch.testing.assert_close(estimate.mean(), torch.trace(matrix))
+    torch.testing.assert_close(frobenius_estimate.mean(), matrix.pow(2).sum())
+
+
+def test_hutchinson_probes_are_reproducible_from_the_seed():
+    def logdet(seed: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        bijector = flowlab.build("ffjord", 3, seed=seed).double().train()
+        return bijector(torch.ones(4, 3, dtype=torch.float64))[1]
+
+    torch.testing.assert_close(logdet(1), logdet(1), rtol=0, atol=0)
+    assert not torch.allclose(logdet(1), logdet(2))
+
+
+# -- the vector field ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [1, 2, 7])
+def test_time_mlp_works_for_a_0d_time_and_any_batch(batch):
+    field = TimeMLP(3, frequencies=2).double()
+    z = torch.randn(batch, 3, dtype=torch.float64)
+    out = field(torch.tensor(0.3, dtype=torch.float64), z)
+    assert out.shape == (batch, 3)
+    torch.testing.assert_close(field(torch.tensor([0.3], dtype=torch.float64), z), out)
+    per_row = field(torch.full((batch,), 0.3, dtype=torch.float64), z)
+    torch.testing.assert_close(per_row, out)
+    # rows are independent of each other
+    torch.testing.assert_close(field(torch.tensor(0.3, dtype=torch.float64), z[:1]), out[:1])
+    with pytest.raises(flowlab.ShapeError, match="one per row"):
+        field(torch.zeros(batch + 1, dtype=torch.float64), z)
+
+
+# -- flows through the registry ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_registered_with_explanations_and_references(name):
+    spec = flowlab.flow_spec(name)
+    assert spec.kind == "continuous"
+    assert "Direction and sign convention" in spec.explanation
+    assert "Log-determinant" in spec.explanation or "Marginal" in spec.explanation
+    assert spec.references and "invertibility" in spec.tolerances
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_log_prob_works_under_no_grad_and_matches_with_grad(name):
+    torch.manual_seed(0)
+    flow = flowlab.Flow(flowlab.build(name, 2)).double().eval()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    with torch.no_grad():
+        quiet = flow.log_prob(x)
+    assert not quiet.requires_grad and quiet.shape == (6,)
+    loud = flow.log_prob(x)
+    assert loud.requires_grad
+    torch.testing.assert_close(quiet, loud.detach(), rtol=1e-10, atol=1e-10)
+    assert flow.bijector.nfe > 0 and flow.bijector.nfe_backward == 0
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_float32_keeps_dtype(name):
+    torch.manual_seed(0)
+    flow = flowlab.Flow(flowlab.build(name, 2)).eval()
+    samples, log_prob = flow.sample_and_log_prob(5)
+    assert samples.dtype == log_prob.dtype == torch.float32
+    torch.testing.assert_close(flow.log_prob(samples), log_prob, rtol=1e-3, atol=1e-3)
+
+
+def test_adjoint_gradients_match_direct_backpropagation_and_count_backward_nfe(randomize):
+    grads = {}
+    for adjoint in (False, True):
+        torch.manual_seed(0)
+        bijector = randomize(flowlab.build("cnf", 2, adjoint=adjoint, rtol=1e-9, atol=1e-9).double(), 0)
+        x = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        loss = -flowlab.Flow(bijector).log_prob(x).mean()
+        loss.backward()
+        grads[adjoint] = torch.cat([p.grad.flatten() for p in bijector.parameters()])
+        assert bijector.nfe > 0
+        assert (bijector.nfe_backward > 0) == adjoint
+    torch.testing.assert_close(grads[True], grads[False], rtol=1e-5, atol=1e-6)
+
+
+def test_ffjord_training_step_with_rnode_has_finite_gradients():
+    torch.manual_seed(0)
+    bijector = flowlab.build("ffjord", 2, kinetic=0.1, jacobian=0.1).train()
+    loss = -flowlab.Flow(bijector).log_prob(torch.randn(8, 2)).mean() + bijector.regularization()
+    loss.backward()
+    assert float(bijector.regularization()) > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in bijector.parameters())
+
+
+@pytest.mark.parametrize(("method", "nfe"), [("euler", 10), ("midpoint", 20), ("rk4", 40)])
+def test_fixed_step_methods_take_the_step_size(method, nfe):
+    bijector, matrix = linear_bijector(2, solver=SolverConfig(method=method, step_size=0.1))
+    z = torch.randn(3, 3, dtype=torch.float64)
+    x, _ = bijector(z)
+    assert bijector.nfe == nfe
+    error = (x - z @ torch.linalg.matrix_exp(matrix).T).abs().max()
+    assert error < {"euler": 1.0, "midpoint": 0.1, "rk4": 1e-3}[method]
+
+
+# -- solver failures -----------------------------------------------------------------------------------------------
+def test_max_nfe_guard_names_the_solver_time_and_a_hint():
+    bijector = flowlab.build("cnf", 2, max_nfe=5)
+    with pytest.raises(SolverError, match=r"dopri5: stopped at t=.* max_nfe=5.*hint"):
+        bijector(torch.randn(3, 2))
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_a_blowing_up_field_raises_solver_error(method):
+    bijector = ODEBijector(Blowup(), solver=SolverConfig(method=method, rtol=1e-6, atol=1e-6, step_size=0.01))
+    with pytest.raises(SolverError, match=rf"{method}.*failed at t=.*hint: loosen rtol/atol") as info:
+        bijector(torch.full((2, 1), 2.0, dtype=torch.float64))
+    assert info.value.solver == method and info.value.time is not None
+
+
+def test_bad_solver_and_augmentation_options_are_refused():
+    with pytest.raises(flowlab.OptionError, match="method"):
+        SolverConfig(method="leapfrog")
+    with pytest.raises(flowlab.OptionError, match="augment"):
+        flowlab.build("augmented", 2, augment=2)
+
+
+# -- augmented -----------------------------------------------------------------------------------------------------
+def test_augmented_marginal_estimate_and_learned_proposal_starts_at_the_base():
+    estimates = {}
+    for proposal in ("base", "learned"):
+        torch.manual_seed(0)
+        bijector = flowlab.build("augmented", 3, augment=1, proposal=proposal).double().eval()
+        x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        estimates[proposal] = bijector.marginal_log_prob(x, samples=8)
+        assert estimates[proposal].shape == (4,)
+    torch.testing.assert_close(estimates["base"], estimates["learned"])
+    with pytest.raises(flowlab.ShapeError, match=r"\[batch, 2\]"):
+        bijector.marginal_log_prob(torch.zeros(4, 3, dtype=torch.float64))
+
+
+# -- the registered checks on the real flows and on the mutants ----------------------------------------------------
+@pytest.mark.parametrize("name", CONTINUOUS)
+@settings(max_examples=5)
+@given(dim=st.integers(1, 4), batch=st.integers(1, 6), seed=st.integers(0, 2**16), scale=st.floats(0.1, 3.0))
+def test_ode_invertibility_check_passes(name, dim, batch, seed, scale):
+    dim = max(dim, flowlab.flow_spec(name).min_dim)
+    result = check("ode_invertibility").run(flowlab.flow_spec(name), Case(dim, batch, seed, scale=scale))
+    assert result.status == "passed", result.detail
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+@settings(max_examples=2)
+@given(dim=st.integers(2, 3), seed=st.integers(0, 2**16))
+def test_ode_logdet_check_passes(name, dim, seed):
+    result = check("ode_logdet").run(flowlab.flow_spec(name), Case(dim, 2, seed))
+    assert result.status == "passed", result.detail
+
+
+@pytest.mark.parametrize(
+    ("name", "check_name"),
+    [
+        ("cnf", "ode_normalization"),
+        ("ffjord", "ode_normalization"),
+        ("augmented", "ode_normalization"),
+        ("ffjord", "hutchinson_estimator"),
+        ("ffjord", "hutchinson_fixed_probe"),
+        ("augmented", "augmented_marginal_bound"),
+    ],
+)
+def test_statistical_and_2d_checks_pass(name, check_name):
+    spec = flowlab.flow_spec(name)
+    assert check(check_name).applies(spec) is True
+    result = check(check_name).run(spec, Case(3, 3, seed=0))
+    assert result.status == "passed", result.detail
+
+
+def test_hutchinson_estimator_check_with_gaussian_probes():
+    result = check("hutchinson_estimator").run(
+        flowlab.flow_spec("ffjord"), Case(4, 1, 7, options={"probe": "gaussian"})
+    )
+    assert result.status == "passed", result.detail
+
+
+def test_checks_apply_only_to_their_flows():
+    assert check("ode_logdet").applies(flowlab.flow_spec("coupling")) is not True
+    assert check("hutchinson_estimator").applies(flowlab.flow_spec("cnf")) is not True
+    assert check("augmented_marginal_bound").applies(flowlab.flow_spec("ffjord")) is not True
+
+
+MUTANTS = load_mutants()
+
+
+@pytest.mark.parametrize(("mutant", "check_name"), sorted(MUTANTS.EXPECTED.items()))
+def test_continuous_mutants_fail_their_check(mutant, check_name):
+    spec = next(s for s in MUTANTS.MUTANTS if s.name == mutant)
+    assert check(check_name).applies(spec) is True
+    result = check(check_name).run(spec, Case(3, 3, seed=0))
+    assert result.status == "failed", result.detail
+
+
+def test_mutant_plugin_registers_every_expected_mutant():
+    registered = []
+    MUTANTS.PLUGIN.flowlab_register_flows(registered.append)
+    assert {spec.name for spec in registered} == set(MUTANTS.EXPECTED)
+    assert all(spec.kind == "continuous" for spec in registered)
