@@ -91,6 +91,9 @@ class FlowSpec:
     - ``explanation``: Markdown: the transform, its inverse, the log-det and its cost, the sign convention.
     - ``tolerances``: property name -> :class:`Tolerance` where the kit's default does not fit this flow.
     - ``min_dim``: the smallest dimension the flow supports.
+    - ``mixes``: whether every output coordinate depends on every input coordinate (a dense Jacobian), as a bool
+      or as a predicate of the resolved options; the conformance kit's ``mixing`` check verifies a ``True`` claim
+      (a stack of coupling layers without permutations claims to mix and does not).
     """
 
     name: str
@@ -103,6 +106,11 @@ class FlowSpec:
     explanation: str = ""
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     min_dim: int = 1
+    mixes: bool | Callable[[Mapping[str, Any]], bool] = False
+
+    def mixes_with(self, options: Mapping[str, Any]) -> bool:
+        """Whether this flow, built with the resolved ``options``, claims a dense Jacobian (see ``mixes``)."""
+        return self.mixes(options) if callable(self.mixes) else bool(self.mixes)
 
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with ``options``; unknown names and disallowed values raise :class:`OptionError`."""

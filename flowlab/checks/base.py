@@ -78,3 +78,18 @@ class CheckSpec:
 
 
 RECORD_TYPES["checks"] = CheckSpec
+
+
+def checks() -> dict[str, CheckSpec]:
+    """The registered checks, ``name -> CheckSpec``, in registration order (built-ins first)."""
+    from flowlab.plugins import get_registry
+
+    return get_registry().records("checks")
+
+
+def check_spec(name: str) -> CheckSpec:
+    """The check called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
+    from flowlab.plugins import get_registry
+
+    spec: CheckSpec = get_registry().get("checks", name).record
+    return spec

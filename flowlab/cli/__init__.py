@@ -19,6 +19,7 @@ from flowlab.cli.console import error_console
 COMMAND_MODULES = (
     "flowlab.cli.list_cmd",
     "flowlab.cli.info_cmd",
+    "flowlab.cli.check_cmd",
 )
 
 

@@ -55,6 +55,7 @@ SPEC = FlowSpec(
         "https://arxiv.org/abs/1912.02762",
     ),
     explanation=EXPLANATION,
+    mixes=lambda options: options["matrix"] is None,  # a learned A = LU is dense; a given matrix may not be
 )
 
 

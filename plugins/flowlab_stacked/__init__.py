@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -94,6 +95,14 @@ def choose_parity(order: torch.Tensor, moves: torch.Tensor, previous: set[int], 
     return parity, set(kept.tolist())
 
 
+def mixes(*, block: str, blocks: int, permutation: str, **_: Any) -> bool:
+    """Whether a stack with these options has a dense Jacobian: coupling blocks with permutations between them,
+    enough of them (4 with ``reverse``, 8 with ``random``; tests/test_stacked.py shows both), or affine blocks."""
+    if block == "affine":
+        return True
+    return block == "coupling" and blocks >= {"reverse": 4, "random": 8, "none": math.inf}[permutation]
+
+
 SPEC = FlowSpec(
     name="stacked",
     summary="K blocks of a discrete flow (default coupling) with permutations between them, optional ActNorm",
@@ -119,6 +128,7 @@ SPEC = FlowSpec(
         "https://arxiv.org/abs/1807.03039",
     ),
     explanation=EXPLANATION,
+    mixes=lambda options: mixes(**options),
 )
 
 

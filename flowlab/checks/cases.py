@@ -1,0 +1,89 @@
+"""From a drawn :class:`~flowlab.checks.base.Case` to tensors: the bijector under test and its input points.
+
+Every check builds what it needs through these helpers, so a case means the same thing in every property and a
+counterexample reproduces exactly:
+
+- :func:`build_case_bijector`: the flow built with the case's options under ``torch.manual_seed(seed)``, every
+  parameter perturbed by noise of scale ``PERTURBATION`` from the same seed (see :func:`perturb_`; identity
+  initialisations would make many bugs invisible: a zero log-scale has the right log-det whatever the formula),
+  converted to the case's dtype and device, in eval mode.
+- :func:`case_points`: ``[batch, dim]`` standard-normal points times ``scale``, drawn on the CPU from a generator
+  seeded by ``(seed, salt)`` and then moved, so CPU and CUDA cases see the same numbers.
+- :func:`seeded`: a block where the global RNG (used by ``nn.Linear`` initialisation and ``Flow.sample``) is seeded,
+  restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import cast
+
+import torch
+from torch import Tensor
+
+from flowlab.bijector import Bijector
+from flowlab.checks.base import Case
+from flowlab.flow import Flow
+from flowlab.registry import build
+from flowlab.spec import FlowSpec
+
+#: standard deviation of the noise added to every parameter of a case's bijector
+PERTURBATION = 0.3
+
+
+def dtype_of(case: Case) -> torch.dtype:
+    """The case's dtype as a ``torch.dtype`` (``"float64"`` -> ``torch.float64``)."""
+    dtype = getattr(torch, case.dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        from flowlab.errors import DtypeError
+
+        raise DtypeError(f"case: expected a floating dtype name such as 'float64', got {case.dtype!r}")
+    return dtype
+
+
+@contextmanager
+def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
+    """Seed the global RNG (CPU, and ``device`` if it is a CUDA device) inside the block; restore it after."""
+    target = torch.device(device)
+    devices = [target.index or 0] if target.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def perturb_(module: torch.nn.Module, seed: int, scale: float = PERTURBATION) -> torch.nn.Module:
+    """Add Gaussian noise (a CPU generator seeded by ``seed``) to every parameter, in place.
+
+    The noise's standard deviation is ``scale`` for vectors and ``scale / √fan_in`` for weight matrices (``fan_in``:
+    the product of all but the first dimension), so a layer's output moves by about ``scale`` whatever its width.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+            fan_in = parameter[0].numel() if parameter.dim() >= 2 else 1
+            parameter.add_(noise.to(dtype=parameter.dtype, device=parameter.device) * (scale / fan_in**0.5))
+    return module
+
+
+def build_case_bijector(spec: FlowSpec, case: Case) -> Bijector:
+    """The bijector of ``spec`` for ``case``: built, perturbed, on the case's dtype and device, in eval mode."""
+    with seeded(case.seed):
+        bijector = build(spec.name, case.dim, **dict(case.options))
+    perturb_(bijector.double(), case.seed)
+    return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).eval())
+
+
+def build_case_flow(spec: FlowSpec, case: Case) -> Flow:
+    """``Flow(build_case_bijector(spec, case))`` with the standard-normal base, on the case's dtype and device."""
+    return Flow(build_case_bijector(spec, case)).to(device=case.device, dtype=dtype_of(case)).eval()
+
+
+def case_points(case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None) -> Tensor:
+    """``[batch, dim]`` points ``N(0, scale²)`` for ``case``; another ``salt`` gives independent points."""
+    generator = torch.Generator().manual_seed(case.seed * 1_000_003 + salt)
+    rows = case.batch if batch is None else batch
+    points = torch.randn(rows, case.dim, generator=generator, dtype=torch.float64)
+    points = points * (case.scale if scale is None else scale)
+    return points.to(device=case.device, dtype=dtype_of(case))

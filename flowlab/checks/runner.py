@@ -1,0 +1,200 @@
+"""Run one property check on one flow and device: Hypothesis draws the cases, shrinks a failure, and the run is
+summarised as a :class:`PropertyRun` (the same code path for ``flowlab check``, the test suite and
+:mod:`flowlab.testing`).
+
+Per case, ``check.run(spec, case)`` returns a :class:`~flowlab.checks.base.CheckResult`; an exception raised by the
+flow is a failure of that case (its type and message are the detail). A failed case is raised to Hypothesis, which
+shrinks it to the simplest failing case; that case, its detail and a one-line command reproducing it are the
+counterexample. The run's status is ``failed`` if any case failed, else ``inconclusive`` if any case was, else
+``passed``; ``skipped`` when the check does not apply to the flow, when every case was skipped, or when the device
+is absent. The reported error and tolerance are those of the case with the largest ``error / tolerance``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import Verbosity, given, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from flowlab.checks.base import Case, CheckResult, CheckSpec, Status
+from flowlab.checks.profiles import PROFILES, profile_name
+from flowlab.checks.strategies import cases
+from flowlab.spec import FlowSpec
+
+#: where the ``thorough`` profile keeps failing examples, one folder per flow, check and device
+DATABASE_DIR = Path(".hypothesis") / "flowlab-check"
+
+
+@dataclass
+class Counterexample:
+    """The shrunk failing case, what went wrong on it, and a shell command that reruns only that case."""
+
+    case: Case
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+    reproduce: str = ""
+
+
+@dataclass
+class PropertyRun:
+    """The outcome of one check on one flow and device, over all the cases drawn."""
+
+    flow: str
+    check: str
+    device: str
+    status: Status
+    max_error: float | None = None
+    tolerance: float | None = None
+    examples: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+    counterexample: Counterexample | None = None
+
+
+class _CaseFailed(Exception):
+    """Raised inside the Hypothesis test so that it shrinks the case."""
+
+    def __init__(self, case: Case, result: CheckResult) -> None:
+        super().__init__(result.detail)
+        self.case, self.result = case, result
+
+
+@dataclass
+class _Tally:
+    examples: int = 0
+    worst: CheckResult | None = None
+    statuses: set[str] = field(default_factory=set)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add(self, result: CheckResult) -> None:
+        self.examples += 1
+        self.statuses.add(result.status)
+        self.notes.setdefault(result.status, result.detail)
+        if result.max_error is not None and _ratio(result) >= (_ratio(self.worst) if self.worst else -1.0):
+            self.worst = result
+
+
+def _ratio(result: CheckResult) -> float:
+    error = result.max_error if result.max_error is not None else 0.0
+    if math.isnan(error):
+        return math.inf
+    tolerance = result.tolerance or 0.0
+    return error / tolerance if tolerance > 0 else (math.inf if error > 0 else 0.0)
+
+
+def run_case(check: CheckSpec, spec: FlowSpec, case: Case) -> CheckResult:
+    """``check.run(spec, case)``, an exception turned into a failed result (a broken flow must not crash the kit)."""
+    try:
+        return check.run(spec, case)
+    except Exception as exc:
+        return CheckResult("failed", detail=f"raised {type(exc).__name__}: {exc}")
+
+
+def reproduce_command(flow: str, check: str, case: Case) -> str:
+    """The ``flowlab check`` command line that reruns ``check`` on ``flow`` for this case only."""
+    data = {"dim": case.dim, "batch": case.batch, "seed": case.seed, "options": dict(case.options), "scale": case.scale}
+    payload = json.dumps(data, default=repr, separators=(",", ":"))
+    return (
+        f"flowlab check {shlex.quote(flow)} --property {shlex.quote(check)} --device {case.device} "
+        f"--case {shlex.quote(payload)}"
+    )
+
+
+def run_property(
+    check: CheckSpec,
+    spec: FlowSpec,
+    device: str = "cpu",
+    *,
+    profile: str | None = None,
+    case: Case | None = None,
+    on_example: Callable[[], None] | None = None,
+) -> PropertyRun:
+    """Run ``check`` on ``spec`` on ``device``: over Hypothesis-drawn cases (``profile``), or on ``case`` alone."""
+    started = time.perf_counter()
+    run = PropertyRun(flow=spec.name, check=check.name, device=device, status="passed")
+    reason = _skip_reason(check, spec, device)
+    if reason is not None:
+        run.status, run.detail = "skipped", reason
+        return run
+    tally = _Tally()
+    failure: _CaseFailed | None = None
+
+    def attempt(drawn: Case) -> None:
+        result = run_case(check, spec, drawn)
+        tally.add(result)
+        if on_example is not None:
+            on_example()
+        if result.status == "failed":
+            raise _CaseFailed(drawn, result)
+
+    try:
+        if case is not None:
+            attempt(case)
+        else:
+            _explore(check, spec, device, profile_name(profile), attempt)
+    except _CaseFailed as exc:
+        failure = exc
+    run.examples = tally.examples
+    run.seconds = time.perf_counter() - started
+    if tally.worst is not None:
+        run.max_error, run.tolerance = tally.worst.max_error, tally.worst.tolerance
+    if failure is not None:
+        run.status, run.detail = "failed", failure.result.detail
+        run.max_error = failure.result.max_error if failure.result.max_error is not None else run.max_error
+        run.tolerance = failure.result.tolerance if failure.result.tolerance is not None else run.tolerance
+        run.counterexample = Counterexample(
+            case=failure.case,
+            detail=failure.result.detail,
+            data=failure.result.data,
+            reproduce=reproduce_command(spec.name, check.name, failure.case),
+        )
+    elif "inconclusive" in tally.statuses:
+        run.status, run.detail = "inconclusive", tally.notes["inconclusive"]
+    elif tally.statuses <= {"skipped"}:
+        run.status, run.detail = "skipped", tally.notes.get("skipped", "no case ran")
+    else:
+        run.detail = tally.worst.detail if tally.worst is not None else tally.notes.get("passed", "")
+    return run
+
+
+def _skip_reason(check: CheckSpec, spec: FlowSpec, device: str) -> str | None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return "needs CUDA: torch.cuda.is_available() is False on this machine"
+    applies = check.applies(spec)
+    if applies is True:
+        return None
+    return applies if isinstance(applies, str) and applies else f"{check.name} does not apply to {spec.name}"
+
+
+def _explore(check: CheckSpec, spec: FlowSpec, device: str, profile: str, attempt: Callable[[Case], None]) -> None:
+    base = PROFILES[profile]
+    limit = base.max_examples if check.max_examples is None else min(base.max_examples, check.max_examples)
+    database = None
+    if base.database is not None and not base.derandomize:
+        database = DirectoryBasedExampleDatabase(str(DATABASE_DIR / f"{spec.name}.{check.name}.{device}"))
+    config = settings(
+        base,
+        max_examples=limit,
+        database=database,
+        verbosity=Verbosity.quiet,
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+
+    @config
+    @given(cases(spec, device=device))
+    def explore(drawn: Case) -> None:
+        attempt(drawn)
+
+    explore()

@@ -1,0 +1,102 @@
+"""Hypothesis strategies for the cases of the conformance kit (also exported by :mod:`flowlab.testing`).
+
+A case (:class:`~flowlab.checks.base.Case`) is drawn from:
+
+- ``dims(spec)``: ``spec.min_dim`` to ``spec.min_dim + EXTRA_DIMS``;
+- ``batches()``: 1 to ``MAX_BATCH`` rows;
+- ``seeds()``: the seed of the parameters (and their perturbation) and of the inputs;
+- ``option_values(spec)``: every option that lists ``choices`` takes one of them (the others keep their default);
+- ``scales()``: the inputs' standard deviation, up to ``MAX_SCALE`` (inputs reach several standard deviations).
+
+Everything shrinks towards the simplest case: the smallest dim and batch, seed 0, the first choice, scale 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hypothesis import strategies as st
+
+from flowlab.checks.base import Case
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from flowlab.spec import FlowSpec
+
+EXTRA_DIMS = 4
+MAX_BATCH = 8
+MAX_SEED = 2**16
+MIN_SCALE, MAX_SCALE = 0.1, 4.0
+
+
+def dims(
+    spec: FlowSpec | None = None, *, min_dim: int | None = None, extra: int = EXTRA_DIMS
+) -> st.SearchStrategy[int]:
+    """Dimensions from the flow's ``min_dim`` (or ``min_dim``, default 1) to ``extra`` more."""
+    low = min_dim if min_dim is not None else (spec.min_dim if spec is not None else 1)
+    return st.integers(low, low + extra)
+
+
+def batches(max_batch: int = MAX_BATCH) -> st.SearchStrategy[int]:
+    """Batch sizes ``1..max_batch``."""
+    return st.integers(1, max_batch)
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Seeds ``0..2**16``."""
+    return st.integers(0, MAX_SEED)
+
+
+def scales(low: float = MIN_SCALE, high: float = MAX_SCALE) -> st.SearchStrategy[float]:
+    """Standard deviations of the inputs, in ``[low, high]``."""
+    return st.floats(low, high, allow_nan=False, allow_infinity=False)
+
+
+def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
+    """A value for every option of ``spec`` that lists ``choices``; options without choices are left out."""
+    return st.fixed_dictionaries(
+        {name: st.sampled_from(list(option.choices)) for name, option in spec.options.items() if option.choices}
+    )
+
+
+def cases(spec: FlowSpec, *, device: str = "cpu", dtype: str = "float64") -> st.SearchStrategy[Case]:
+    """Whole cases for ``spec`` on ``device``."""
+    return st.builds(
+        Case,
+        dim=dims(spec),
+        batch=batches(),
+        seed=seeds(),
+        options=option_values(spec),
+        scale=scales(),
+        dtype=st.just(dtype),
+        device=st.just(device),
+    )
+
+
+def inputs(
+    dim: int | st.SearchStrategy[int],
+    *,
+    batch: int | st.SearchStrategy[int] | None = None,
+    scale: float | st.SearchStrategy[float] | None = None,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> st.SearchStrategy[Tensor]:
+    """``[batch, dim]`` tensors of ``N(0, scale²)`` points drawn from a seed (so they shrink well)."""
+    from flowlab.checks.cases import case_points
+
+    def fixed(value: Any, default: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        if value is None:
+            return default
+        return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+    drawn = st.builds(
+        Case,
+        dim=fixed(dim, dims()),
+        batch=fixed(batch, batches()),
+        seed=seeds(),
+        scale=fixed(scale, scales()),
+        dtype=st.just(dtype),
+        device=st.just(device),
+    )
+    return drawn.map(case_points)

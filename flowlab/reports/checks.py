@@ -1,0 +1,155 @@
+"""Render conformance-kit results (:class:`~flowlab.checks.runner.PropertyRun`): a rich table flow × property ×
+device, a panel per failure (shrunk counterexample and the command reproducing it), and the JSON document whose
+schema ``docs/checks.md`` documents (``SCHEMA`` names its version)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, Literal
+
+from rich import box
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from flowlab.checks.runner import PropertyRun
+
+SCHEMA = "flowlab-check/1"
+STYLES = {"passed": "green", "failed": "bold red", "skipped": "dim", "inconclusive": "yellow"}
+
+
+def overall_status(runs: Sequence[PropertyRun]) -> str:
+    """``failed`` if any run failed, else ``passed`` (skipped and inconclusive runs are listed, not failures)."""
+    return "failed" if any(run.status == "failed" for run in runs) else "passed"
+
+
+def _number(value: float | None) -> float | str | None:
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)
+
+
+def run_record(run: PropertyRun) -> dict[str, Any]:
+    """One property on one device as plain data."""
+    counterexample = None
+    if run.counterexample is not None:
+        case = asdict(run.counterexample.case)
+        case["options"] = dict(run.counterexample.case.options)
+        counterexample = {
+            "case": case,
+            "detail": run.counterexample.detail,
+            "values": run.counterexample.data,
+            "reproduce": run.counterexample.reproduce,
+        }
+    return {
+        "status": run.status,
+        "max_error": _number(run.max_error),
+        "tolerance": _number(run.tolerance),
+        "examples": run.examples,
+        "seconds": round(run.seconds, 4),
+        "detail": run.detail,
+        "counterexample": counterexample,
+    }
+
+
+def document(
+    runs: Sequence[PropertyRun],
+    *,
+    profile: str,
+    devices: Sequence[str],
+    version: str,
+    warnings: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The JSON document: ``flows → properties → devices → {status, max_error, tolerance, ...}``."""
+    flows: dict[str, Any] = {}
+    for run in runs:
+        flow = flows.setdefault(run.flow, {"warnings": list((warnings or {}).get(run.flow, [])), "properties": {}})
+        flow["properties"].setdefault(run.check, {})[run.device] = run_record(run)
+    counts = {status: sum(run.status == status for run in runs) for status in STYLES}
+    return {
+        "schema": SCHEMA,
+        "flowlab_version": version,
+        "profile": profile,
+        "devices": list(devices),
+        "status": overall_status(runs),
+        "counts": counts,
+        "flows": flows,
+    }
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3g}" if value != int(value) or abs(value) >= 1e6 or value == 0 else f"{int(value)}"
+
+
+def results_table(runs: Sequence[PropertyRun], *, title: str = "flowlab check") -> Table:
+    """One row per flow × property × device: status, examples run (n), worst error vs tolerance, seconds.
+    The reasons for skips and inconclusive results are in :func:`notes`, failures in :func:`failure_panel`."""
+    devices = sorted({run.device for run in runs})
+    table = Table(title=f"{title} on {', '.join(devices)}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    widest = {
+        "flow": max((len(run.flow) for run in runs), default=4),
+        "property": max((len(run.check) for run in runs), default=8),
+        "status": max((len(run.status) for run in runs), default=6),
+    }
+    columns = ("flow", "property", *(("device",) if len(devices) > 1 else ()), "status", "n", "error", "tol", "s")
+    for column in columns:
+        justify: Literal["left", "right"] = "left" if column in ("flow", "property", "device", "status") else "right"
+        width = widest.get(column, {"n": 3, "error": 8, "tol": 8, "s": 4}.get(column, len(column)))
+        table.add_column(column, justify=justify, no_wrap=True, min_width=width)
+    for run in runs:
+        error = run.max_error
+        cells = [
+            run.flow,
+            run.check,
+            *((run.device,) if len(devices) > 1 else ()),
+            Text(run.status, style=STYLES[run.status]),
+            str(run.examples) if run.examples else "",
+            "nan" if error is not None and math.isnan(error) else _format(error),
+            _format(run.tolerance),
+            f"{run.seconds:.1f}",
+        ]
+        table.add_row(*cells)
+    return table
+
+
+def notes(runs: Sequence[PropertyRun]) -> Text:
+    """Why runs were inconclusive (one line each) or skipped (one line per reason, listing the runs)."""
+    text = Text()
+    for run in runs:
+        if run.status == "inconclusive":
+            text.append(f"inconclusive: {run.flow} / {run.check} / {run.device}: ", style="yellow").append(
+                f"{run.detail}\n"
+            )
+    reasons: dict[str, list[str]] = {}
+    for run in runs:
+        if run.status == "skipped":
+            reasons.setdefault(run.detail, []).append(f"{run.flow}/{run.check}")
+    for reason, which in reasons.items():
+        text.append(f"skipped ({reason}): ", style="dim").append(", ".join(which) + "\n", style="dim")
+    return text
+
+
+def failure_panel(run: PropertyRun) -> Panel:
+    """A failure: what went wrong, the shrunk counterexample with its offending values, and how to rerun it."""
+    parts: list[Any] = [Text(run.detail)]
+    example = run.counterexample
+    if example is not None:
+        case = example.case
+        parts.append(
+            Text(
+                f"counterexample: dim={case.dim} batch={case.batch} seed={case.seed} scale={case.scale:g} "
+                f"options={dict(case.options)} dtype={case.dtype} device={case.device}",
+                style="bold",
+            )
+        )
+        for key, value in example.data.items():
+            parts.append(Text(f"  {key}: {value}", overflow="fold"))
+        parts.append(Text("reproduce: ", style="bold").append(example.reproduce, style="cyan"))
+    return Panel(
+        Group(*parts), title=f"{run.flow} / {run.check} / {run.device}: failed", title_align="left", border_style="red"
+    )

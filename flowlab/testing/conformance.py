@@ -1,0 +1,88 @@
+"""Run the conformance kit on named flows from a test suite: :func:`conformance_tests`, :func:`check_flow`,
+:func:`assert_conforms`. Same runner as ``flowlab check`` (:func:`flowlab.checks.runner.run_property`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pytest
+
+from flowlab.checks.base import check_spec, checks
+from flowlab.checks.runner import PropertyRun, run_property
+from flowlab.registry import flow_spec, flows
+
+
+def selection(names: Iterable[str] = (), properties: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """``(flow, property)`` pairs: the named flows (all if none) × the named properties (all if None).
+
+    Unknown names raise :class:`~flowlab.errors.UnknownFlowError` listing the known ones.
+    """
+    flow_names = list(names) or list(flows())
+    for name in flow_names:
+        flow_spec(name)
+    property_names = list(checks()) if properties is None else list(properties)
+    for name in property_names:
+        check_spec(name)
+    return [(flow, prop) for flow in flow_names for prop in property_names]
+
+
+def parameters(names: Sequence[str], properties: Sequence[str] | None, devices: Sequence[str]) -> list[Any]:
+    """``pytest.param(flow, property, device)`` for every combination, with readable ids."""
+    return [
+        pytest.param(flow, prop, device, id=f"{flow}-{prop}-{device}")
+        for flow, prop in selection(names, properties)
+        for device in devices
+    ]
+
+
+def check_flow(
+    name: str, *, properties: Iterable[str] | None = None, device: str = "cpu", profile: str | None = None
+) -> list[PropertyRun]:
+    """Run the kit's properties (all registered ones by default) on the flow ``name``."""
+    return [
+        run_property(check_spec(prop), flow_spec(flow), device, profile=profile)
+        for flow, prop in selection([name], properties)
+    ]
+
+
+def describe(run: PropertyRun) -> str:
+    """A failure (or any run) in words: status, error vs tolerance, detail, counterexample and how to rerun it."""
+    lines = [f"{run.flow} / {run.check} / {run.device}: {run.status} — {run.detail}"]
+    if run.max_error is not None:
+        lines.append(f"  worst error {run.max_error:.3g} (tolerance {run.tolerance:.3g}), {run.examples} examples")
+    if run.counterexample is not None:
+        lines.append(f"  counterexample: {run.counterexample.case}")
+        if run.counterexample.data:
+            lines.append(f"  values: {run.counterexample.data}")
+        lines.append(f"  reproduce: {run.counterexample.reproduce}")
+    return "\n".join(lines)
+
+
+def assert_conforms(
+    name: str, *, properties: Iterable[str] | None = None, device: str = "cpu", profile: str | None = None
+) -> list[PropertyRun]:
+    """:func:`check_flow`, raising ``AssertionError`` that describes every failed property."""
+    runs = check_flow(name, properties=properties, device=device, profile=profile)
+    failed = [run for run in runs if run.status == "failed"]
+    assert not failed, "\n".join(describe(run) for run in failed)
+    return runs
+
+
+def conformance_tests(*names: str, properties: Sequence[str] | None = None) -> Callable[..., None]:
+    """A pytest test function running the kit on ``names`` (all flows if none): one test per flow × property ×
+    device (``--flowlab-device``), skipped with the kit's reason where a property does not apply.
+
+    Assign it in a test module: ``test_conformance = conformance_tests("myflow")``.
+    """
+
+    @pytest.mark.flowlab_conformance(names=names, properties=properties)
+    def test_conformance(flowlab_flow: str, flowlab_property: str, flowlab_device: str, flowlab_profile: str) -> None:
+        run = run_property(
+            check_spec(flowlab_property), flow_spec(flowlab_flow), flowlab_device, profile=flowlab_profile
+        )
+        if run.status == "skipped":
+            pytest.skip(run.detail)
+        assert run.status != "failed", describe(run)
+
+    return test_conformance

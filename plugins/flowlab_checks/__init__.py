@@ -1,0 +1,37 @@
+"""flowlab plugin ``checks``: the built-in properties of the conformance kit, registered like any plugin's checks.
+
+One module per property; each defines ``CHECK``, a :class:`~flowlab.checks.base.CheckSpec`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowlab import hookimpl
+from flowlab_checks import (
+    batch_independence,
+    dtype_device,
+    gradients,
+    invertibility,
+    logdet,
+    mixing,
+    normalization,
+    sample_consistency,
+)
+
+CHECKS = (
+    invertibility.CHECK,
+    logdet.CHECK,
+    normalization.CHECK,
+    sample_consistency.CHECK,
+    batch_independence.CHECK,
+    gradients.CHECK,
+    dtype_device.CHECK,
+    mixing.CHECK,
+)
+
+
+@hookimpl
+def flowlab_register_checks(register: Any) -> None:
+    for check in CHECKS:
+        register(check)

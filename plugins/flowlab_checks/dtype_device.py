@@ -1,0 +1,77 @@
+"""``dtype_device``: outputs keep the input's dtype and device; float32 agrees with float64 (and CUDA with CPU).
+
+The flow is built in float32 and in float64 on the case's device (the same perturbed parameters, rounded), and
+``forward``, ``inverse``, ``log_prob`` and ``sample_and_log_prob`` must return tensors of that dtype on that device:
+a layer that allocates with ``torch.zeros(n)`` (default dtype, CPU) fails here. ``log_prob`` in float32 must match
+float64 to the tolerance (a mixed relative error; float32 keeps about 7 digits), and on a CUDA device the float64
+``log_prob`` must match the CPU's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from flowlab.checks.base import Case, CheckResult, CheckSpec
+from flowlab.checks.cases import build_case_flow, case_points, dtype_of, seeded
+from flowlab.checks.measure import Measurement, apply, judge, row_errors
+from flowlab.spec import FlowSpec
+
+
+def outputs(spec: FlowSpec, case: Case) -> tuple[dict[str, Tensor], list[str]]:
+    """The flow's outputs for ``case`` and the list of those with the wrong dtype or device."""
+    flow = build_case_flow(spec, case)
+    points = case_points(case)
+    with seeded(case.seed, case.device):
+        samples, sample_log_prob = flow.sample_and_log_prob(case.batch)
+    results = {
+        "forward": apply(flow.bijector, points, "forward")[0],
+        "forward log-det": apply(flow.bijector, points, "forward")[1],
+        "inverse": apply(flow.bijector, points, "inverse")[0],
+        "inverse log-det": apply(flow.bijector, points, "inverse")[1],
+        "log_prob": flow.log_prob(points),
+        "samples": samples,
+        "sample log_prob": sample_log_prob,
+    }
+    want_dtype, want_device = dtype_of(case), torch.device(case.device)
+    wrong = [
+        f"{name} is {value.dtype} on {value.device}, expected {want_dtype} on {want_device}"
+        for name, value in results.items()
+        if value.dtype != want_dtype or value.device.type != want_device.type
+    ]
+    return results, wrong
+
+
+def run(spec: FlowSpec, case: Case) -> CheckResult:
+    single, wrong_single = outputs(spec, replace(case, dtype="float32"))
+    double, wrong_double = outputs(spec, replace(case, dtype="float64"))
+    if wrong_single or wrong_double:
+        return CheckResult("failed", detail="; ".join(wrong_single + wrong_double))
+    points = case_points(replace(case, dtype="float64"))
+    measurements = [
+        Measurement(
+            "float32 log_prob vs float64 log_prob",
+            row_errors(single["log_prob"].double(), double["log_prob"]),
+            {"x": points, "float32": single["log_prob"], "float64": double["log_prob"]},
+        )
+    ]
+    if torch.device(case.device).type == "cuda":
+        cpu, _ = outputs(spec, replace(case, dtype="float64", device="cpu"))
+        measurements.append(
+            Measurement(
+                f"{case.device} log_prob vs cpu log_prob (float64)",
+                row_errors(double["log_prob"].cpu(), cpu["log_prob"]),
+                {"x": points, case.device: double["log_prob"], "cpu": cpu["log_prob"]},
+            )
+        )
+    return judge(measurements, CHECK.tolerance_for(spec))
+
+
+CHECK = CheckSpec(
+    name="dtype_device",
+    summary="outputs keep the input's dtype and device; float32 matches float64, CUDA matches CPU",
+    run=run,
+    tolerance=1e-3,
+)

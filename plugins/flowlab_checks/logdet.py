@@ -1,0 +1,58 @@
+"""``logdet``: the flow's log-det equals ``log|det J|`` of the autograd Jacobian, per sample, in float64.
+
+``J = ∂x/∂z`` (forward, at base points) and ``∂z/∂x`` (inverse, at data points) are computed by reverse-mode
+autograd through the flow's own ``forward`` / ``inverse``; ``torch.linalg.slogdet`` gives ``log|det J|``.
+Applies to flows with an exact log-det (``FlowSpec.logdet == "exact"``); a stochastic estimate is checked by
+``normalization`` and by the estimator checks its plugin brings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+
+import torch
+
+from flowlab.checks.base import Case, CheckResult, CheckSpec
+from flowlab.checks.cases import build_case_bijector, case_points
+from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors
+from flowlab.spec import FlowSpec
+
+
+def applies(spec: FlowSpec) -> bool | str:
+    if spec.logdet == "exact":
+        return True
+    return "its log-det is a stochastic estimate: checked by normalization and its plugin's estimator checks"
+
+
+def _points_of(bijector: torch.nn.Module, direction: Direction, points: torch.Tensor) -> torch.Tensor:
+    return apply(bijector, points, direction)[0]
+
+
+def run(spec: FlowSpec, case: Case) -> CheckResult:
+    case = replace(case, dtype="float64")
+    bijector = build_case_bijector(spec, case)
+    measurements = []
+    directions: tuple[tuple[Direction, str, int], ...] = (("forward", "z", 0), ("inverse", "x", 1))
+    for direction, name, salt in directions:
+        points = case_points(case, salt=salt)
+        _, ladj = apply(bijector, points, direction)
+        jacobian = batch_jacobian(partial(_points_of, bijector, direction), points)
+        reference = torch.linalg.slogdet(jacobian).logabsdet
+        measurements.append(
+            Measurement(
+                f"{direction} log-det vs log|det| of the autograd Jacobian",
+                row_errors(ladj, reference),
+                {name: points, "flow log-det": ladj, "autograd log|det|": reference},
+            )
+        )
+    return judge(measurements, CHECK.tolerance_for(spec))
+
+
+CHECK = CheckSpec(
+    name="logdet",
+    summary="forward and inverse log-dets equal slogdet of the autograd Jacobian (float64)",
+    run=run,
+    applies=applies,
+    tolerance=1e-8,
+)

@@ -1,0 +1,49 @@
+"""``mixing``: a flow that claims to mix (``FlowSpec.mixes``) has a Jacobian with no structurally zero entry.
+
+``∂x_i/∂z_j ≠ 0`` for every output ``i`` and input ``j`` at some of the case's points. A coupling layer keeps half
+the coordinates (``x_a = z_a``); a stack of them without permutations between the layers keeps them forever, and its
+Jacobian keeps rows of the identity. The error is the number of ``(output, input)`` pairs with no dependence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from flowlab.checks.base import Case, CheckResult, CheckSpec
+from flowlab.checks.cases import build_case_bijector, case_points
+from flowlab.checks.measure import apply, batch_jacobian
+from flowlab.spec import FlowSpec
+
+
+def applies(spec: FlowSpec) -> bool | str:
+    return True if spec.mixes else "the flow does not claim to mix its coordinates (FlowSpec.mixes)"
+
+
+def run(spec: FlowSpec, case: Case) -> CheckResult:
+    if not spec.mixes_with(spec.resolve_options(case.options)):
+        return CheckResult("skipped", detail=f"with options {dict(case.options)} the flow does not claim to mix")
+    case = replace(case, dtype="float64")
+    bijector = build_case_bijector(spec, case)
+    points = case_points(case)
+    jacobian = batch_jacobian(lambda p: apply(bijector, p, "forward")[0], points)
+    independent = (jacobian.abs().amax(dim=0) == 0).nonzero().tolist()
+    count = len(independent)
+    if count == 0:
+        return CheckResult("passed", max_error=0, tolerance=0, detail="every output depends on every input")
+    shown = ", ".join(f"(x_{i}, z_{j})" for i, j in independent[:8]) + (", ..." if count > 8 else "")
+    return CheckResult(
+        "failed",
+        max_error=count,
+        tolerance=0,
+        detail=f"{count} of {case.dim**2} (output, input) pairs have no dependence: {shown}",
+        data={"independent_pairs": independent, "z": points.cpu().tolist()},
+    )
+
+
+CHECK = CheckSpec(
+    name="mixing",
+    summary="a flow that claims to mix has every output depend on every input (FlowSpec.mixes)",
+    run=run,
+    applies=applies,
+    tolerance=0,
+)
