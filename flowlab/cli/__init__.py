@@ -13,12 +13,16 @@ import sys
 from collections.abc import Sequence
 
 from flowlab import __version__
-from flowlab.cli.console import error_console
+from flowlab.cli.console import error_console, escape
 
 #: modules of the sub-commands, in the order ``--help`` lists them
 COMMAND_MODULES = (
     "flowlab.cli.list_cmd",
     "flowlab.cli.info_cmd",
+    "flowlab.cli.train_cmd",
+    "flowlab.cli.eval_cmd",
+    "flowlab.cli.sample_cmd",
+    "flowlab.cli.plot_cmd",
     "flowlab.cli.check_cmd",
 )
 
@@ -46,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except FlowlabError as exc:
-        error_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         return 1
     except BrokenPipeError:  # e.g. 'flowlab list --json | head'
         import os

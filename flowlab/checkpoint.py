@@ -1,0 +1,121 @@
+"""The checkpoint file: written atomically, read with ``torch.load(weights_only=True)`` only, checked on load.
+
+A checkpoint is a dict of plain data and tensors (nothing that needs unpickling of arbitrary classes)::
+
+    format          "flowlab-checkpoint"
+    format_version  FORMAT_VERSION (a reader refuses other versions)
+    config          the run's configuration (flow name and options, dataset, seed, budget; see TrainConfig)
+    dim, step       the flow's dimension and the number of optimizer steps taken
+    model           the Flow's state_dict
+    optimizer       the optimizer's state_dict
+    history         [{"step", "loss", "test_nll", "nfe"}...] at each evaluation
+    versions        library versions that wrote it (flowlab, torch, python)
+
+Every problem with a file (missing, truncated, corrupted, not a checkpoint, another format version) raises
+:class:`~flowlab.errors.CheckpointError` saying what was expected; reading never modifies the file.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowlab.errors import CheckpointError
+
+FORMAT = "flowlab-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "config": dict,
+    "dim": int,
+    "step": int,
+    "model": dict,
+    "optimizer": dict,
+    "history": list,
+    "versions": dict,
+}
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a checkpoint records."""
+    from flowlab import __version__
+
+    return {"flowlab": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
+    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it onto ``path`` (``os.replace``
+    is atomic on POSIX and Windows): readers see the old file or the new one, never a partial one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the mode open() would
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` (the keys of :data:`REQUIRED`) with the format header and library versions, atomically."""
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload, "versions": library_versions()}
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check a checkpoint (tensors on the CPU). Raises :class:`CheckpointError` on any problem."""
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"{source}: no such checkpoint file")
+    try:
+        data = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an untrusted file can make the unpickler fail in any way
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{source}: refused to load it: it holds objects other than tensors and plain data, so it is not a "
+                f"flowlab checkpoint ({_unpickler_reason(exc)})"
+            ) from None
+        raise CheckpointError(
+            f"{source}: not a readable checkpoint (truncated or corrupted?): {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{source}: not a flowlab checkpoint (expected a dict with format={FORMAT!r}, got {type(data).__name__})"
+        )
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        written_by = data.get("versions", {}).get("flowlab", "?") if isinstance(data.get("versions"), dict) else "?"
+        raise CheckpointError(
+            f"{source}: checkpoint format version {version!r} (written by flowlab {written_by}); this flowlab reads "
+            f"version {FORMAT_VERSION} only"
+        )
+    for key, kind in REQUIRED.items():
+        if not isinstance(data.get(key), kind):
+            raise CheckpointError(
+                f"{source}: damaged checkpoint: expected {key!r} to be a {kind}, got {data.get(key)!r}"
+            )
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's long weights-only message that says what was refused."""
+    for line in str(exc).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(". Please use")[0].strip()
+    return _first_line(exc)

@@ -1,0 +1,167 @@
+"""``flowlab train``: fit a flow to a dataset with a live progress bar, checkpointing atomically as it goes."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from flowlab.cli.console import console, error_console
+from flowlab.cli.options import parse_options
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fit a flow to a dataset",
+        description="Fit a registered flow to a registered dataset by maximum likelihood (Adam). Writes "
+        f"DIR/{CHECKPOINT} atomically at every evaluation; Ctrl-C stops after the current step and saves; "
+        "--resume continues exactly where a run stopped.",
+    )
+    parser.add_argument("--flow", help="registered flow (see 'flowlab list'); taken from the checkpoint with --resume")
+    parser.add_argument("--data", help="registered dataset, e.g. 8gaussians, moons, checkerboard, 2spirals")
+    parser.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a flow option, repeatable; VALUE is JSON or a string, e.g. -o blocks=4 "
+        "-o 'block_options={\"hidden\": 32}'",
+    )
+    parser.add_argument("--steps", type=int, help="total optimizer steps (default 2000; with --resume: extend to this)")
+    parser.add_argument("--batch-size", type=int, default=256, help="points per step (default 256)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data stream and the flow's randomness")
+    parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
+    parser.add_argument("--eval-size", type=int, default=4096, help="held-out points (default 4096)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/FLOW-DATA)")
+    parser.add_argument("--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT}")
+    parser.set_defaults(func=run)
+
+
+class SpeedColumn(ProgressColumn):
+    """Steps per second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} it/s" if task.speed else "– it/s")
+
+
+class StopFlag:
+    """The first Ctrl-C asks the run to stop after the current step (and save); a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> StopFlag:
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: no handler, Ctrl-C aborts as usual
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+        error_console().print("[yellow]stopping after this step and saving (Ctrl-C again to abort)[/]")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowlab.errors import CheckpointError, OptionError
+    from flowlab.training import TrainConfig, Trainer
+
+    if not args.resume and (args.flow is None or args.data is None):
+        raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
+    out = Path(args.out or f"runs/{args.flow}-{args.data}")
+    path = out / CHECKPOINT
+    if args.resume:
+        trainer = Trainer.resume(str(path), args.device, steps=args.steps)
+        for given, saved, what in ((args.flow, trainer.config.flow, "flow"), (args.data, trainer.config.data, "data")):
+            if given is not None and given != saved:
+                raise OptionError(f"train --resume: the checkpoint was trained with --{what} {saved}, not {given}")
+    else:
+        if path.exists():
+            raise CheckpointError(
+                f"{path} already exists; continue it with --resume, or choose another --out (nothing was overwritten)"
+            )
+        config = TrainConfig(
+            flow=args.flow,
+            data=args.data,
+            options=parse_options(args.option),
+            steps=2000 if args.steps is None else args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            eval_every=args.eval_every,
+            eval_size=args.eval_size,
+        )
+        trainer = Trainer(config, args.device)
+    return fit(trainer, path)
+
+
+def fit(trainer: Any, path: Path) -> int:
+    """Run the trainer under a progress bar; print the final held-out NLL and its gap to the data's entropy."""
+    config, out = trainer.config, console()
+    entropy = trainer.dataset.entropy
+    params = sum(p.numel() for p in trainer.flow.parameters())
+    out.print(
+        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{config.data}[/] "
+        f"(entropy {_fmt(entropy)} nats): steps {trainer.step}→{config.steps}, batch {config.batch_size}, "
+        f"lr {config.lr}, seed {config.seed}"
+    )
+    columns = [
+        TextColumn("step"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}  held-out NLL {task.fields[nll]}{task.fields[nfe]}"),
+        SpeedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=out, transient=False) as progress, StopFlag() as stop:
+        task = progress.add_task("train", total=config.steps, completed=trainer.step, loss="–", nll="–", nfe="")
+
+        def on_step(report: Any) -> None:
+            fields: dict[str, Any] = {"loss": f"{report.loss:.3f}"}
+            if report.nfe is not None:
+                fields["nfe"] = f"  NFE {report.nfe}" + (
+                    f"/{report.nfe_backward}" if report.nfe_backward is not None else ""
+                )
+            if report.test_nll is not None:
+                fields["nll"] = f"{report.test_nll.nats:.3f}"
+                progress.console.print(
+                    f"step {report.step}: loss {report.loss:.3f}, held-out NLL {report.test_nll.nats:.3f} "
+                    f"± {report.test_nll.se:.3f}" + (f", NFE {report.nfe}" if report.nfe is not None else "")
+                )
+            progress.update(task, completed=report.step, **fields)
+
+        finished = trainer.fit(on_step=on_step, should_stop=stop, save=lambda t: t.save(str(path)))
+    if not finished:
+        trainer.save(str(path))
+        error_console().print(f"[yellow]stopped at step {trainer.step}; saved {path}; continue with --resume[/]")
+        return 130
+    nll = trainer.evaluate()
+    gap = nll.gap(entropy)
+    out.print(
+        f"held-out NLL {nll.nats:.3f} ± {nll.se:.3f} nats ({nll.bits_per_dim:.3f} bits/dim) on {nll.n} points; "
+        f"entropy {_fmt(entropy)}, gap {_fmt(gap)} nats"
+    )
+    out.print(f"checkpoint: {path}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.3f}"

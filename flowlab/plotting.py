@@ -1,0 +1,116 @@
+"""Pictures of a trained 2D flow: the data, the learned density ``q(x) = exp(log q(x))`` on a grid, samples
+``x = f(z)``; for ODE flows also particle trajectories ``z(t)`` from ``t = 0`` (base) to ``t = 1`` (data) and the
+vector field ``f(t, ·)`` at a few times. Needs matplotlib (the ``plot`` extra)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from flowlab.data import DatasetSpec
+from flowlab.errors import MissingDependencyError, OptionError
+from flowlab.evaluation import log_probs, uses_autograd
+from flowlab.flow import Flow
+from flowlab.seeding import generator, global_rng
+
+FIELD_TIMES = (0.0, 0.5, 1.0)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, or a clear error if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError(
+            "plotting needs matplotlib, which is not installed: pip install 'flowlab[plot]' (or pip install matplotlib)"
+        ) from None
+    return plt
+
+
+def square_limits(points: torch.Tensor, pad: float = 0.15) -> tuple[float, float]:
+    """A square window holding the central 99% of ``points`` on each axis, padded by ``pad`` of its width."""
+    low = float(points.quantile(0.005, dim=0).min())
+    high = float(points.quantile(0.995, dim=0).max())
+    margin = pad * (high - low)
+    return low - margin, high + margin
+
+
+def grid(limits: tuple[float, float], size: int, like: torch.Tensor) -> torch.Tensor:
+    """``size × size`` points covering the square ``limits²``, row-major from the bottom left, as ``[size², 2]``."""
+    axis = torch.linspace(*limits, size, dtype=like.dtype, device=like.device)
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
+
+
+def plot_flow(
+    flow: Flow,
+    dataset: DatasetSpec,
+    path: str,
+    *,
+    n: int = 2000,
+    resolution: int = 160,
+    seed: int = 0,
+    fmt: str | None = None,
+) -> None:
+    """Save the figure to ``path`` in format ``fmt`` (default: from the suffix of ``path``, e.g. .png)."""
+    if flow.dim != 2 or dataset.dim != 2:
+        raise OptionError(f"plot: pictures are drawn for 2D flows and data only, got dim {flow.dim} and {dataset.dim}")
+    plt = pyplot()
+    like = flow._loc
+    data = dataset.sample(n, generator(seed, "plot-data")).numpy()
+    with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
+        samples = flow.sample(n).detach().cpu().numpy()
+    limits = square_limits(torch.from_numpy(data))
+    points = grid(limits, resolution, like)
+    density = log_probs(flow, points).exp().reshape(resolution, resolution).numpy()
+    continuous = callable(getattr(flow.bijector, "trajectory", None)) and getattr(flow.bijector, "field", None)
+    rows = 2 if continuous else 1
+    fig, axes = plt.subplots(
+        rows, 4 if continuous else 3, figsize=(13 if continuous else 10, 3.4 * rows), squeeze=False
+    )
+    scatter = {"s": 1.5, "alpha": 0.5, "linewidths": 0}
+    axes[0, 0].scatter(data[:, 0], data[:, 1], color="tab:blue", **scatter)
+    axes[0, 0].set_title(f"data: {dataset.name}")
+    axes[0, 1].imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", aspect="equal")
+    axes[0, 1].set_title("learned density q(x)")
+    axes[0, 2].scatter(samples[:, 0], samples[:, 1], color="tab:orange", **scatter)
+    axes[0, 2].set_title("samples x = f(z)")
+    if continuous:
+        axes[0, 3].axis("off")
+        draw_dynamics(flow, axes[1], limits, seed)
+    for ax in axes.flat:
+        if ax.axison:
+            ax.set_xlim(*limits)
+            ax.set_ylim(*limits)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=72, format=fmt)
+    plt.close(fig)
+
+
+def draw_dynamics(flow: Flow, axes: Any, limits: tuple[float, float], seed: int, particles: int = 150) -> None:
+    """Trajectories ``z(t)``, ``t ∈ [0, 1]``, of base points (``axes[0]``) and ``f(t, ·)`` at FIELD_TIMES."""
+    bijector: Any = flow.bijector
+    like = flow._loc
+    times = torch.linspace(0, 1, 21, dtype=like.dtype, device=like.device)
+    with global_rng(seed, "plot-trajectory"), torch.enable_grad():
+        z = flow.base.sample((particles,))
+        paths = bijector.trajectory(z, times).detach().cpu().numpy()
+    for k in range(particles):
+        axes[0].plot(paths[:, k, 0], paths[:, k, 1], color="0.6", linewidth=0.4)
+    axes[0].scatter(paths[0, :, 0], paths[0, :, 1], s=3, color="tab:blue", label="t=0 (base)")
+    axes[0].scatter(paths[-1, :, 0], paths[-1, :, 1], s=3, color="tab:orange", label="t=1 (data)")
+    axes[0].legend(fontsize=6, loc="upper right")
+    axes[0].set_title("trajectories z(t)")
+    points = grid(limits, 17, like)
+    for ax, t in zip(axes[1:], FIELD_TIMES, strict=True):
+        with torch.enable_grad():
+            velocity = bijector.field(torch.tensor(t, dtype=like.dtype, device=like.device), points).detach().cpu()
+        xy, speed = points.cpu().numpy(), velocity.norm(dim=-1).numpy()
+        ax.quiver(xy[:, 0], xy[:, 1], velocity[:, 0].numpy(), velocity[:, 1].numpy(), speed, cmap="viridis")
+        ax.set_title(f"vector field f(t={t:g}, z)")
