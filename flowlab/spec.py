@@ -94,6 +94,9 @@ class FlowSpec:
     - ``mixes``: whether every output coordinate depends on every input coordinate (a dense Jacobian), as a bool
       or as a predicate of the resolved options; the conformance kit's ``mixing`` check verifies a ``True`` claim
       (a stack of coupling layers without permutations claims to mix and does not).
+    - ``check_options``: options the conformance kit builds this flow with instead of drawing them (it draws every
+      option with ``choices`` otherwise), e.g. a cheaper solver or a smaller network to keep ``flowlab check`` fast;
+      say why in a comment, as for a tolerance.
     """
 
     name: str
@@ -107,6 +110,7 @@ class FlowSpec:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     min_dim: int = 1
     mixes: bool | Callable[[Mapping[str, Any]], bool] = False
+    check_options: Mapping[str, Any] = field(default_factory=dict)
 
     def mixes_with(self, options: Mapping[str, Any]) -> bool:
         """Whether this flow, built with the resolved ``options``, claims a dense Jacobian (see ``mixes``)."""

@@ -1,23 +1,19 @@
-"""Shared fixtures: Hypothesis profiles, the ``--device`` option and the ``cuda`` marker."""
+"""Shared fixtures: Hypothesis profiles, the ``--device`` option and the ``cuda`` marker.
+
+The profiles ``quick`` and ``thorough`` are flowlab's own (``flowlab.checks.profiles``, shared with ``flowlab check``);
+``--device`` also sets the devices of the conformance tests (``--flowlab-device`` of flowlab's pytest plugin).
+"""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-settings.register_profile(
-    "quick",
-    max_examples=10,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("FLOWLAB_PROFILE", "quick"))
+from flowlab.checks.profiles import profile_name, register_profiles
+
+register_profiles()
+settings.load_profile(profile_name())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +24,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("cpu", "cuda", "all"),
         help="devices the device-parametrized tests run on (cuda tests skip with a reason where none is)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.option.flowlab_device = config.getoption("--device")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -5,7 +5,8 @@ A case (:class:`~flowlab.checks.base.Case`) is drawn from:
 - ``dims(spec)``: ``spec.min_dim`` to ``spec.min_dim + EXTRA_DIMS``;
 - ``batches()``: 1 to ``MAX_BATCH`` rows;
 - ``seeds()``: the seed of the parameters (and their perturbation) and of the inputs;
-- ``option_values(spec)``: every option that lists ``choices`` takes one of them (the others keep their default);
+- ``option_values(spec)``: ``spec.check_options`` as given; every other option that lists ``choices`` takes one of
+  them (the rest keep their defaults);
 - ``scales()``: the inputs' standard deviation, up to ``MAX_SCALE`` (inputs reach several standard deviations).
 
 Everything shrinks towards the simplest case: the smallest dim and batch, seed 0, the first choice, scale 1.
@@ -54,10 +55,15 @@ def scales(low: float = MIN_SCALE, high: float = MAX_SCALE) -> st.SearchStrategy
 
 
 def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
-    """A value for every option of ``spec`` that lists ``choices``; options without choices are left out."""
-    return st.fixed_dictionaries(
-        {name: st.sampled_from(list(option.choices)) for name, option in spec.options.items() if option.choices}
-    )
+    """The spec's ``check_options`` as given, and a drawn value for every other option that lists ``choices``;
+    options without choices are left out (they keep their defaults)."""
+    drawn = {
+        name: st.sampled_from(list(option.choices))
+        for name, option in spec.options.items()
+        if option.choices and name not in spec.check_options
+    }
+    pinned = {name: st.just(value) for name, value in spec.check_options.items()}
+    return st.fixed_dictionaries({**pinned, **drawn})
 
 
 def cases(spec: FlowSpec, *, device: str = "cpu", dtype: str = "float64") -> st.SearchStrategy[Case]:

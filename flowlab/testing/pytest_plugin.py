@@ -59,5 +59,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def flowlab_profile(request: pytest.FixtureRequest) -> str:
-    """The Hypothesis profile name the conformance tests run with."""
-    return profile_name(request.config.getoption("--flowlab-profile"))
+    """The Hypothesis profile of the conformance tests: ``--flowlab-profile``, else ``--hypothesis-profile`` if it
+    names one of flowlab's profiles, else ``$FLOWLAB_PROFILE``, else ``quick``."""
+    explicit = request.config.getoption("--flowlab-profile")
+    hypothesis_profile = request.config.getoption("hypothesis_profile", None)
+    if explicit is None and hypothesis_profile in PROFILES:
+        explicit = hypothesis_profile
+    return profile_name(explicit)

@@ -1,0 +1,118 @@
+"""``flowlab check``: exit codes, the JSON document (its schema is in docs/checks.md), warnings, usage errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+import flowlab
+from flowlab.checks.base import Case
+from flowlab.cli import main
+from flowlab.plugins import Registry, reset_registry
+from flowlab.testing import cases, dims, inputs, option_values
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
+RUN_KEYS = {"status", "max_error", "tolerance", "examples", "seconds", "detail", "counterexample"}
+
+
+def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
+    code = main(["check", *argv, "--json", "-"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+def test_a_passing_flow_exits_0_with_a_json_document_matching_the_schema(capsys):
+    code, data, _ = run_json(["affine", "--property", "invertibility", "--property", "mixing"], capsys)
+    assert code == 0
+    assert data["schema"] == "flowlab-check/1" and data["status"] == "passed" and data["devices"] == ["cpu"]
+    assert set(data) == {"schema", "flowlab_version", "profile", "devices", "status", "counts", "flows"}
+    flow = data["flows"]["affine"]
+    assert flow["warnings"] == []
+    for name in ("invertibility", "mixing"):
+        run = flow["properties"][name]["cpu"]
+        assert set(run) == RUN_KEYS
+        assert run["status"] == "passed" and run["examples"] >= 1 and run["counterexample"] is None
+        assert run["max_error"] <= run["tolerance"]
+
+
+def test_the_schema_is_documented():
+    text = DOCS.read_text()
+    for key in (
+        *RUN_KEYS,
+        "schema",
+        "flowlab_version",
+        "profile",
+        "devices",
+        "counts",
+        "flows",
+        "warnings",
+        "reproduce",
+    ):
+        assert f"`{key}`" in text, key
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["no_such_flow"], r"unknown flow 'no_such_flow'; known flows: .*affine"),
+        (["affine", "--property", "no_such_property"], r"unknown check 'no_such_property'; known checks: .*logdet"),
+        (["affine", "--property", "logdet", "--case", "{not json"], r"--case expects JSON"),
+        (["affine", "--case", '{"dim": 2, "batch": 1, "seed": 0}'], r"--case runs one case"),
+    ],
+)
+def test_usage_errors_exit_2_and_say_what_is_allowed(argv, message, capsys):
+    assert main(["check", *argv]) == 2
+    assert re.search(message, " ".join(capsys.readouterr().err.split()))
+
+
+def test_cuda_is_skipped_with_a_reason_where_there_is_none(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, data, _ = run_json(["affine", "--property", "logdet", "--device", "cuda"], capsys)
+    run = data["flows"]["affine"]["properties"]["logdet"]["cuda"]
+    assert code == 0 and run["status"] == "skipped" and "CUDA" in run["detail"]
+
+
+def test_a_flow_without_explanation_gets_a_warning_not_a_failure(capsys):
+    class Plugin:
+        @flowlab.hookimpl
+        def flowlab_register_flows(self, register):
+            register(flowlab.FlowSpec(name="unexplained", summary="no docs", build=flowlab.flow_spec("affine").build))
+
+    registry = Registry()
+    registry.load_entry_points()
+    registry.add_plugin(Plugin(), "unexplained")
+    reset_registry(registry)
+    try:
+        code, data, err = run_json(["unexplained", "--property", "invertibility"], capsys)
+    finally:
+        reset_registry()
+    assert code == 0
+    assert "has no explanation" in data["flows"]["unexplained"]["warnings"][0]
+    assert "warning" in err and "no explanation" in err
+
+
+@settings(max_examples=20)
+@given(case=cases(flowlab.flow_spec("stacked")))
+def test_drawn_cases_respect_the_spec(case: Case):
+    spec = flowlab.flow_spec("stacked")
+    assert spec.min_dim <= case.dim <= spec.min_dim + 4 and 1 <= case.batch <= 8
+    assert set(case.options) == {name for name, option in spec.options.items() if option.choices}
+    spec.resolve_options(case.options)  # every drawn option is allowed
+
+
+@given(points=inputs(dims(min_dim=2), batch=3, scale=2.0))
+def test_inputs_are_batches_of_points(points):
+    assert points.shape[0] == 3 and points.shape[1] >= 2 and points.dtype.is_floating_point
+
+
+@given(options=option_values(flowlab.flow_spec("coupling")))
+def test_option_values_are_allowed(options):
+    assert flowlab.flow_spec("coupling").resolve_options(options)
