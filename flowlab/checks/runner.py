@@ -8,6 +8,11 @@ shrinks it to the simplest failing case; that case, its detail and a one-line co
 counterexample. The run's status is ``failed`` if any case failed, else ``inconclusive`` if any case was, else
 ``passed``; ``skipped`` when the check does not apply to the flow, when every case was skipped, or when the device
 is absent. The reported error and tolerance are those of the case with the largest ``error / tolerance``.
+
+Shrinking is bounded: after the first failure at most ``SHRINK_BUDGET`` new cases are run; later candidates are
+treated as passing without running them, so Hypothesis settles on the smallest failing case found within the
+budget (a slow flow, e.g. an ODE flow, cannot make a failure cost hundreds of runs). Results are cached per case,
+so Hypothesis's final replay of the counterexample costs nothing and always agrees.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from flowlab.spec import FlowSpec
 
 #: where the ``thorough`` profile keeps failing examples, one folder per flow, check and device
 DATABASE_DIR = Path(".hypothesis") / "flowlab-check"
+#: new cases run while shrinking a failure (see the module docstring)
+SHRINK_BUDGET = 40
 
 
 @dataclass
@@ -126,12 +133,22 @@ def run_property(
         return run
     tally = _Tally()
     failure: _CaseFailed | None = None
+    seen: dict[str, CheckResult] = {}
+    shrinks = 0
 
     def attempt(drawn: Case) -> None:
-        result = run_case(check, spec, drawn)
-        tally.add(result)
-        if on_example is not None:
-            on_example()
+        nonlocal shrinks
+        key = repr(drawn)
+        result = seen.get(key)
+        if result is None:
+            if "failed" in tally.statuses:
+                if shrinks >= SHRINK_BUDGET:
+                    return
+                shrinks += 1
+            result = seen[key] = run_case(check, spec, drawn)
+            tally.add(result)
+            if on_example is not None:
+                on_example()
         if result.status == "failed":
             raise _CaseFailed(drawn, result)
 
