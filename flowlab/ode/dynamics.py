@@ -26,9 +26,10 @@ class AugmentedDynamics(CountedDynamics):
     Before each solve :meth:`configure` sets the trace estimator and its probe (drawn once for the solve and held
     fixed through it, the adjoint solve included), and whether to carry the log-det and the regularisers.
 
-    Works under ``torch.no_grad()``: autograd is enabled locally to differentiate ``f`` with respect to the state
-    (a state that does not require grad is replaced by a detached copy that does), and the graph is kept
-    (``create_graph``) only when the caller records gradients.
+    Works under ``torch.no_grad()``: autograd is enabled locally to differentiate ``f`` with respect to the state.
+    When the caller records gradients and the state is part of its graph, the state is used as it is and the graph
+    is kept (``create_graph``); otherwise the state is replaced by a detached leaf that requires grad (never
+    ``requires_grad_`` on the solver's own tensor, which fails for non-leaves and for views made under no_grad).
     """
 
     def __init__(self, field: nn.Module) -> None:
@@ -51,7 +52,7 @@ class AugmentedDynamics(CountedDynamics):
             return (self.field(t, z),)
         record = torch.is_grad_enabled()
         with torch.enable_grad():
-            if not z.requires_grad:
+            if not (record and z.requires_grad):  # a fresh leaf: also for no-grad views (odeint_adjoint's forward)
                 z = z.detach().requires_grad_(True)
             f = self.field(t, z)
             trace, frobenius = self.estimator(f, z, self.probe, record)

@@ -80,11 +80,12 @@ class CountedDynamics(nn.Module):
         self.nfe += 1
         self.t = t.detach()
         if self.nfe > self.config.max_nfe:
+            reached = float(self.t)
             raise SolverError(
-                f"{self.config.method}: stopped at t={float(t):.4g} after max_nfe={self.config.max_nfe} function "
+                f"{self.config.method}: stopped at t={reached:.4g} after max_nfe={self.config.max_nfe} function "
                 f"evaluations; hint: raise max_nfe, or {HINT}",
                 solver=self.config.method,
-                time=float(t),
+                time=reached,
                 hint=HINT,
             )
 

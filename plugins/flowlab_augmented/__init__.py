@@ -52,7 +52,13 @@ SPEC = FlowSpec(
     options={
         **ode_options(),
         "augment": Option(1, "k: the last k of the dim coordinates are the augmentation u (1 <= k < dim)", low=1),
-        "proposal": Option("base", "q(u | x): the base N(0, I_k) or a learned Gaussian", choices=("base", "learned")),
+        # no ``choices``: a learned proposal is trained by the marginal bound only, so the kit's ``gradients``
+        # property (every parameter gets a gradient from the joint log_prob) would not hold by design
+        "proposal": Option(
+            "base",
+            "q(u | x): 'base' (N(0, I_k)) or 'learned' (a Gaussian from an MLP of x)",
+            check=lambda value: value in ("base", "learned"),
+        ),
         "samples": Option(16, "K, importance samples of marginal_log_prob", low=1),
     },
     references=(

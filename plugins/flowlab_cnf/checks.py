@@ -3,7 +3,7 @@
 - ``ode_invertibility``: ``inverse(forward(z)) = z`` and the two log-dets cancel, within a multiple of the solver's
   ``rtol``/``atol`` (the error is measured in units of ``atol + rtol·|value|``).
 - ``ode_logdet``: the log-det of the flow map in both directions vs ``slogdet`` of the autograd Jacobian of the
-  odeint solution, in float64 at ``rtol = atol = 1e-10``.
+  odeint solution, in float64 at ``rtol = atol = 1e-9`` (measured error ≤ 1e-8; tolerance 1e-7).
 - ``ode_normalization``: in 2D, ``∫ exp(log_prob) dx = 1`` by quadrature on a grid (exact trace at evaluation).
 - ``hutchinson_estimator``: on the Jacobian ``A`` of the field at one point, the estimator is unbiased (z-score of
   the mean), its variance matches theory (Gaussian ``‖A‖²_F + tr(A²)``, Rademacher minus ``2 Σ A_ii²``), and a
@@ -104,7 +104,9 @@ CHECK_INVERTIBILITY = CheckSpec(
     summary="inverse(forward(z)) = z and the log-dets cancel, within a multiple of the solver's rtol/atol",
     run=run_invertibility,
     applies=continuous,
-    tolerance=100.0,  # global error of two adaptive solves, in units of the local tolerance (measured: up to ~20)
+    # global error of two adaptive solves in units of the local tolerance; it depends on the method's order
+    # (measured over 36 cases each: dopri5 ≤ 50, bosh3 ≤ 500, adaptive_heun ≤ 1)
+    tolerance=2000.0,
 )
 
 
@@ -118,13 +120,18 @@ def jacobian_logabsdet(fn: Any, rows: Tensor) -> Tensor:
     return torch.stack(values)
 
 
+#: the reference Jacobian costs d backward passes through a long float64 solve; larger d adds time, not coverage
+MAX_LOGDET_DIM = 4
+
+
 def run_logdet(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_LOGDET.tolerance_for(spec)
-    module = build_for_check(spec, case.dim, case.seed, case.options, rtol=1e-10, atol=1e-10, method="dopri5")
+    dim = min(case.dim, MAX_LOGDET_DIM)
+    module = build_for_check(spec, dim, case.seed, case.options, rtol=1e-9, atol=1e-9, method="dopri5", adjoint=False)
     skipped = _missing(module, "inverse") or _exact_at_eval(module)
     if skipped is not None:
         return skipped
-    z = points(min(case.batch, 3), case.dim, case.seed, case.scale, module)
+    z = points(1, dim, case.seed, case.scale, module)
     try:
         x, forward_ladj = module(z)
         _, inverse_ladj = module.inverse(x)
@@ -140,7 +147,7 @@ def run_logdet(spec: FlowSpec, case: Case) -> CheckResult:
         worst,
         tolerance,
         f"|log-det − slogdet(autograd Jacobian of the solution)|: forward {forward_error:.3g}, inverse "
-        f"{inverse_error:.3g} (float64, rtol=atol=1e-10); forward log-dets {forward_ladj.detach().tolist()} vs "
+        f"{inverse_error:.3g} (d={dim}, float64, rtol=atol=1e-9); forward log-dets {forward_ladj.detach().tolist()} vs "
         f"{forward_ref.tolist()}",
     )
 
@@ -150,8 +157,8 @@ CHECK_LOGDET = CheckSpec(
     summary="log-det of the ODE flow map = slogdet of the autograd Jacobian of the odeint solution (float64)",
     run=run_logdet,
     applies=continuous,
-    tolerance=1e-7,
-    max_examples=3,
+    tolerance=1e-7,  # measured ≤ 1e-8 at rtol = atol = 1e-9 (≤ 1e-9 at 1e-10)
+    max_examples=2,
 )
 
 
@@ -266,7 +273,8 @@ CHECK_HUTCHINSON = CheckSpec(
 
 
 # -- hutchinson_fixed_probe ----------------------------------------------------------------------------------------
-NFE_RATIO = 3.0
+#: a fixed probe costs about as much as the exact solve (measured ratios up to 2); a redrawn one hits max_nfe
+NFE_RATIO = 5.0
 
 
 def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
