@@ -37,7 +37,7 @@ from flowlab.spec import FlowSpec
 #: where the ``thorough`` profile keeps failing examples, one folder per flow, check and device
 DATABASE_DIR = Path(".hypothesis") / "flowlab-check"
 #: new cases run while shrinking a failure (see the module docstring)
-SHRINK_BUDGET = 40
+SHRINK_BUDGET = 12
 
 
 @dataclass

@@ -99,5 +99,5 @@ CHECK = CheckSpec(
     summary="the density integrates to 1 (quadrature in 1–2 dims, importance sampling above)",
     run=run,
     tolerance=1e-3,
-    max_examples=3,
+    max_examples=2,
 )
