@@ -13,6 +13,7 @@ from flowlab.errors import MissingDependencyError, OptionError
 from flowlab.evaluation import log_probs, uses_autograd
 from flowlab.flow import Flow
 from flowlab.seeding import generator, global_rng
+from flowlab.validation import module_dtype_device
 
 FIELD_TIMES = (0.0, 0.5, 1.0)
 
@@ -29,6 +30,12 @@ def pyplot() -> Any:
             "plotting needs matplotlib, which is not installed: pip install 'flowlab[plot]' (or pip install matplotlib)"
         ) from None
     return plt
+
+
+def reference(flow: Flow) -> torch.Tensor:
+    """An empty tensor with the flow's dtype and device, for allocating grids and times like it."""
+    dtype, device = module_dtype_device(flow)
+    return torch.empty(0, dtype=dtype, device=device)
 
 
 def square_limits(points: torch.Tensor, pad: float = 0.15) -> tuple[float, float]:
@@ -60,7 +67,7 @@ def plot_flow(
     if flow.dim != 2 or dataset.dim != 2:
         raise OptionError(f"plot: pictures are drawn for 2D flows and data only, got dim {flow.dim} and {dataset.dim}")
     plt = pyplot()
-    like = flow._loc
+    like = reference(flow)
     data = dataset.sample(n, generator(seed, "plot-data")).numpy()
     with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
         samples = flow.sample(n).detach().cpu().numpy()
@@ -96,7 +103,7 @@ def plot_flow(
 def draw_dynamics(flow: Flow, axes: Any, limits: tuple[float, float], seed: int, particles: int = 150) -> None:
     """Trajectories ``z(t)``, ``t ∈ [0, 1]``, of base points (``axes[0]``) and ``f(t, ·)`` at FIELD_TIMES."""
     bijector: Any = flow.bijector
-    like = flow._loc
+    like = reference(flow)
     times = torch.linspace(0, 1, 21, dtype=like.dtype, device=like.device)
     with global_rng(seed, "plot-trajectory"), torch.enable_grad():
         z = flow.base.sample((particles,))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from flowlab.cli.console import console, error_console
 from flowlab.cli.options import parse_options
+
+if TYPE_CHECKING:
+    from flowlab.training import StepReport, Trainer
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     return fit(trainer, path)
 
 
-def fit(trainer: Any, path: Path) -> int:
+def fit(trainer: Trainer, path: Path) -> int:
     """Run the trainer under a progress bar; print the final held-out NLL and its gap to the data's entropy."""
     config, out = trainer.config, console()
     entropy = trainer.dataset.entropy
@@ -134,7 +137,7 @@ def fit(trainer: Any, path: Path) -> int:
     with Progress(*columns, console=out, transient=False) as progress, StopFlag() as stop:
         task = progress.add_task("train", total=config.steps, completed=trainer.step, loss="–", nll="–", nfe="")
 
-        def on_step(report: Any) -> None:
+        def on_step(report: StepReport) -> None:
             fields: dict[str, Any] = {"loss": f"{report.loss:.3f}"}
             if report.nfe is not None:
                 fields["nfe"] = f"  NFE {report.nfe}" + (
