@@ -78,3 +78,14 @@ def test_flowlab_error_is_one_line_without_traceback(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "error: coupling: option hidden=0 is below its minimum 1" in err
     assert "Traceback" not in err
+
+
+def test_list_shows_the_datasets_with_their_entropies(capsys, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    checkerboard = next(d for d in data["datasets"] if d["name"] == "checkerboard")
+    assert checkerboard["dim"] == 2 and checkerboard["entropy"] == flowlab.dataset_spec("checkerboard").entropy
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "flowlab datasets" in out and "pinwheel" in out and "unknown" in out

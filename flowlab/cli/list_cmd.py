@@ -23,7 +23,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def catalogue() -> dict[str, Any]:
-    """The registry as plain data: flows (with their plugin and options) and plugins (with their errors)."""
+    """The registry as plain data: flows (with their plugin and options), datasets (with their entropies) and
+    plugins (with their errors)."""
     from flowlab.plugins import get_registry
     from flowlab.registry import flows
 
@@ -45,6 +46,17 @@ def catalogue() -> dict[str, Any]:
                 },
             }
             for name, entry in registry.entries["flows"].items()
+        ],
+        "datasets": [
+            {
+                "name": name,
+                "plugin": entry.plugin.name,
+                "dim": entry.record.dim,
+                "entropy": entry.record.entropy,
+                "entropy_source": entry.record.entropy_source,
+                "summary": entry.record.summary,
+            }
+            for name, entry in registry.entries["datasets"].items()
         ],
         "plugins": [
             {
@@ -88,4 +100,11 @@ def run(args: argparse.Namespace) -> int:
                 f"[red]{escape(plugin['error'])}[/]",
             )
     console().print(table)
+    datasets = Table(title="flowlab datasets (for flowlab train --data)")
+    for column in ("name", "plugin", "dim", "entropy (nats)", "summary"):
+        datasets.add_column(column, overflow="fold")
+    for dataset in data["datasets"]:
+        entropy = "unknown" if dataset["entropy"] is None else f"{dataset['entropy']:.2f}"
+        datasets.add_row(dataset["name"], dataset["plugin"], str(dataset["dim"]), entropy, escape(dataset["summary"]))
+    console().print(datasets)
     return 0
