@@ -49,7 +49,7 @@ def test_not_a_tensor(flow):
 
 def test_unknown_flow_lists_known_ones():
     with pytest.raises(
-        errors.UnknownFlowError, match=r"unknown flow 'coupl'.*affine, coupling.*Did you mean 'coupling'"
+        errors.UnknownFlowError, match=r"unknown flow 'coupl'.*known flows: affine, .*coupling.*Did you mean 'coupling'"
     ):
         flowlab.build("coupl", 2)
 
