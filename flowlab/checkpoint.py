@@ -8,6 +8,7 @@ A checkpoint is a dict of plain data and tensors (nothing that needs unpickling 
     dim, step       the flow's dimension and the number of optimizer steps taken
     model           the Flow's state_dict
     optimizer       the optimizer's state_dict
+    generators      states of the torch.Generators the flow holds (e.g. Hutchinson probes), for an exact resume
     history         [{"step", "loss", "test_nll", "nfe"}...] at each evaluation
     versions        library versions that wrote it (flowlab, torch, python)
 
@@ -35,6 +36,7 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "step": int,
     "model": dict,
     "optimizer": dict,
+    "generators": dict,
     "history": list,
     "versions": dict,
 }

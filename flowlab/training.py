@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import torch
+from torch import nn
 
 from flowlab.bijector import Bijector
 from flowlab.checkpoint import read_checkpoint, save_checkpoint
@@ -170,6 +171,7 @@ class Trainer:
                 "step": self.step,
                 "model": self.flow.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
+                "generators": generator_states(self.flow),
                 "history": self.history,
             },
         )
@@ -188,9 +190,35 @@ class Trainer:
             trainer.optimizer.load_state_dict(checkpoint["optimizer"])
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: the optimizer state does not fit the flow: {exc}") from None
+        set_generator_states(trainer.flow, checkpoint["generators"], path)
         trainer.step = checkpoint["step"]
         trainer.history = list(checkpoint["history"])
         return trainer
+
+
+def generator_states(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state of every ``torch.Generator`` a submodule holds as an attribute (e.g. the generator an ODE flow
+    draws its Hutchinson probes from), keyed ``"submodule.attribute"``. Not part of ``state_dict``, yet needed for
+    an exact resume."""
+    return {
+        f"{name}.{attribute}": value.get_state()
+        for name, submodule in module.named_modules()
+        for attribute, value in vars(submodule).items()
+        if isinstance(value, torch.Generator)
+    }
+
+
+def set_generator_states(module: nn.Module, states: dict[str, torch.Tensor], path: str) -> None:
+    """Restore what :func:`generator_states` saved (:class:`CheckpointError` if the generators do not match)."""
+    current = generator_states(module)
+    if set(current) != set(states):
+        raise CheckpointError(
+            f"{path}: the checkpoint has random generators {sorted(states)}, the installed flow {sorted(current)}"
+        )
+    submodules = dict(module.named_modules())
+    for key, state in states.items():
+        name, attribute = key.rsplit(".", 1)
+        getattr(submodules[name], attribute).set_state(state)
 
 
 def config_from(checkpoint: dict[str, Any], path: str) -> TrainConfig:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 import flowlab
+from flowlab.checkpoint import read_checkpoint, save_checkpoint
 from flowlab.cli import main
 from flowlab.cli.train_cmd import StopFlag
 from flowlab.plugins import Registry, reset_registry
@@ -216,3 +217,26 @@ def test_plot_draws_trajectories_and_the_vector_field_of_ode_flows(linear_ode_re
     plot_flow(trainer.flow, trainer.dataset, str(out), n=100, resolution=20)
     assert trainer.flow.bijector.calls == {"trajectory": 1, "field": len(FIELD_TIMES)}
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_is_exact_for_ffjord_whose_probes_come_from_its_own_generator(tmp_path):
+    """FFJORD draws Hutchinson probes from a torch.Generator it holds (not in its state_dict): the checkpoint saves
+    that generator's state, so the resumed run draws the probes the uninterrupted one drew."""
+    if "ffjord" not in flowlab.flows():
+        pytest.skip("the ffjord plugin is not installed")
+    config = tiny_config(flow="ffjord", options={"hidden": 8}, steps=4, eval_every=2)
+    whole = Trainer(config)
+    whole.fit()
+    part = Trainer(config)
+    part.fit(steps=2)
+    part.save(str(tmp_path / "c.pt"))
+    resumed = Trainer.resume(str(tmp_path / "c.pt"))
+    resumed.fit()
+    assert same_state(resumed.flow.state_dict(), whole.flow.state_dict())
+
+    data = read_checkpoint(tmp_path / "c.pt")
+    assert data["generators"], "ffjord's probe generator was not saved"
+    payload = {k: v for k, v in data.items() if k not in ("format", "format_version", "versions")}
+    save_checkpoint(tmp_path / "d.pt", {**payload, "generators": {}})
+    with pytest.raises(flowlab.CheckpointError, match="random generators"):
+        Trainer.resume(str(tmp_path / "d.pt"))
