@@ -9,10 +9,11 @@ counterexample. The run's status is ``failed`` if any case failed, else ``inconc
 ``passed``; ``skipped`` when the check does not apply to the flow, when every case was skipped, or when the device
 is absent. The reported error and tolerance are those of the case with the largest ``error / tolerance``.
 
-Shrinking is bounded: after the first failure at most ``SHRINK_BUDGET`` new cases are run; later candidates are
-treated as passing without running them, so Hypothesis settles on the smallest failing case found within the
-budget (a slow flow, e.g. an ODE flow, cannot make a failure cost hundreds of runs). Results are cached per case,
-so Hypothesis's final replay of the counterexample costs nothing and always agrees.
+Shrinking is bounded: after the first failure at most ``SHRINK_BUDGET`` new cases are run, for at most
+``SHRINK_SECONDS``; later candidates are treated as passing without running them, so Hypothesis settles on the
+smallest failing case found within the budget (a slow flow, e.g. an ODE flow, cannot make a failure cost hundreds
+of runs). Results are cached per case, so Hypothesis's final replay of the counterexample costs nothing and always
+agrees.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from flowlab.spec import FlowSpec
 DATABASE_DIR = Path(".hypothesis") / "flowlab-check"
 #: new cases run while shrinking a failure (see the module docstring)
 SHRINK_BUDGET = 12
+SHRINK_SECONDS = 10.0
 
 
 @dataclass
@@ -135,17 +137,20 @@ def run_property(
     failure: _CaseFailed | None = None
     seen: dict[str, CheckResult] = {}
     shrinks = 0
+    failed_at = 0.0
 
     def attempt(drawn: Case) -> None:
-        nonlocal shrinks
+        nonlocal shrinks, failed_at
         key = repr(drawn)
         result = seen.get(key)
         if result is None:
             if "failed" in tally.statuses:
-                if shrinks >= SHRINK_BUDGET:
+                if shrinks >= SHRINK_BUDGET or time.perf_counter() - failed_at > SHRINK_SECONDS:
                     return
                 shrinks += 1
             result = seen[key] = run_case(check, spec, drawn)
+            if result.status == "failed" and not failed_at:
+                failed_at = time.perf_counter()
             tally.add(result)
             if on_example is not None:
                 on_example()
