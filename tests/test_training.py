@@ -94,6 +94,22 @@ def test_cli_resume_after_ctrl_c_matches_an_uninterrupted_run(tmp_path, monkeypa
     assert same_state(part["model"], whole["model"])
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lr", "0.01"], "trained with lr=0.001, not 0.01"),
+        (["--data", "8gaussians"], "trained with data='moons', not '8gaussians'"),
+        (["-o", "blocks=3"], "trained with options="),
+    ],
+)
+def test_resume_refuses_a_changed_configuration(tmp_path, capsys, extra, message):
+    assert main(["train", "--flow", "stacked", "--data", "moons", "--steps", "1", *TINY, "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert main(["train", "--resume", "--out", str(tmp_path), "--steps", "2", *extra]) == 1
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
 def test_stop_flag_restores_the_previous_handler():
     previous = signal.getsignal(signal.SIGINT)
     with StopFlag() as stop:

@@ -38,11 +38,11 @@ def add_parser(subparsers: Any) -> None:
         "-o 'block_options={\"hidden\": 32}'",
     )
     parser.add_argument("--steps", type=int, help="total optimizer steps (default 2000; with --resume: extend to this)")
-    parser.add_argument("--batch-size", type=int, default=256, help="points per step (default 256)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data stream and the flow's randomness")
-    parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
-    parser.add_argument("--eval-size", type=int, default=4096, help="held-out points (default 4096)")
+    parser.add_argument("--batch-size", type=int, help="points per step (default 256)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--seed", type=int, help="seed of the data stream and the flow's randomness (default 0)")
+    parser.add_argument("--eval-every", type=int, help="steps between held-out evaluations (default 200)")
+    parser.add_argument("--eval-size", type=int, help="held-out points (default 4096)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--out", default=None, help="run directory (default runs/FLOW-DATA)")
     parser.add_argument("--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT}")
@@ -83,37 +83,37 @@ class StopFlag:
         return self.requested
 
 
+#: TrainConfig fields set by options of the same name; with --resume they come from the checkpoint
+CONFIG_ARGS = ("flow", "data", "steps", "batch_size", "lr", "seed", "eval_every", "eval_size")
+
+
 def run(args: argparse.Namespace) -> int:
     from flowlab.errors import CheckpointError, OptionError
     from flowlab.training import TrainConfig, Trainer
 
-    if not args.resume and (args.flow is None or args.data is None):
+    given = {name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None}
+    if args.option:
+        given["options"] = parse_options(args.option)
+    if args.out is None and (args.flow is None or args.data is None):
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
-    out = Path(args.out or f"runs/{args.flow}-{args.data}")
-    path = out / CHECKPOINT
+    path = Path(args.out or f"runs/{args.flow}-{args.data}") / CHECKPOINT
     if args.resume:
-        trainer = Trainer.resume(str(path), args.device, steps=args.steps)
-        for given, saved, what in ((args.flow, trainer.config.flow, "flow"), (args.data, trainer.config.data, "data")):
-            if given is not None and given != saved:
-                raise OptionError(f"train --resume: the checkpoint was trained with --{what} {saved}, not {given}")
-    else:
-        if path.exists():
-            raise CheckpointError(
-                f"{path} already exists; continue it with --resume, or choose another --out (nothing was overwritten)"
-            )
-        config = TrainConfig(
-            flow=args.flow,
-            data=args.data,
-            options=parse_options(args.option),
-            steps=2000 if args.steps is None else args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            eval_every=args.eval_every,
-            eval_size=args.eval_size,
+        trainer = Trainer.resume(str(path), args.device, steps=given.pop("steps", None))
+        saved = trainer.config.to_dict()
+        for name, value in given.items():
+            if value != saved[name]:
+                raise OptionError(
+                    f"train --resume: the checkpoint was trained with {name}={saved[name]!r}, not {value!r}; a "
+                    "resumed run keeps its configuration (only --steps may change)"
+                )
+        return fit(trainer, path)
+    if "flow" not in given or "data" not in given:
+        raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
+    if path.exists():
+        raise CheckpointError(
+            f"{path} already exists; continue it with --resume, or choose another --out (nothing was overwritten)"
         )
-        trainer = Trainer(config, args.device)
-    return fit(trainer, path)
+    return fit(Trainer(TrainConfig(**given), args.device), path)
 
 
 def fit(trainer: Trainer, path: Path) -> int:
