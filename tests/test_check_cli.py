@@ -116,3 +116,22 @@ def test_inputs_are_batches_of_points(points):
 @given(options=option_values(flowlab.flow_spec("coupling")))
 def test_option_values_are_allowed(options):
     assert flowlab.flow_spec("coupling").resolve_options(options)
+
+
+def test_non_finite_errors_render_in_the_table_and_as_json_strings():
+    from rich.console import Console
+
+    from flowlab.checks.runner import PropertyRun
+    from flowlab.reports.checks import document, results_table
+
+    runs = [
+        PropertyRun("f", "invertibility", "cpu", "failed", max_error=float("inf"), tolerance=1e-8),
+        PropertyRun("f", "logdet", "cpu", "failed", max_error=float("nan"), tolerance=1e-8),
+    ]
+    console = Console(record=True, width=120)
+    console.print(results_table(runs))
+    text = console.export_text()
+    assert "inf" in text and "nan" in text
+    data = document(runs, profile="quick", devices=["cpu"], version="0")
+    assert data["flows"]["f"]["properties"]["invertibility"]["cpu"]["max_error"] == "inf"
+    json.dumps(data, allow_nan=False)

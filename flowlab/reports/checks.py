@@ -83,6 +83,8 @@ def document(
 def _format(value: float | None) -> str:
     if value is None:
         return ""
+    if not math.isfinite(value):
+        return str(value)
     return f"{value:.3g}" if value != int(value) or abs(value) >= 1e6 or value == 0 else f"{int(value)}"
 
 
@@ -109,7 +111,7 @@ def results_table(runs: Sequence[PropertyRun], *, title: str = "flowlab check") 
             *((run.device,) if len(devices) > 1 else ()),
             Text(run.status, style=STYLES[run.status]),
             str(run.examples) if run.examples else "",
-            "nan" if error is not None and math.isnan(error) else _format(error),
+            _format(error),
             _format(run.tolerance),
             f"{run.seconds:.1f}",
         ]
