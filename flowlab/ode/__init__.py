@@ -15,6 +15,7 @@ from flowlab.ode.bijector import ODEBijector
 from flowlab.ode.dynamics import AugmentedDynamics
 from flowlab.ode.field import ACTIVATIONS, TimeMLP
 from flowlab.ode.options import (
+    ODE_CHECK_OPTIONS,
     ODE_CONVENTION,
     ODE_NOTES,
     ODE_REFERENCES,
@@ -30,6 +31,7 @@ __all__ = [
     "ADAPTIVE_METHODS",
     "FIXED_STEP_METHODS",
     "METHODS",
+    "ODE_CHECK_OPTIONS",
     "ODE_CONVENTION",
     "ODE_NOTES",
     "ODE_REFERENCES",

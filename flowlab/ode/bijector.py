@@ -106,7 +106,7 @@ class ODEBijector(Bijector):
         zero = y.new_zeros(y.shape[0])
         state = (y, zero, zero, zero) if regularize else (y, zero)
         times = torch.tensor([1.0, 0.0] if reverse else [0.0, 1.0], dtype=y.dtype, device=y.device)
-        solution = solve(self.dynamics, state, times, self.solver)
+        solution = solve(self.dynamics, state, times, self.solver, controlled=2)  # z and the log-det
         self.nfe, self.dynamics.nfe = self.dynamics.nfe, 0
         if regularize:
             sign = -1.0 if reverse else 1.0  # integrated backwards, the accumulators end at minus the integrals

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,15 +92,24 @@ class CountedDynamics(nn.Module):
 
 
 def solve(
-    dynamics: CountedDynamics, state: tuple[Tensor, ...], times: Tensor, config: SolverConfig
+    dynamics: CountedDynamics,
+    state: tuple[Tensor, ...],
+    times: Tensor,
+    config: SolverConfig,
+    *,
+    controlled: int | None = None,
 ) -> tuple[Tensor, ...]:
     """Integrate ``d state/dt = dynamics(t, state)`` through ``times``; returns one ``[len(times), ...]`` per part.
 
+    ``controlled``: an adaptive method's error control looks at the first ``controlled`` parts only (default all):
+    the RNODE accumulators are carried along without making the steps smaller.
     torchdiffeq's assertions (step size underflow, non-finite state) become :class:`SolverError` naming the solver,
     the time reached and a hint; a fixed-step solve that ends non-finite raises the same way.
     """
     dynamics.reset(config)
     kwargs = config.odeint_kwargs()
+    if config.adaptive and controlled is not None and controlled < len(state):
+        kwargs["options"] = {**kwargs["options"], "norm": _rms_of_first(controlled)}
     try:
         if config.adjoint:
             solution = odeint_adjoint(dynamics, state, times, adjoint_params=tuple(dynamics.parameters()), **kwargs)
@@ -111,6 +121,15 @@ def solve(
     if not all(bool(torch.isfinite(part[-1]).all()) for part in solution):
         raise _failure(dynamics, times, config, "the solution is NaN or infinite")
     return tuple(solution)
+
+
+def _rms_of_first(parts: int) -> Callable[[tuple[Tensor, ...]], Tensor]:
+    """torchdiffeq's mixed norm (the largest RMS over the parts) restricted to the first ``parts`` parts."""
+
+    def norm(state: tuple[Tensor, ...]) -> Tensor:
+        return torch.stack([part.pow(2).mean().sqrt() for part in state[:parts]]).max()
+
+    return norm
 
 
 def _failure(dynamics: CountedDynamics, times: Tensor, config: SolverConfig, what: str) -> SolverError:

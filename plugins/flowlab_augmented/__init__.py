@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any, cast
 
 from flowlab import FlowSpec, Option, hookimpl
-from flowlab.ode import ODE_CONVENTION, ODE_NOTES, ODE_REFERENCES, build_ode_bijector, ode_options, ode_tolerances
+from flowlab.ode import (
+    ODE_CHECK_OPTIONS,
+    ODE_CONVENTION,
+    ODE_NOTES,
+    ODE_REFERENCES,
+    build_ode_bijector,
+    ode_options,
+    ode_tolerances,
+)
 from flowlab_augmented.bijector import AugmentedCNF
 from flowlab_augmented.checks import CHECKS
 
@@ -52,13 +60,7 @@ SPEC = FlowSpec(
     options={
         **ode_options(),
         "augment": Option(1, "k: the last k of the dim coordinates are the augmentation u (1 <= k < dim)", low=1),
-        # no ``choices``: a learned proposal is trained by the marginal bound only, so the kit's ``gradients``
-        # property (every parameter gets a gradient from the joint log_prob) would not hold by design
-        "proposal": Option(
-            "base",
-            "q(u | x): 'base' (N(0, I_k)) or 'learned' (a Gaussian from an MLP of x)",
-            check=lambda value: value in ("base", "learned"),
-        ),
+        "proposal": Option("base", "q(u | x): the base N(0, I_k) or a learned Gaussian", choices=("base", "learned")),
         "samples": Option(16, "K, importance samples of marginal_log_prob", low=1),
     },
     references=(
@@ -70,6 +72,10 @@ SPEC = FlowSpec(
     ),
     explanation=EXPLANATION,
     tolerances=ode_tolerances(),
+    mixes=True,
+    # a learned proposal is trained by the marginal bound only: the kit's ``gradients`` property (every parameter
+    # gets a gradient from the joint log_prob) does not hold for it by design
+    check_options={**ODE_CHECK_OPTIONS, "proposal": "base"},
 )
 
 

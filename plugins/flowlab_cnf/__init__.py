@@ -6,6 +6,7 @@ from typing import Any
 
 from flowlab import FlowSpec, hookimpl
 from flowlab.ode import (
+    ODE_CHECK_OPTIONS,
     ODE_CONVENTION,
     ODE_NOTES,
     ODE_REFERENCES,
@@ -46,6 +47,8 @@ SPEC = FlowSpec(
     references=ODE_REFERENCES,
     explanation=EXPLANATION,
     tolerances=ode_tolerances(),
+    mixes=True,
+    check_options=ODE_CHECK_OPTIONS,
 )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flowlab import FlowSpec, Option, hookimpl
 from flowlab.ode import (
+    ODE_CHECK_OPTIONS,
     ODE_CONVENTION,
     ODE_NOTES,
     ODE_REFERENCES,
@@ -55,11 +56,7 @@ SPEC = FlowSpec(
     options={
         **ode_options(),
         "probe": Option("rademacher", "Hutchinson probe distribution", choices=Hutchinson.DISTRIBUTIONS),
-        # no ``choices``, so the conformance kit keeps the exact default: its exactness properties (log-dets that
-        # cancel, batch independence) do not hold for a random estimate; the Hutchinson checks cover that mode
-        "eval_trace": Option(
-            "exact", "trace in eval mode: 'exact' or 'hutchinson'", check=lambda value: value in ("exact", "hutchinson")
-        ),
+        "eval_trace": Option("exact", "trace in eval mode", choices=("exact", "hutchinson")),
         "seed": Option(0, "seed of the probes' torch.Generator", low=0),
     },
     references=(
@@ -71,6 +68,10 @@ SPEC = FlowSpec(
     ),
     explanation=EXPLANATION,
     tolerances=ode_tolerances(),
+    mixes=True,
+    # the kit's exactness properties (log-dets that cancel, batch independence) do not hold for a random estimate
+    # at evaluation; the Hutchinson checks cover that mode
+    check_options={**ODE_CHECK_OPTIONS, "eval_trace": "exact"},
 )
 
 
