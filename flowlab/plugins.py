@@ -216,3 +216,24 @@ def reset_registry(registry: Registry | None = None) -> None:
     """Forget the process-wide registry (it is rebuilt on next use), or replace it with ``registry``."""
     global _registry
     _registry = registry
+
+
+def load_plugin_file(path: str | os.PathLike[str]) -> object:
+    """Import the Python file ``path`` as a plugin: its ``PLUGIN`` attribute if it has one, else the module itself.
+
+    For plugins that are not installed (tests, experiments, ``flowlab check --plugin FILE``); register the result
+    with :meth:`Registry.add_plugin`. A missing file or a failing import raises :class:`~flowlab.errors.PluginError`.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    spec = importlib.util.spec_from_file_location(f"flowlab_plugin_file_{file.stem}", file)
+    if not file.is_file() or spec is None or spec.loader is None:
+        raise PluginError(f"plugin file {str(file)!r} not found (expected a .py file with @flowlab.hookimpl hooks)")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise PluginError(f"plugin file {str(file)!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    return getattr(module, "PLUGIN", module)

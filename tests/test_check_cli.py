@@ -135,3 +135,18 @@ def test_non_finite_errors_render_in_the_table_and_as_json_strings():
     data = document(runs, profile="quick", devices=["cpu"], version="0")
     assert data["flows"]["f"]["properties"]["invertibility"]["cpu"]["max_error"] == "inf"
     json.dumps(data, allow_nan=False)
+
+
+def test_plugin_files_load_with_plugin_and_the_reproduce_command_keeps_them(tmp_path, capsys):
+    mutants = str(Path(__file__).resolve().parent / "mutants" / "discrete.py")
+    reset_registry()
+    try:
+        report = tmp_path / "report.json"
+        argv = ["check", "--plugin", mutants, "mutant_logdet_offset", "--property", "logdet", "--json", str(report)]
+        assert main(argv) == 1
+        run = json.loads(report.read_text())["flows"]["mutant_logdet_offset"]["properties"]["logdet"]["cpu"]
+        assert run["counterexample"]["reproduce"].startswith(f"flowlab check --plugin {mutants} mutant_logdet_offset")
+    finally:
+        reset_registry()
+    assert main(["check", "--plugin", str(tmp_path / "missing.py")]) == 2
+    assert "not found" in " ".join(capsys.readouterr().err.split())

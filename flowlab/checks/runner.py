@@ -22,7 +22,7 @@ import json
 import math
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,10 @@ from typing import Any
 from hypothesis import Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec, Status
+from flowlab.checks.base import Case, CheckResult, CheckSpec, Status, check_spec, checks
 from flowlab.checks.profiles import PROFILES, profile_name
 from flowlab.checks.strategies import cases
+from flowlab.registry import flow_spec, flows
 from flowlab.spec import FlowSpec
 
 #: where the ``thorough`` profile keeps failing examples, one folder per flow, check and device
@@ -220,3 +221,17 @@ def _explore(check: CheckSpec, spec: FlowSpec, device: str, profile: str, attemp
         attempt(drawn)
 
     explore()
+
+
+def selection(names: Iterable[str] = (), properties: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """``(flow, property)`` pairs: the named flows (all if none) × the named properties (all if None).
+
+    Unknown names raise :class:`~flowlab.errors.UnknownFlowError` listing the known ones.
+    """
+    flow_names = list(names) or list(flows())
+    for name in flow_names:
+        flow_spec(name)
+    property_names = list(checks()) if properties is None else list(properties)
+    for name in property_names:
+        check_spec(name)
+    return [(flow, prop) for flow in flow_names for prop in property_names]

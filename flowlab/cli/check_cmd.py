@@ -1,13 +1,15 @@
 """``flowlab check [NAME ...]``: run the conformance kit's properties on registered flows and report.
 
 Exit status: 0 when nothing failed (skipped and inconclusive results are shown, not failures), 1 when a property
-failed, 2 for usage errors (an unknown flow or property, a malformed ``--case``).
+failed, 2 for usage errors (an unknown flow or property, a malformed ``--case``, a ``--plugin`` file that does not
+load).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -55,17 +57,26 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="run one case only (as printed by a failure's reproduce command); needs one NAME and one --property",
     )
+    parser.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also load the plugin in this Python file (its PLUGIN object, or the module's hooks); repeatable",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowlab import __version__
     from flowlab.checks.profiles import profile_name
+    from flowlab.checks.runner import selection
     from flowlab.errors import FlowlabError
-    from flowlab.testing.conformance import selection
 
     errors = error_console()
     try:
+        _load_plugin_files(args.plugins)
         pairs = selection(args.names, args.properties)
         profile = profile_name(args.profile)
         case = _parse_case(args.case, pairs, args.device) if args.case is not None else None
@@ -78,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         for message in messages:
             errors.print(f"[yellow]warning:[/] {escape(flow)}: {escape(message)}")
     runs = _run_all(pairs, devices, profile, case)
+    _mention_plugin_files(runs, args.plugins)
     data = document_for(runs, profile, devices, __version__, warnings)
     out = console() if args.json != "-" else error_console()
     from flowlab.reports.checks import failure_panel, notes, results_table
@@ -104,6 +116,29 @@ def document_for(
     from flowlab.reports.checks import document
 
     return document(runs, profile=profile, devices=devices, version=version, warnings=warnings)
+
+
+def _load_plugin_files(paths: list[str]) -> None:
+    from flowlab.errors import PluginError
+    from flowlab.plugins import get_registry, load_plugin_file
+
+    registry = get_registry()
+    for path in paths:
+        info = registry.add_plugin(load_plugin_file(path), f"file:{path}")
+        if not info.ok:
+            raise PluginError(f"plugin file {path!r}: {info.error}")
+
+
+def _mention_plugin_files(runs: list[PropertyRun], paths: list[str]) -> None:
+    """Make the reproduce commands load the same plugin files."""
+    if not paths:
+        return
+    options = " ".join(f"--plugin {shlex.quote(path)}" for path in paths)
+    for run in runs:
+        if run.counterexample is not None:
+            run.counterexample.reproduce = run.counterexample.reproduce.replace(
+                "flowlab check ", f"flowlab check {options} ", 1
+            )
 
 
 def _warnings(names: set[str]) -> dict[str, list[str]]:

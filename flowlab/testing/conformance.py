@@ -8,23 +8,9 @@ from typing import Any
 
 import pytest
 
-from flowlab.checks.base import check_spec, checks
-from flowlab.checks.runner import PropertyRun, run_property
-from flowlab.registry import flow_spec, flows
-
-
-def selection(names: Iterable[str] = (), properties: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """``(flow, property)`` pairs: the named flows (all if none) × the named properties (all if None).
-
-    Unknown names raise :class:`~flowlab.errors.UnknownFlowError` listing the known ones.
-    """
-    flow_names = list(names) or list(flows())
-    for name in flow_names:
-        flow_spec(name)
-    property_names = list(checks()) if properties is None else list(properties)
-    for name in property_names:
-        check_spec(name)
-    return [(flow, prop) for flow in flow_names for prop in property_names]
+from flowlab.checks.base import check_spec
+from flowlab.checks.runner import PropertyRun, run_property, selection
+from flowlab.registry import flow_spec
 
 
 def parameters(names: Sequence[str], properties: Sequence[str] | None, devices: Sequence[str]) -> list[Any]:
