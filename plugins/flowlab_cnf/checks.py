@@ -17,6 +17,7 @@ Statistical checks run once on a fixed seed; their bounds are 5 standard errors 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -283,7 +284,7 @@ def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
     module = build_for_check(
         spec, dim, case.seed, case.options, rtol=1e-8, atol=1e-8, method="dopri5", eval_trace="exact"
     )
-    skipped = _missing(module, "integrate", "trace_estimator") or _exact_at_eval(module)
+    skipped = _missing(module, "integrate", "trace_estimator", "solver") or _exact_at_eval(module)
     if skipped is not None:
         return skipped
     batch = min(case.batch, 3)
@@ -291,15 +292,27 @@ def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
     try:
         with torch.no_grad():
             _, exact = module.integrate(z, reverse=False)
-            exact_nfe = module.nfe
-            module.train()
-            # every row repeated d times, copy i with the probe √d e_i: the mean over copies of v vᵀ is I
-            rows = z.repeat_interleave(dim, dim=0)
-            probe = (torch.eye(dim, dtype=z.dtype) * math.sqrt(dim)).repeat(batch, 1)
-            _, estimated = module.integrate(rows, reverse=False, probe=probe)
-            probe_nfe = module.nfe
     except FlowlabError as exc:
         return _solver_failure(exc, tolerance)
+    exact_nfe = module.nfe
+    module.train()
+    # a redrawn probe would run on to max_nfe: stop it at the allowed ratio instead
+    module.solver = replace(module.solver, max_nfe=math.ceil(NFE_RATIO * exact_nfe))
+    # every row repeated d times, copy i with the probe √d e_i: the mean over copies of v vᵀ is I
+    rows = z.repeat_interleave(dim, dim=0)
+    probe = (torch.eye(dim, dtype=z.dtype) * math.sqrt(dim)).repeat(batch, 1)
+    try:
+        with torch.no_grad():
+            _, estimated = module.integrate(rows, reverse=False, probe=probe)
+    except FlowlabError as exc:
+        return CheckResult(
+            "failed",
+            math.inf,
+            tolerance,
+            f"the Hutchinson solve with fixed probes needed more than {NFE_RATIO:g}× the {exact_nfe} evaluations of "
+            f"the exact solve (is the probe redrawn inside the solve?): {exc}",
+        )
+    probe_nfe = module.nfe
     averaged = estimated.reshape(batch, dim).mean(dim=1)
     error = float((averaged - exact).abs().max())
     ratio = probe_nfe / max(exact_nfe, 1)
