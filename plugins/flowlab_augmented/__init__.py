@@ -34,11 +34,11 @@ on `log p(x)` that rises with `K` (Burda et al. 2016) and is tight when `q(u | x
 worth of rows per point. Train on the bound (or the joint with `u ~ q`), report it as a bound.
 
 **Why ANODE's zero-padding is not a density model.** ANODE (Dupont et al. 2019) appends `u = 0` to `x` and reads
-off the first `d` outputs. The padded inputs live on the `d`-dimensional slice `u = 0` of `R^(d+k)`: the map
-`x ↦ φ(x, 0)` is not a bijection between spaces of equal dimension, its Jacobian is `(d+k)×d` (no determinant),
-and the image of a density on that slice has no density with respect to Lebesgue measure on `R^(d+k)` nor a
-change-of-variables formula on `R^d` after dropping coordinates. A density model needs `u` to be *random*, with its
-own density, and then `p(x)` is a marginal: hence the joint base and the importance-weighted bound here.
+off the first `d` outputs. Pushed through the flow, the padded points stay on a `d`-dimensional surface of
+`R^(d+k)`, and a measure on a surface has no density in `R^(d+k)`; the instantaneous change of variables gives the
+log-det of the `(d+k)`-dimensional map, not of `x ↦ first d coordinates of φ(x, 0)`, a map `R^d → R^d` that need
+not even be injective. A density model needs `u` to be *random*, with its own density, and then `p(x)` is a
+marginal: hence the joint base and the importance-weighted bound here.
 """
     + ODE_CONVENTION
     + ODE_NOTES
