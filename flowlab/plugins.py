@@ -13,11 +13,14 @@ registers a name already taken, the plugin is recorded as broken (with the error
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -218,15 +221,8 @@ def reset_registry(registry: Registry | None = None) -> None:
     _registry = registry
 
 
-def load_plugin_file(path: str | os.PathLike[str]) -> object:
-    """Import the Python file ``path`` as a plugin: its ``PLUGIN`` attribute if it has one, else the module itself.
-
-    For plugins that are not installed (tests, experiments, ``flowlab check --plugin FILE``); register the result
-    with :meth:`Registry.add_plugin`. A missing file or a failing import raises :class:`~flowlab.errors.PluginError`.
-    """
-    import importlib.util
-    from pathlib import Path
-
+def import_file(path: str | os.PathLike[str]) -> ModuleType:
+    """Import the Python file ``path`` as a module (:class:`~flowlab.errors.PluginError` if missing or failing)."""
     file = Path(path)
     spec = importlib.util.spec_from_file_location(f"flowlab_plugin_file_{file.stem}", file)
     if not file.is_file() or spec is None or spec.loader is None:
@@ -236,4 +232,14 @@ def load_plugin_file(path: str | os.PathLike[str]) -> object:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise PluginError(f"plugin file {str(file)!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def load_plugin_file(path: str | os.PathLike[str]) -> object:
+    """The plugin in the Python file ``path``: its ``PLUGIN`` attribute if it has one, else the module itself.
+
+    For plugins that are not installed (tests, experiments, ``flowlab check --plugin FILE``); register the result
+    with :meth:`Registry.add_plugin`.
+    """
+    module = import_file(path)
     return getattr(module, "PLUGIN", module)

@@ -8,29 +8,19 @@ The plugins are registered for these tests only, on top of the installed ones (w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from flowlab.cli import main
-from flowlab.plugins import Registry, reset_registry
+from flowlab.plugins import Registry, import_file, reset_registry
 
 MUTANTS_DIR = Path(__file__).resolve().parent / "mutants"
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"flowlab_mutants_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MODULES = {path.stem: load(path) for path in sorted(MUTANTS_DIR.glob("*.py"))}
+MODULES = {path.stem: import_file(path) for path in sorted(MUTANTS_DIR.glob("*.py"))}
 EXPECTED = {name: prop for module in MODULES.values() for name, prop in module.EXPECTED.items()}
 
 
