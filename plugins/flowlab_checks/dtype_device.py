@@ -26,11 +26,13 @@ def outputs(spec: FlowSpec, case: Case) -> tuple[dict[str, Tensor], list[str]]:
     points = case_points(case)
     with seeded(case.seed, case.device):
         samples, sample_log_prob = flow.sample_and_log_prob(case.batch)
+    forward, forward_ladj = apply(flow.bijector, points, "forward")
+    inverse, inverse_ladj = apply(flow.bijector, points, "inverse")
     results = {
-        "forward": apply(flow.bijector, points, "forward")[0],
-        "forward log-det": apply(flow.bijector, points, "forward")[1],
-        "inverse": apply(flow.bijector, points, "inverse")[0],
-        "inverse log-det": apply(flow.bijector, points, "inverse")[1],
+        "forward": forward,
+        "forward log-det": forward_ladj,
+        "inverse": inverse,
+        "inverse log-det": inverse_ladj,
         "log_prob": flow.log_prob(points),
         "samples": samples,
         "sample log_prob": sample_log_prob,
