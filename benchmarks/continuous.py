@@ -111,17 +111,17 @@ def bench_trace(repeats: int) -> None:
 
 
 # -- rnode -----------------------------------------------------------------------------------------------------------
-def train(weight: float, steps: int, seed: int = 0) -> tuple[float, float, float, int, float]:
+def train(weight: float, steps: int, data: str, lr: float, seed: int = 0) -> tuple[float, float, float, int, float]:
     torch.manual_seed(seed)
     bijector = flowlab.build("ffjord", 2, hidden=64, rtol=TOL, atol=TOL, kinetic=weight, jacobian=weight)
     flow = flowlab.Flow(bijector)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=2e-3)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed + 1)
     nfe_total = 0
     start = time.perf_counter()
     for _ in range(steps):
         flow.train()
-        batch = flowlab.dataset_spec("8gaussians").sample(256, generator)
+        batch = flowlab.dataset_spec(data).sample(256, generator)
         optimizer.zero_grad()
         loss = -flow.log_prob(batch).mean() + bijector.regularization()
         loss.backward()
@@ -129,21 +129,22 @@ def train(weight: float, steps: int, seed: int = 0) -> tuple[float, float, float
         nfe_total += bijector.nfe
     seconds = time.perf_counter() - start
     flow.eval()
-    held_out = toy(4096, 12345)
+    held_out = toy(4096, 12345, data)
     with torch.no_grad():
         nll = -flow.log_prob(held_out)
     standard_error = float(nll.std()) / math.sqrt(nll.numel())
     return float(nll.mean()), standard_error, nfe_total / steps, bijector.nfe, seconds
 
 
-def bench_rnode(steps: int) -> None:
+def bench_rnode(steps: int, data: str, lr: float, weight: float) -> None:
     print(
         "| training | held-out NLL (nats, ± SE) | mean NFE per training solve | NFE of a held-out log_prob "
         "(exact trace) | training time (s) |"
     )
     print("|---|---|---|---|---|")
-    for label, weight in (("ffjord, no regularisation", 0.0), ("ffjord + RNODE (kinetic = jacobian = 0.01)", 0.01)):
-        nll, se, train_nfe, nfe, seconds = train(weight, steps)
+    runs = (("ffjord, no regularisation", 0.0), (f"ffjord + RNODE (kinetic = jacobian = {weight:g})", weight))
+    for label, value in runs:
+        nll, se, train_nfe, nfe, seconds = train(value, steps, data, lr)
         print(f"| {label} | {nll:.3f} ± {se:.3f} | {train_nfe:.0f} | {nfe} | {seconds:.0f} |")
 
 
@@ -200,6 +201,9 @@ def main() -> None:
     parser.add_argument("what", choices=("steps", "trace", "rnode", "reference"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300, help="training steps of the rnode comparison")
+    parser.add_argument("--data", default="8gaussians", help="registered 2D dataset of the rnode comparison")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate of the rnode comparison")
+    parser.add_argument("--weight", type=float, default=0.01, help="RNODE kinetic and jacobian weight")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.what == "steps":
@@ -207,7 +211,7 @@ def main() -> None:
     elif args.what == "trace":
         bench_trace(args.repeats)
     elif args.what == "rnode":
-        bench_rnode(args.steps)
+        bench_rnode(args.steps, args.data, args.lr, args.weight)
     else:
         bench_reference(args.repeats)
 
