@@ -92,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
     _mention_plugin_files(runs, args.plugins)
     data = document_for(runs, profile, devices, __version__, warnings)
     out = console() if args.json != "-" else error_console()
-    from flowlab.reports.checks import failure_panel, notes, results_table
+    from flowlab.reports.checks import failure_panel, notes, reproduce_line, results_table
 
     out.print(results_table(runs, title=f"flowlab check ({profile} profile)"))
     out.print(notes(runs), end="")
     for failed in (r for r in runs if r.status == "failed"):
         out.print(failure_panel(failed))
+        out.print(reproduce_line(failed), soft_wrap=True)
     counts = data["counts"]
     out.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing to run")
     if args.json == "-":

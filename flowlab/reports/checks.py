@@ -137,7 +137,8 @@ def notes(runs: Sequence[PropertyRun]) -> Text:
 
 
 def failure_panel(run: PropertyRun) -> Panel:
-    """A failure: what went wrong, the shrunk counterexample with its offending values, and how to rerun it."""
+    """A failure: what went wrong and the shrunk counterexample with its offending values (print the reproduce
+    command with :func:`reproduce_line` below it: outside the panel it is never wrapped, so it can be copied)."""
     parts: list[Any] = [Text(run.detail)]
     example = run.counterexample
     if example is not None:
@@ -151,7 +152,12 @@ def failure_panel(run: PropertyRun) -> Panel:
         )
         for key, value in example.data.items():
             parts.append(Text(f"  {key}: {value}", overflow="fold"))
-        parts.append(Text("reproduce: ", style="bold").append(example.reproduce, style="cyan"))
     return Panel(
         Group(*parts), title=f"{run.flow} / {run.check} / {run.device}: failed", title_align="left", border_style="red"
     )
+
+
+def reproduce_line(run: PropertyRun) -> Text:
+    """``reproduce: <command>`` for a failed run (print with ``soft_wrap=True`` so the line is not broken)."""
+    command = run.counterexample.reproduce if run.counterexample is not None else ""
+    return Text("reproduce: ", style="bold").append(command, style="cyan")
