@@ -19,11 +19,12 @@ from flowlab.cli.console import error_console, escape
 COMMAND_MODULES = (
     "flowlab.cli.list_cmd",
     "flowlab.cli.info_cmd",
+    "flowlab.cli.check_cmd",
+    "flowlab.cli.explain_cmd",
     "flowlab.cli.train_cmd",
     "flowlab.cli.eval_cmd",
     "flowlab.cli.sample_cmd",
     "flowlab.cli.plot_cmd",
-    "flowlab.cli.check_cmd",
 )
 
 
