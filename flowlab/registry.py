@@ -32,7 +32,12 @@ def build(name: str, dim: int, **options: Any) -> nn.Module:
     Options not given take their defaults; an unknown option or a value outside the allowed ones raises
     :class:`~flowlab.errors.OptionError` naming it and the allowed values.
     """
-    spec = flow_spec(name)
+    return build_from_spec(flow_spec(name), dim, **options)
+
+
+def build_from_spec(spec: FlowSpec, dim: int, **options: Any) -> nn.Module:
+    """:func:`build` for a FlowSpec at hand (registered or not: the kit checks specs a test made up)."""
+    name = spec.name
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < spec.min_dim:
         raise OptionError(f"{name}: expected an integer dim >= {spec.min_dim}, got {dim!r}")
     resolved = spec.resolve_options(options)

@@ -3,12 +3,13 @@
 Every check builds what it needs through these helpers, so a case means the same thing in every property and a
 counterexample reproduces exactly:
 
-- :func:`build_case_bijector`: the flow built with the case's options under ``torch.manual_seed(seed)``, every
-  parameter perturbed by noise of scale ``PERTURBATION`` from the same seed (see :func:`perturb_`; identity
-  initialisations would make many bugs invisible: a zero log-scale has the right log-det whatever the formula),
-  converted to the case's dtype and device, in eval mode.
+- :func:`build_case_bijector`: the flow built with the case's options (and those a check pins) under
+  ``torch.manual_seed(seed)``, every parameter perturbed by noise of scale ``PERTURBATION`` from the same seed (see
+  :func:`perturb_`; identity initialisations would make many bugs invisible: a zero log-scale has the right log-det
+  whatever the formula), converted to the case's dtype and device, in eval mode.
 - :func:`case_points`: ``[batch, dim]`` standard-normal points times ``scale``, drawn on the CPU from a generator
   seeded by ``(seed, salt)`` and then moved, so CPU and CUDA cases see the same numbers.
+- :func:`float64_cpu`: the case moved to float64 on the CPU, for checks whose reference needs the precision.
 - :func:`seeded`: a block where the global RNG (used by ``nn.Linear`` initialisation and ``Flow.sample``) is seeded,
   restored afterwards.
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
+from dataclasses import replace
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -25,7 +27,7 @@ from torch import Tensor
 from flowlab.bijector import Bijector
 from flowlab.checks.base import Case
 from flowlab.flow import Flow
-from flowlab.registry import build
+from flowlab.registry import build_from_spec
 from flowlab.spec import FlowSpec
 
 #: standard deviation of the noise added to every parameter of a case's bijector
@@ -67,10 +69,15 @@ def perturb_(module: torch.nn.Module, seed: int, scale: float = PERTURBATION) ->
     return module
 
 
-def build_case_bijector(spec: FlowSpec, case: Case) -> Bijector:
-    """The bijector of ``spec`` for ``case``: built, perturbed, on the case's dtype and device, in eval mode."""
+def build_case_bijector(spec: FlowSpec, case: Case, **pinned: Any) -> Bijector:
+    """The bijector of ``spec`` for ``case``: built, perturbed, on the case's dtype and device, in eval mode.
+
+    ``pinned`` are options a check needs whatever the case drew (tight solver tolerances, the exact trace): they
+    override the case's options where ``spec`` has an option of that name and are ignored where it has none.
+    """
+    options = {**case.options, **{name: value for name, value in pinned.items() if name in spec.options}}
     with seeded(case.seed):
-        bijector = build(spec.name, case.dim, **dict(case.options))
+        bijector = build_from_spec(spec, case.dim, **options)
     perturb_(bijector.double(), case.seed)
     return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).eval())
 
@@ -78,6 +85,12 @@ def build_case_bijector(spec: FlowSpec, case: Case) -> Bijector:
 def build_case_flow(spec: FlowSpec, case: Case) -> Flow:
     """``Flow(build_case_bijector(spec, case))`` with the standard-normal base, on the case's dtype and device."""
     return Flow(build_case_bijector(spec, case)).to(device=case.device, dtype=dtype_of(case)).eval()
+
+
+def float64_cpu(case: Case, dim: int | None = None) -> Case:
+    """``case`` in float64 on the CPU (in ``dim`` dimensions if given): for checks whose reference needs the
+    precision (autograd Jacobians, quadrature, CLT bounds) and does not depend on the device."""
+    return replace(case, dim=case.dim if dim is None else dim, dtype="float64", device="cpu")
 
 
 def case_points(case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None) -> Tensor:

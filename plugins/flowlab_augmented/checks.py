@@ -4,12 +4,14 @@ quadrature over ``u`` in 2D: ``x, u ∈ R``) and rises with ``K``, within 5 stan
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from typing import Any
 
 import torch
 
 from flowlab import Flow, FlowlabError, FlowSpec
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.ode.checking import build_for_check, points
+from flowlab.checks.cases import build_case_bijector, case_points, float64_cpu
 
 DRAWS = (1, 4, 16)
 REPEATS = 100
@@ -24,11 +26,12 @@ def augmented(spec: FlowSpec) -> bool | str:
 
 def run_marginal_bound(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_MARGINAL_BOUND.tolerance_for(spec)
-    module = build_for_check(spec, 2, case.seed, case.options, augment=1, rtol=1e-7, atol=1e-7, method="dopri5")
+    case = float64_cpu(case, 2)
+    module: Any = build_case_bijector(spec, case, augment=1, rtol=1e-7, atol=1e-7, method="dopri5")
     if not hasattr(module, "marginal_log_prob"):
         return CheckResult("skipped", detail="the bijector has no marginal_log_prob")
     module.eval()
-    x = points(4, 1, case.seed, case.scale, module)
+    x = case_points(replace(case, dim=1), batch=4)
     u = torch.linspace(-U_HALF_WIDTH, U_HALF_WIDTH, U_GRID, dtype=torch.float64)
     try:
         with torch.no_grad():

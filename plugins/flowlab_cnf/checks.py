@@ -25,7 +25,7 @@ from torch import Tensor
 
 from flowlab import Flow, FlowlabError, FlowSpec
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.ode.checking import build_for_check, points
+from flowlab.checks.cases import build_case_bijector, case_points, float64_cpu
 
 Z_BOUND = 5.0
 
@@ -72,14 +72,11 @@ def run_invertibility(spec: FlowSpec, case: Case) -> CheckResult:
     atol = float(case.options.get("atol", 1e-6))
     if case.options.get("method", "dopri5") not in ("dopri5", "bosh3", "adaptive_heun"):
         return CheckResult("skipped", detail="a fixed-step method has no rtol/atol to tie the tolerance to")
-    dtype = getattr(torch, case.dtype)
-    module = build_for_check(
-        spec, case.dim, case.seed, case.options, dtype=dtype, device=case.device, rtol=rtol, atol=atol
-    )
+    module: Any = build_case_bijector(spec, case, rtol=rtol, atol=atol)
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
-    z = points(case.batch, case.dim, case.seed, case.scale, module)
+    z = case_points(case)
     try:
         with torch.no_grad():
             x, forward_ladj = module(z)
@@ -128,11 +125,12 @@ MAX_LOGDET_DIM = 4
 def run_logdet(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_LOGDET.tolerance_for(spec)
     dim = min(case.dim, MAX_LOGDET_DIM)
-    module = build_for_check(spec, dim, case.seed, case.options, rtol=1e-9, atol=1e-9, method="dopri5", adjoint=False)
+    case = float64_cpu(case, dim)
+    module: Any = build_case_bijector(spec, case, rtol=1e-9, atol=1e-9, method="dopri5", adjoint=False)
     skipped = _missing(module, "inverse") or _exact_at_eval(module)
     if skipped is not None:
         return skipped
-    z = points(1, dim, case.seed, case.scale, module)
+    z = case_points(case, batch=1)
     try:
         x, forward_ladj = module(z)
         _, inverse_ladj = module.inverse(x)
@@ -169,7 +167,7 @@ HALF_WIDTH, GRID = 8.0, 81
 
 def run_normalization(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_NORMALIZATION.tolerance_for(spec)
-    module = build_for_check(spec, 2, case.seed, case.options, rtol=1e-7, atol=1e-7, method="dopri5")
+    module: Any = build_case_bijector(spec, float64_cpu(case, 2), rtol=1e-7, atol=1e-7, method="dopri5")
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -217,7 +215,8 @@ def theoretical_variance(matrix: Tensor, distribution: str) -> float:
 def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_HUTCHINSON.tolerance_for(spec)
     dim = max(case.dim, 2)
-    module = build_for_check(spec, dim, case.seed, case.options)
+    case = float64_cpu(case, dim)
+    module: Any = build_case_bijector(spec, case)
     skipped = _missing(module, "field", "trace_estimator")
     if skipped is not None:
         return skipped
@@ -227,7 +226,7 @@ def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
         return CheckResult("skipped", detail="the training-mode trace estimator is not stochastic")
     distribution = getattr(estimator, "distribution", None)
     t = torch.tensor(0.5, dtype=torch.float64)
-    point = points(1, dim, case.seed, case.scale, module)
+    point = case_points(case, batch=1)
     matrix = torch.autograd.functional.jacobian(lambda v: field(t, v[None])[0], point[0])
     exact = float(torch.trace(matrix))
 
@@ -281,14 +280,13 @@ NFE_RATIO = 5.0
 def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_FIXED_PROBE.tolerance_for(spec)
     dim = case.dim
-    module = build_for_check(
-        spec, dim, case.seed, case.options, rtol=1e-8, atol=1e-8, method="dopri5", eval_trace="exact"
-    )
+    case = float64_cpu(case, dim)
+    module: Any = build_case_bijector(spec, case, rtol=1e-8, atol=1e-8, method="dopri5", eval_trace="exact")
     skipped = _missing(module, "integrate", "trace_estimator", "solver") or _exact_at_eval(module)
     if skipped is not None:
         return skipped
     batch = min(case.batch, 3)
-    z = points(batch, dim, case.seed, case.scale, module)
+    z = case_points(case, batch=batch)
     try:
         with torch.no_grad():
             _, exact = module.integrate(z, reverse=False)
