@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import settings
 
+from flowlab.checks.cases import perturb_
 from flowlab.checks.profiles import profile_name, register_profiles
 
 register_profiles()
@@ -50,14 +51,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def randomize():
-    """``randomize(module, seed)``: perturb every parameter (see :func:`randomize_`)."""
-    return randomize_
-
-
-def randomize_(module: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    """Add N(0, scale²) noise to every parameter, so identity-initialised layers are not trivially correct."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) * scale)
-    return module
+    """``randomize(module, seed)``: perturb every parameter as the conformance kit does (identity-initialised layers
+    would otherwise be trivially correct); see :func:`flowlab.checks.cases.perturb_`."""
+    return perturb_
