@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable
@@ -120,9 +121,11 @@ def quality(args: argparse.Namespace) -> None:
         spec = flowlab.dataset_spec(data)
         points = spec.sample(EVAL_POINTS, generator(1, "eval"))
         for flow in args.flows:
-            options = {"blocks": 8, "block_options": {"hidden": 64}} if flow == "stacked" else {}
-            steps = args.steps if flow == "stacked" else args.ode_steps
-            config = TrainConfig(flow=flow, data=data, options=options, steps=steps, eval_every=steps, seed=seed)
+            stacked = flow == "stacked"
+            options = {"blocks": 8, "block_options": {"hidden": 64}} if stacked else dict(args.ode_options)
+            steps = args.steps if stacked else args.ode_steps
+            lr = 1e-3 if stacked else args.ode_lr
+            config = TrainConfig(flow, data, options, steps=steps, lr=lr, eval_every=steps, seed=seed)
             trainer = Trainer(config)
             start = time.perf_counter()
             trainer.fit()
@@ -201,6 +204,10 @@ def main() -> None:
     q.add_argument("--datasets", nargs="+", default=["8gaussians", "moons", "checkerboard", "2spirals"])
     q.add_argument("--steps", type=int, default=2000, help="steps for stacked (and zuko)")
     q.add_argument("--ode-steps", type=int, default=2000, help="steps for continuous flows")
+    q.add_argument("--ode-lr", type=float, default=1e-3, help="Adam learning rate for continuous flows")
+    q.add_argument(
+        "--ode-options", type=json.loads, default={}, help="options of continuous flows, as JSON: '{\"hidden\": 64}'"
+    )
     q.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the data stream and initialisation")
     q.add_argument("--no-zuko", dest="zuko", action="store_false")
     s = sub.add_parser("speed")
