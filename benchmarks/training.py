@@ -122,7 +122,8 @@ def quality(args: argparse.Namespace) -> None:
         points = spec.sample(EVAL_POINTS, generator(1, "eval"))
         for flow in args.flows:
             stacked = flow == "stacked"
-            options = {"blocks": 8, "block_options": {"hidden": 64}} if stacked else dict(args.ode_options)
+            block_options = {"hidden": 64, **args.block_options}
+            options = {"blocks": 8, "block_options": block_options} if stacked else dict(args.ode_options)
             steps = args.steps if stacked else args.ode_steps
             lr = 1e-3 if stacked else args.ode_lr
             config = TrainConfig(flow, data, options, steps=steps, lr=lr, eval_every=steps, seed=seed)
@@ -204,6 +205,9 @@ def main() -> None:
     q.add_argument("--datasets", nargs="+", default=["8gaussians", "moons", "checkerboard", "2spirals"])
     q.add_argument("--steps", type=int, default=2000, help="steps for stacked (and zuko)")
     q.add_argument("--ode-steps", type=int, default=2000, help="steps for continuous flows")
+    q.add_argument(
+        "--block-options", type=json.loads, default={}, help="more options of stacked's coupling blocks, as JSON"
+    )
     q.add_argument("--ode-lr", type=float, default=1e-3, help="Adam learning rate for continuous flows")
     q.add_argument(
         "--ode-options", type=json.loads, default={}, help="options of continuous flows, as JSON: '{\"hidden\": 64}'"
