@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/continuous.py trace      # exact vs Hutchinson trace cost vs d
     OMP_NUM_THREADS=1 python benchmarks/continuous.py rnode      # with vs without RNODE on a 2D toy, equal budget
     OMP_NUM_THREADS=1 python benchmarks/continuous.py reference  # flowlab ffjord step vs a plain torchdiffeq loop
+    OMP_NUM_THREADS=1 python benchmarks/continuous.py solver-error --cases 150  # global error at the default tolerance
 
 Sizes are deliberately small (the machine's cores are shared): 2D, hidden 64, batch 256 for training steps and 1024
 for ``log_prob``; timings are medians of a few repetitions after one warm-up, with ``time.perf_counter``.
@@ -196,13 +197,47 @@ def bench_reference(repeats: int) -> None:
         print(f"| {label} | {1000 * min(values):.0f} |")
 
 
+def bench_solver_error(cases: int) -> None:
+    """Global error of one solve at the default rtol = atol = 1e-5 against a 1e-11 solve, on cases drawn as the
+    conformance kit draws them (dim 1-5, seed, activation, inputs of scale 0.1-4 and the far rows batch_independence
+    appends, of scale 3·scale + 1), both directions: what the kit's generic tolerances for ODE flows must allow."""
+    import random
+
+    from flowlab.checks.base import Case
+    from flowlab.checks.cases import build_case_bijector, case_points
+
+    rng = random.Random(0)
+    print("| flow | solves | median | 99th percentile | max |")
+    print("|---|---|---|---|---|")
+    for name in ("cnf", "ffjord"):
+        spec = flowlab.flow_spec(name)
+        errors = []
+        for _ in range(cases):
+            scale = rng.uniform(0.1, 4.0)
+            options = {"activation": rng.choice(spec.options["activation"].choices), **spec.check_options}
+            case = Case(rng.randint(1, 5), rng.randint(1, 8), rng.randint(0, 2**16), options, scale)
+            default, reference = (
+                build_case_bijector(spec, case),
+                build_case_bijector(spec, case, rtol=1e-11, atol=1e-11),
+            )
+            points = torch.cat([case_points(case), case_points(case, salt=2, scale=3 * scale + 1)])
+            with torch.no_grad():
+                for solve, exact in ((default, reference), (default.inverse, reference.inverse)):
+                    (out, ladj), (out_ref, ladj_ref) = solve(points), exact(points)
+                    errors.append(max(float((out - out_ref).abs().max()), float((ladj - ladj_ref).abs().max())))
+        errors.sort()
+        percentile = errors[min(len(errors) - 1, int(0.99 * len(errors)))]
+        print(f"| {name} | {len(errors)} | {statistics.median(errors):.2e} | {percentile:.2e} | {errors[-1]:.2e} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("steps", "trace", "rnode", "reference"))
+    parser.add_argument("what", choices=("steps", "trace", "rnode", "reference", "solver-error"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300, help="training steps of the rnode comparison")
     parser.add_argument("--data", default="8gaussians", help="registered 2D dataset of the rnode comparison")
     parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate of the rnode comparison")
+    parser.add_argument("--cases", type=int, default=150, help="drawn cases of the solver-error measurement")
     parser.add_argument("--weight", type=float, default=0.01, help="RNODE kinetic and jacobian weight")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -212,6 +247,8 @@ def main() -> None:
         bench_trace(args.repeats)
     elif args.what == "rnode":
         bench_rnode(args.steps, args.data, args.lr, args.weight)
+    elif args.what == "solver-error":
+        bench_solver_error(args.cases)
     else:
         bench_reference(args.repeats)
 

@@ -74,19 +74,25 @@ ODE_CHECK_OPTIONS = {"method": "dopri5"}
 
 
 def ode_tolerances() -> dict[str, Tolerance]:
-    """Generic-kit tolerances an ODE flow needs at its default rtol = atol = 1e-5 (measured, with margin)."""
+    """Generic-kit tolerances an ODE flow needs at its default rtol = atol = 1e-5.
+
+    Measured (``benchmarks/continuous.py solver-error``): one dopri5 solve at the default tolerance is within
+    9e-4 of a 1e-11 solve on 600 cases drawn like the kit's (median 2.3e-4), and these properties compare two
+    solves; 1e-2 leaves a 5x margin over twice the worst. The exact ``ode_*`` checks hold the log-det and the
+    round trip to the solver's tolerance.
+    """
     solver = (
-        "an ODE flow is exact only up to its solver: dopri5 at rtol=atol=1e-5 has a global error up to ~100× the "
-        "local tolerance"
+        "an ODE flow is exact only up to its solver: one dopri5 solve at rtol=atol=1e-5 is off by up to 9e-4 "
+        "(benchmarks/continuous.py solver-error), and this property compares two solves"
     )
     return {
-        "invertibility": Tolerance(1e-3, f"the round trip solves twice; {solver}"),
-        "logdet": Tolerance(1e-3, f"the log-det integral and the Jacobian of the solution differ by the {solver}"),
-        "sample_consistency": Tolerance(1e-3, f"log_prob re-solves the sample backwards; {solver}"),
+        "invertibility": Tolerance(1e-2, f"the round trip solves twice; {solver}"),
+        "logdet": Tolerance(1e-2, f"the log-det integral and the Jacobian of the solution differ by the {solver}"),
+        "sample_consistency": Tolerance(1e-2, f"log_prob re-solves the sample backwards; {solver}"),
         "batch_independence": Tolerance(
-            1e-3,
-            "adaptive solvers pick one step size for the whole batch, so a row's result moves with the "
-            "others, within the solver tolerance",
+            1e-2,
+            "adaptive solvers pick one step size for the whole batch, so a row's result moves with the others "
+            f"by the solve's global error; {solver}",
         ),
     }
 
