@@ -172,6 +172,21 @@ def test_log_prob_works_under_no_grad_and_matches_with_grad(name):
 
 
 @pytest.mark.parametrize("name", CONTINUOUS)
+def test_log_prob_and_sample_work_under_inference_mode(name):
+    # the trace differentiates the field, which torch.inference_mode forbids: the flow solves as under no_grad
+    torch.manual_seed(0)
+    flow = flowlab.Flow(flowlab.build(name, 2)).double().eval()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    with torch.no_grad():
+        expected = flow.log_prob(x)
+    with torch.inference_mode():
+        log_prob = flow.log_prob(x)
+        samples, sample_log_prob = flow.sample_and_log_prob(4)
+    torch.testing.assert_close(log_prob, expected, rtol=0, atol=0)
+    assert samples.shape == (4, 2) and torch.isfinite(sample_log_prob).all()
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
 def test_float32_keeps_dtype(name):
     torch.manual_seed(0)
     flow = flowlab.Flow(flowlab.build(name, 2)).eval()

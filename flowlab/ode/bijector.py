@@ -96,6 +96,10 @@ class ODEBijector(Bijector):
         """
         if y.dim() != 2 or y.shape[-1] != self.dim:
             raise ShapeError(f"ODEBijector: expected a tensor of shape [batch, {self.dim}], got {list(y.shape)}")
+        if torch.is_inference_mode_enabled():
+            # the trace differentiates f, which inference mode forbids: solve as under no_grad, on normal tensors
+            with torch.inference_mode(False), torch.no_grad():
+                return self.integrate(y.clone(), reverse=reverse, probe=None if probe is None else probe.clone())
         estimator = self.trace_estimator
         if probe is None:
             probe = estimator.draw(y, self.generator)
