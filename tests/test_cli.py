@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +91,8 @@ def test_list_shows_the_datasets_with_their_entropies(capsys, monkeypatch):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "flowlab datasets" in out and "pinwheel" in out and "unknown" in out
+
+
+def test_python_dash_m_flowlab_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "flowlab", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("flowlab "), result.stderr
