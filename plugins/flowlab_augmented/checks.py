@@ -30,7 +30,6 @@ def run_marginal_bound(spec: FlowSpec, case: Case) -> CheckResult:
     module: Any = build_case_bijector(spec, case, augment=1, rtol=1e-7, atol=1e-7, method="dopri5")
     if not hasattr(module, "marginal_log_prob"):
         return CheckResult("skipped", detail="the bijector has no marginal_log_prob")
-    module.eval()
     x = case_points(replace(case, dim=1), batch=4)
     u = torch.linspace(-U_HALF_WIDTH, U_HALF_WIDTH, U_GRID, dtype=torch.float64)
     try:
