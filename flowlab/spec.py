@@ -13,6 +13,18 @@ from flowlab.errors import OptionError
 Kind = Literal["discrete", "continuous"]
 LogdetKind = Literal["exact", "stochastic"]
 
+#: what a flow may declare in ``FlowSpec.capabilities``: the checks that need a capability apply by this
+#: declaration alone (never by looking for an attribute), and one that applies but cannot run fails
+CAPABILITIES: dict[str, str] = {
+    "solver_tolerances": "build options `rtol` and `atol` set the tolerances of an adaptive ODE solver",
+    "solver_method": "build option `method` chooses the solver, and 'dopri5' is one of its choices",
+    "trace_estimator": "the bijector has `.field` (f(t, z)) and `.trace_estimator` (`.stochastic`, `draw(y, "
+    "generator)`, `estimator(f, z, probe, want_frobenius)`); a stochastic one in training mode",
+    "probe_override": "`bijector.integrate(y, reverse=..., probe=...)` solves with the given Hutchinson probe",
+    "marginal_likelihood": "build option `augment` and `bijector.marginal_log_prob(x, samples=K)`, an "
+    "importance-weighted estimate of log p(x) on the first `dim - augment` coordinates",
+}
+
 
 @dataclass(frozen=True)
 class Option:
@@ -97,6 +109,14 @@ class FlowSpec:
     - ``check_options``: options the conformance kit builds this flow with instead of drawing them (it draws every
       option with ``choices`` otherwise), e.g. a cheaper solver or a smaller network to keep ``flowlab check`` fast;
       say why in a comment, as for a tolerance.
+    - ``capabilities``: names from :data:`CAPABILITIES` this flow offers (solver options, a trace estimator, a
+      marginal likelihood, ...). A check that needs one applies by this declaration; if the flow declares it but
+      the check cannot use it (a missing attribute or option), the check fails instead of skipping.
+    - ``base``: ``base(dim, dtype=..., device=...) -> torch.distributions.Distribution``, the base distribution the
+      flow is meant with (``None``: the standard normal); the kit's density checks use it, so a peer library's own
+      base is never silently replaced.
+    - ``checked_by_default``: whether ``flowlab check`` with no names (and flowlab's own conformance tests) check
+      this flow; plugins that register many flows of other libraries set it to ``False`` (name them to check them).
     """
 
     name: str
@@ -111,6 +131,17 @@ class FlowSpec:
     min_dim: int = 1
     mixes: bool | Callable[[Mapping[str, Any]], bool] = False
     check_options: Mapping[str, Any] = field(default_factory=dict)
+    capabilities: frozenset[str] = frozenset()
+    base: Callable[..., Any] | None = None
+    checked_by_default: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+        unknown = sorted(self.capabilities - set(CAPABILITIES))
+        if unknown:
+            raise OptionError(
+                f"{self.name}: unknown capabilities {unknown}; known capabilities: {', '.join(CAPABILITIES)}"
+            )
 
     def mixes_with(self, options: Mapping[str, Any]) -> bool:
         """Whether this flow, built with the resolved ``options``, claims a dense Jacobian (see ``mixes``)."""
