@@ -224,11 +224,13 @@ def _explore(check: CheckSpec, spec: FlowSpec, device: str, profile: str, attemp
 
 
 def selection(names: Iterable[str] = (), properties: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """``(flow, property)`` pairs: the named flows (all if none) × the named properties (all if None).
+    """``(flow, property)`` pairs: the named flows × the named properties (all if None).
 
+    With no names, the flows checked by default: every registered flow whose ``FlowSpec.checked_by_default`` is
+    true (a plugin that registers many flows of other libraries opts them out; name them to check them).
     Unknown names raise :class:`~flowlab.errors.UnknownFlowError` listing the known ones.
     """
-    flow_names = list(names) or list(flows())
+    flow_names = list(names) or [name for name, spec in flows().items() if spec.checked_by_default]
     for name in flow_names:
         flow_spec(name)
     property_names = list(checks()) if properties is None else list(properties)
