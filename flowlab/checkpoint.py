@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ from flowlab.errors import CheckpointError
 
 FORMAT = "flowlab-checkpoint"
 FORMAT_VERSION = 1
+#: what flowlab says instead of torch's advice to retry with weights_only=False
+WEIGHTS_ONLY = (
+    "flowlab reads checkpoints with torch.load(weights_only=True) only: unpickling anything else can run arbitrary "
+    "code, so do not load such a file otherwise unless you trust its source"
+)
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "config": dict,
     "dim": int,
@@ -81,12 +87,19 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not source.is_file():
         raise CheckpointError(f"{source}: no such checkpoint file")
     try:
-        data = torch.load(source, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's warning about an unexpected pickle protocol
+            warnings.simplefilter("ignore")
+            data = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # an untrusted file can make the unpickler fail in any way
         if "Unsupported global" in str(exc):
             raise CheckpointError(
                 f"{source}: refused to load it: it holds objects other than tensors and plain data, so it is not a "
-                f"flowlab checkpoint ({_unpickler_reason(exc)})"
+                f"flowlab checkpoint ({_unpickler_reason(exc)}); {WEIGHTS_ONLY}"
+            ) from None
+        if "Weights only load failed" in str(exc):  # torch's message goes on to suggest weights_only=False
+            raise CheckpointError(
+                f"{source}: not a readable checkpoint (truncated or corrupted?): {_unpickler_reason(exc)}; "
+                f"{WEIGHTS_ONLY}"
             ) from None
         raise CheckpointError(
             f"{source}: not a readable checkpoint (truncated or corrupted?): {type(exc).__name__}: {_first_line(exc)}"
@@ -116,8 +129,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _unpickler_reason(exc: BaseException) -> str:
-    """The line of torch's long weights-only message that says what was refused."""
-    for line in str(exc).splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].split(". Please use")[0].strip()
-    return _first_line(exc)
+    """What torch's long weights-only message says was refused, without its advice on loading the file anyway."""
+    _, found, rest = str(exc).partition("WeightsUnpickler error:")
+    reason = " ".join(rest.split(". Please use")[0].split("Check the documentation")[0].split()).rstrip(".")
+    return reason if found and reason else "the weights-only unpickler rejected it"

@@ -65,3 +65,17 @@ class CheckpointError(FlowlabError):
 
 class MissingDependencyError(FlowlabError, ImportError):
     """An optional dependency (e.g. matplotlib for plots) is not installed."""
+
+
+class DivergenceError(FlowlabError, ArithmeticError):
+    """Training diverged: the loss or the held-out NLL became non-finite or exploded.
+
+    ``step`` is the step at which it was detected, ``saved_step`` the step of the last checkpoint written before
+    (``None`` if none was), ``value`` the offending loss or NLL.
+    """
+
+    def __init__(self, message: str, *, step: int, saved_step: int | None, value: float) -> None:
+        super().__init__(message)
+        self.step = step
+        self.saved_step = saved_step
+        self.value = value

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, distributions, nn
 
 from flowlab.bijector import Bijector
-from flowlab.errors import OptionError, ShapeError
+from flowlab.errors import NonFiniteError, OptionError, ShapeError
 from flowlab.validation import check_points, module_dtype_device
+
+if TYPE_CHECKING:
+    from flowlab.distribution import FlowDistribution
 
 
 class Flow(nn.Module):
@@ -50,10 +55,18 @@ class Flow(nn.Module):
         return distributions.Independent(distributions.Normal(self._loc, torch.ones_like(self._loc)), 1)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """``log p(x)`` for ``x`` of shape ``[batch, dim]``; returns ``[batch]``."""
+        """``log p(x)`` for ``x`` of shape ``[batch, dim]``; returns ``[batch]`` (``[0]`` for an empty batch).
+
+        With ``validate``, a non-finite ``z`` or log-det from ``bijector.inverse`` raises
+        :class:`~flowlab.errors.NonFiniteError` naming the rows and the magnitudes reached.
+        """
         if self.validate:
             check_points(x, self.dim, name="x", module=self)
+        if x.shape[0] == 0:
+            return x.new_zeros(0)
         z, ladj = self.bijector.inverse(x)
+        if self.validate:
+            check_inverse(z, ladj)
         return self.base.log_prob(z) + ladj
 
     def sample(self, n: int) -> Tensor:
@@ -66,7 +79,38 @@ class Flow(nn.Module):
         x, ladj = self.bijector(z)
         return x, self.base.log_prob(z) - ladj
 
+    def as_distribution(self, validate_args: bool | None = None) -> FlowDistribution:
+        """This flow as a ``torch.distributions.Distribution`` (``event_shape (dim,)``, ``rsample``, ...)."""
+        from flowlab.distribution import FlowDistribution
+
+        return FlowDistribution(self, validate_args=validate_args)
+
     def _draw(self, n: int) -> Tensor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise OptionError(f"sample: expected a positive integer number of samples, got {n!r}")
         return self.base.sample((n,))
+
+
+def check_inverse(z: Tensor, ladj: Tensor) -> None:
+    """Raise :class:`NonFiniteError` if ``bijector.inverse`` returned NaN/inf in ``z`` or the log-det, naming the
+    rows and the largest finite magnitude reached (a diverged or overflowing flow), instead of the base
+    distribution's "within the support" error."""
+    z_bad = ~torch.isfinite(z).all(dim=-1)
+    ladj_bad = ~torch.isfinite(ladj)
+    if not bool(z_bad.any()) and not bool(ladj_bad.any()):
+        return
+    parts = []
+    for name, values, bad in (("z", z, z_bad), ("log|det ∂z/∂x|", ladj, ladj_bad)):
+        rows = bad.nonzero().flatten().tolist()
+        if not rows:
+            continue
+        finite = values.detach()[torch.isfinite(values.detach())].abs()
+        largest = f"{float(finite.max()):.3g}" if finite.numel() else "none"
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        parts.append(
+            f"NaN or inf in {name} in {len(rows)} of {len(bad)} row(s) ({shown}; largest finite |{name}|: {largest})"
+        )
+    raise NonFiniteError(
+        "Flow.log_prob: the bijector's inverse returned " + " and ".join(parts) + "; the flow's parameters are "
+        "probably non-finite or huge (a diverged training run? try a smaller learning rate)"
+    )

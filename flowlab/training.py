@@ -9,6 +9,10 @@ Reproducibility: the initial parameters come from the global RNG seeded with ``(
 step ``k`` from ``seeding.generator(seed, "batch", k)``, and any randomness inside the flow (Hutchinson probes)
 from the global RNG seeded with ``(seed, "step", k)``; parameters, optimizer state and step are checkpointed, so a
 resumed run takes exactly the steps the uninterrupted one would have.
+
+Divergence: a loss or held-out NLL that is NaN/inf, or that exceeds the run's first loss by more than
+``EXPLOSION_FACTOR × max(1, |first loss|)``, stops :meth:`Trainer.fit` with a :class:`DivergenceError` naming the
+last good checkpoint; a diverged state is never saved.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 import torch
@@ -25,11 +29,35 @@ from torch import nn
 from flowlab.bijector import Bijector
 from flowlab.checkpoint import read_checkpoint, save_checkpoint
 from flowlab.data import DatasetSpec
-from flowlab.errors import CheckpointError, OptionError, UnknownFlowError
+from flowlab.errors import CheckpointError, DeviceError, DivergenceError, NonFiniteError, OptionError, UnknownFlowError
 from flowlab.evaluation import NLL, held_out_nll
 from flowlab.flow import Flow
-from flowlab.registry import build, dataset_spec
+from flowlab.registry import build, dataset_spec, flow_spec
 from flowlab.seeding import generator, global_rng
+
+#: a loss above ``first + EXPLOSION_FACTOR * max(1, |first|)`` (first: the first loss of a fit) has exploded
+EXPLOSION_FACTOR = 1e3
+#: options ``--resume`` may change: limits and tolerances of ODE solves, which do not change the parameters
+RESUMABLE_OPTIONS = ("max_nfe", "max_seconds", "rtol", "atol")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)`` if this machine can allocate on it, else a :class:`DeviceError` saying why."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"device: expected cpu, cuda or cuda:N (or another torch device type), got {device!r}"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise DeviceError(f"device {str(device)!r}: CUDA is not available ({why}, torch {torch.__version__}); use cpu")
+    try:
+        torch.empty(0, device=resolved)
+    except Exception as exc:  # an absent backend or device index fails in backend-specific ways
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DeviceError(f"device {str(device)!r}: not usable on this machine ({first})") from None
+    return resolved
 
 
 def build_flow(name: str, dim: int, options: dict[str, Any]) -> Flow:
@@ -87,13 +115,15 @@ class Trainer:
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu") -> None:
         self.config = config
         self.dataset: DatasetSpec = dataset_spec(config.data)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         with global_rng(config.seed, "init"):  # initial parameters are a function of the seed too
             self.flow = build_flow(config.flow, self.dataset.dim, config.options).to(self.device)
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.test_points = self.draw(config.eval_size, "test")
+        #: where and at which step the last checkpoint was written (or read, for a resumed run)
+        self.saved: tuple[str, int] | None = None
 
     # -- data ----------------------------------------------------------------------------------------------------
     def draw(self, n: int, *keys: object) -> torch.Tensor:
@@ -105,7 +135,7 @@ class Trainer:
         """One Adam step on a fresh batch; returns the loss (NLL + regularization)."""
         x = self.draw(self.config.batch_size, "batch", self.step)
         self.flow.train()
-        with global_rng(self.config.seed, "step", self.step):
+        with global_rng(self.config.seed, "step", self.step), self._diverges_on_non_finite("the loss", self.step + 1):
             loss = -self.flow.log_prob(x).mean()
             regularization = getattr(self.flow.bijector, "regularization", None)
             if callable(regularization):
@@ -118,8 +148,43 @@ class Trainer:
 
     def evaluate(self) -> NLL:
         """The held-out NLL on the run's fixed test set (``eval_size`` points from the stream ``(seed, "test")``)."""
-        with global_rng(self.config.seed, "eval", self.step):
+        diverges = self._diverges_on_non_finite("the held-out NLL", self.step)
+        with global_rng(self.config.seed, "eval", self.step), diverges:
             return held_out_nll(self.flow, self.test_points)
+
+    @contextmanager
+    def _diverges_on_non_finite(self, what: str, step: int) -> Iterator[None]:
+        """A :class:`NonFiniteError` from the flow (non-finite ``z`` or log-det) is a divergence of the run."""
+        try:
+            yield
+        except NonFiniteError as exc:
+            raise self._diverged(f"{what} could not be computed: {exc}", float("nan"), step) from None
+
+    def _diverged(self, what: str, value: float, step: int) -> DivergenceError:
+        saved = (
+            f"the last good checkpoint is {self.saved[0]} (step {self.saved[1]})"
+            if self.saved is not None
+            else "no checkpoint was written before it"
+        )
+        return DivergenceError(
+            f"train: diverged at step {step}: {what}; {saved}; start a new run with a smaller learning rate "
+            f"(--lr, now {self.config.lr:g})",
+            step=step,
+            saved_step=None if self.saved is None else self.saved[1],
+            value=value,
+        )
+
+    def _check(self, what: str, value: float, first: float) -> None:
+        """Raise :class:`DivergenceError` if ``value`` is non-finite or has exploded relative to ``first``."""
+        if not math.isfinite(value):
+            raise self._diverged(f"{what} became {value}", value, self.step)
+        if value > first + EXPLOSION_FACTOR * max(1.0, abs(first)):
+            raise self._diverged(
+                f"{what} exploded to {value:.3g} (it started at {first:.3g}; the limit is first + "
+                f"{EXPLOSION_FACTOR:g} × max(1, |first|))",
+                value,
+                self.step,
+            )
 
     def fit(
         self,
@@ -133,20 +198,20 @@ class Trainer:
 
         Evaluates every ``eval_every`` steps and at the end, and calls ``save(self)`` after each evaluation.
         ``should_stop()`` is checked between steps; returns ``False`` if it stopped the run early, ``True`` if the
-        run reached its budget.
+        run reached its budget. A diverged run raises :class:`DivergenceError` before saving anything.
         """
         target = self.config.steps if steps is None else steps
+        first: float | None = None
         while self.step < target:
             if should_stop is not None and should_stop():
                 return False
             loss = self.train_step()
-            if not math.isfinite(loss):
-                raise OptionError(
-                    f"train: the loss became {loss} at step {self.step}; try a smaller --lr (now {self.config.lr})"
-                )
+            first = loss if first is None and math.isfinite(loss) else first
+            self._check("the loss", loss, loss if first is None else first)
             test_nll = None
             if self.step % self.config.eval_every == 0 or self.step == target:
                 test_nll = self.evaluate()
+                self._check("the held-out NLL", test_nll.nats, loss if first is None else first)
                 self.history.append({"step": self.step, "loss": loss, "test_nll": test_nll.nats, "nfe": self.nfe})
             report = StepReport(self.step, loss, test_nll, self.nfe, getattr(self.flow.bijector, "nfe_backward", None))
             if on_step is not None:
@@ -175,14 +240,27 @@ class Trainer:
                 "history": self.history,
             },
         )
+        self.saved = (path, self.step)
 
     @classmethod
-    def resume(cls, path: str, device: str | torch.device = "cpu", steps: int | None = None) -> Trainer:
-        """The trainer saved at ``path``, ready to continue (optionally with a new total ``steps``)."""
+    def resume(
+        cls,
+        path: str,
+        device: str | torch.device = "cpu",
+        steps: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Trainer:
+        """The trainer saved at ``path``, ready to continue (optionally with a new total ``steps``).
+
+        ``options`` may change the :data:`RESUMABLE_OPTIONS` (solver limits and tolerances); giving any other
+        option a new value raises :class:`OptionError`.
+        """
         checkpoint = read_checkpoint(path)
         config = config_from(checkpoint, path)
         if steps is not None:
             config = TrainConfig.from_dict({**config.to_dict(), "steps": steps})
+        if options:
+            config = with_option_changes(config, options)
         with _installed(path):
             trainer = cls(config, device)
         load_state(trainer.flow, checkpoint, path)
@@ -193,7 +271,25 @@ class Trainer:
         set_generator_states(trainer.flow, checkpoint["generators"], path)
         trainer.step = checkpoint["step"]
         trainer.history = list(checkpoint["history"])
+        trainer.saved = (path, trainer.step)
         return trainer
+
+
+def with_option_changes(config: TrainConfig, options: dict[str, Any]) -> TrainConfig:
+    """``config`` with ``options`` applied, if every option that changes value is one of :data:`RESUMABLE_OPTIONS`
+    (:class:`OptionError` otherwise, or if the flow does not have the option)."""
+    spec = flow_spec(config.flow)
+    before = spec.resolve_options(config.options)
+    after = spec.resolve_options({**config.options, **options})
+    changed = {name: after[name] for name in options if after[name] != before[name]}
+    refused = sorted(set(changed) - set(RESUMABLE_OPTIONS))
+    if refused:
+        raise OptionError(
+            f"train --resume: the checkpoint was trained with options={config.options!r}; changing "
+            f"{', '.join(f'{name}={changed[name]!r}' for name in refused)} would change the model. A resumed run "
+            f"keeps its configuration; only --steps and the solver limits {', '.join(RESUMABLE_OPTIONS)} may change"
+        )
+    return replace(config, options={**config.options, **changed})
 
 
 def generator_states(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -251,9 +347,10 @@ def load_state(flow: Flow, checkpoint: dict[str, Any], path: str) -> None:
 
 def load_flow(path: str, device: str | torch.device = "cpu") -> tuple[Flow, TrainConfig, dict[str, Any]]:
     """The trained flow saved at ``path`` (in eval mode), its config and the raw checkpoint."""
+    target = resolve_device(device)
     checkpoint = read_checkpoint(path)
     config = config_from(checkpoint, path)
     with _installed(path):
         flow = build_flow(config.flow, checkpoint["dim"], config.options)
     load_state(flow, checkpoint, path)
-    return flow.to(device).eval(), config, checkpoint
+    return flow.to(target).eval(), config, checkpoint

@@ -76,7 +76,7 @@ def test_flowlab_error_is_one_line_without_traceback(capsys, monkeypatch):
         raise flowlab.OptionError("coupling: option hidden=0 is below its minimum 1")
 
     monkeypatch.setattr("flowlab.cli.list_cmd.run", boom)
-    assert main(["list"]) == 1
+    assert main(["list"]) == 2  # an OptionError is a usage error
     err = capsys.readouterr().err
     assert "error: coupling: option hidden=0 is below its minimum 1" in err
     assert "Traceback" not in err

@@ -70,7 +70,7 @@ def test_sample_writes_each_format_reproducibly(checkpoint, tmp_path, suffix):
 
 
 def test_sample_rejects_an_unknown_format(checkpoint, tmp_path, capsys):
-    assert main(["sample", str(checkpoint), "--out", str(tmp_path / "s.txt")]) == 1
+    assert main(["sample", str(checkpoint), "--out", str(tmp_path / "s.txt")]) == 2
     assert "expected --out ending in .npy, .csv, .pt" in capsys.readouterr().err
 
 

@@ -70,6 +70,6 @@ def test_jacobian_view_reports_ill_conditioning():
     ],
 )
 def test_bad_explain_requests_are_one_line_errors(argv, message, capsys):
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -105,7 +105,7 @@ def test_cli_resume_after_ctrl_c_matches_an_uninterrupted_run(tmp_path, monkeypa
 def test_resume_refuses_a_changed_configuration(tmp_path, capsys, extra, message):
     assert main(["train", "--flow", "stacked", "--data", "moons", "--steps", "1", *TINY, "--out", str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    assert main(["train", "--resume", "--out", str(tmp_path), "--steps", "2", *extra]) == 1
+    assert main(["train", "--resume", "--out", str(tmp_path), "--steps", "2", *extra]) == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
@@ -149,7 +149,7 @@ def test_train_refuses_to_overwrite_a_run(tmp_path, capsys):
 )
 def test_train_option_errors_are_one_line(tmp_path, capsys, extra, message):
     args = ["train", "--flow", "stacked", "--data", "moons", "--steps", "1", "--out", str(tmp_path), *extra]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "checkpoint.pt").exists()

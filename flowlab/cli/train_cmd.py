@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from flowlab.cli import EXIT_INTERRUPTED
 from flowlab.cli.console import console, error_console
 from flowlab.cli.options import parse_options
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 if TYPE_CHECKING:
     from flowlab.training import StepReport, Trainer
@@ -25,7 +27,9 @@ def add_parser(subparsers: Any) -> None:
         help="fit a flow to a dataset",
         description="Fit a registered flow to a registered dataset by maximum likelihood (Adam). Writes "
         f"DIR/{CHECKPOINT} atomically at every evaluation; Ctrl-C stops after the current step and saves; "
-        "--resume continues exactly where a run stopped.",
+        "--resume continues exactly where a run stopped (it may change --steps and the solver limits "
+        "-o max_nfe/max_seconds/rtol/atol). A diverging run (loss NaN/inf or exploding) stops with exit 1 and names "
+        "the last good checkpoint.",
     )
     parser.add_argument("--flow", help="registered flow (see 'flowlab list'); taken from the checkpoint with --resume")
     parser.add_argument("--data", help="registered dataset, e.g. 8gaussians, moons, checkerboard, 2spirals")
@@ -46,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--out", default=None, help="run directory (default runs/FLOW-DATA)")
     parser.add_argument("--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT}")
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -57,7 +62,8 @@ class SpeedColumn(ProgressColumn):
 
 
 class StopFlag:
-    """The first Ctrl-C asks the run to stop after the current step (and save); a second one aborts at once."""
+    """The first Ctrl-C asks the run to stop after the current step (and save); a second one aborts at once
+    (``KeyboardInterrupt``, and Ctrl-C is ignored from then on, so the abort itself cannot be interrupted)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -75,9 +81,11 @@ class StopFlag:
             signal.signal(signal.SIGINT, self.previous)
 
     def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            raise KeyboardInterrupt
         self.requested = True
         error_console().print("[yellow]stopping after this step and saving (Ctrl-C again to abort)[/]")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __call__(self) -> bool:
         return self.requested
@@ -89,8 +97,9 @@ CONFIG_ARGS = ("flow", "data", "steps", "batch_size", "lr", "seed", "eval_every"
 
 def run(args: argparse.Namespace) -> int:
     from flowlab.errors import CheckpointError, OptionError
-    from flowlab.training import TrainConfig, Trainer
+    from flowlab.training import RESUMABLE_OPTIONS, TrainConfig, Trainer
 
+    load_plugin_files(args.plugins)
     given = {name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None}
     if args.option:
         given["options"] = parse_options(args.option)
@@ -98,13 +107,16 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
     path = Path(args.out or f"runs/{args.flow}-{args.data}") / CHECKPOINT
     if args.resume:
-        trainer = Trainer.resume(str(path), args.device, steps=given.pop("steps", None))
+        trainer = Trainer.resume(
+            str(path), args.device, steps=given.pop("steps", None), options=given.pop("options", None)
+        )
         saved = trainer.config.to_dict()
         for name, value in given.items():
             if value != saved[name]:
                 raise OptionError(
                     f"train --resume: the checkpoint was trained with {name}={saved[name]!r}, not {value!r}; a "
-                    "resumed run keeps its configuration (only --steps may change)"
+                    f"resumed run keeps its configuration (only --steps and -o {'/'.join(RESUMABLE_OPTIONS)} may "
+                    "change)"
                 )
         return fit(trainer, path)
     if "flow" not in given or "data" not in given:
@@ -118,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
 def fit(trainer: Trainer, path: Path) -> int:
     """Run the trainer under a progress bar; print the final held-out NLL and its gap to the data's entropy."""
+    from flowlab.errors import SolverError
+
     config, out = trainer.config, console()
     entropy = trainer.dataset.entropy
     params = sum(p.numel() for p in trainer.flow.parameters())
@@ -151,11 +165,18 @@ def fit(trainer: Trainer, path: Path) -> int:
                 )
             progress.update(task, completed=report.step, **fields)
 
-        finished = trainer.fit(on_step=on_step, should_stop=stop, save=lambda t: t.save(str(path)))
+        try:
+            finished = trainer.fit(on_step=on_step, should_stop=stop, save=lambda t: t.save(str(path)))
+        except SolverError as exc:
+            raise SolverError(f"{exc}; {_resume_hint(trainer, path)}", solver=exc.solver, time=exc.time) from None
+        except KeyboardInterrupt:
+            kept = f"{path} (step {trainer.saved[1]}) is unchanged" if trainer.saved else "nothing was saved"
+            error_console().print(f"[yellow]aborted during step {trainer.step + 1}; {kept}[/]")
+            return EXIT_INTERRUPTED
     if not finished:
         trainer.save(str(path))
         error_console().print(f"[yellow]stopped at step {trainer.step}; saved {path}; continue with --resume[/]")
-        return 130
+        return EXIT_INTERRUPTED
     nll = trainer.evaluate()
     gap = nll.gap(entropy)
     out.print(
@@ -164,6 +185,20 @@ def fit(trainer: Trainer, path: Path) -> int:
     )
     out.print(f"checkpoint: {path}")
     return 0
+
+
+def _resume_hint(trainer: Trainer, path: Path) -> str:
+    """How to continue a run whose solve failed, with higher solver limits."""
+    from flowlab.registry import flow_spec
+
+    if trainer.saved is None:
+        return "no checkpoint was written yet: rerun with higher limits, e.g. -o max_nfe=20000 -o max_seconds=120"
+    options = flow_spec(trainer.config.flow).resolve_options(trainer.config.options)
+    limits = f"-o max_nfe={2 * options['max_nfe']} -o max_seconds={2 * options['max_seconds']:g}"
+    return (
+        f"to continue from the last checkpoint (step {trainer.saved[1]}) with higher solver limits: flowlab train "
+        f"--resume --out {path.parent} {limits}"
+    )
 
 
 def _fmt(value: float | None) -> str:

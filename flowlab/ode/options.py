@@ -28,10 +28,11 @@ autograd Jacobian of the solution, so a flipped sign cannot pass.
 ODE_NOTES = r"""
 **Solver.** torchdiffeq: `method` (dopri5, bosh3, adaptive_heun with `rtol`/`atol`; rk4, midpoint, euler with
 `step_size`), `adjoint=True` backpropagates by solving the adjoint ODE (memory independent of the number of steps),
-`max_nfe` stops a runaway solve with a `SolverError` (so do step-size underflow and a non-finite state; the
-message names the solver, the time reached and what to try). After each call the bijector's `nfe` holds the
-function evaluations of that solve and `nfe_backward` those of the last adjoint backward solve. Invertibility holds
-only to the solver's tolerance, which is why the generic checks use tolerances tied to it.
+`max_nfe` and `max_seconds` (wall-clock time per solve, default 60 s) stop a runaway solve with a `SolverError`
+(so do step-size underflow and a non-finite state; the message names the solver, the time reached and what to
+try). After each call the bijector's `nfe` holds the function evaluations of that solve and `nfe_backward` those
+of the last adjoint backward solve. Invertibility holds only to the solver's tolerance, which is why the generic
+checks use tolerances tied to it.
 
 **Vector field.** An MLP on `[z, t, sin 2πkt, cos 2πkt]` (`hidden`, `depth`, smooth `activation`,
 `frequencies`), valid for a 0-d `t` and any batch. **RNODE** (`kinetic`, `jacobian` > 0, training mode): the
@@ -62,6 +63,7 @@ def ode_options() -> dict[str, Option]:
         "step_size": Option(0.05, "step size (fixed-step methods: rk4, midpoint, euler)", low=1e-4, high=1.0),
         "adjoint": Option(False, "backpropagate with the adjoint ODE (odeint_adjoint)", choices=(False, True)),
         "max_nfe": Option(10_000, "stop a solve after this many function evaluations", low=1),
+        "max_seconds": Option(60.0, "stop a solve after this many seconds of wall-clock time", low=1e-3),
         "kinetic": Option(0.0, "RNODE weight of the kinetic energy ∫‖f‖² dt (training mode)", low=0.0),
         "jacobian": Option(0.0, "RNODE weight of the Jacobian Frobenius norm ∫‖∂f/∂z‖²_F dt (training mode)", low=0.0),
     }
@@ -123,6 +125,7 @@ def build_ode_bijector(
         step_size=float(options["step_size"]),
         adjoint=options["adjoint"],
         max_nfe=options["max_nfe"],
+        max_seconds=float(options["max_seconds"]),
     )
     return cls(
         field,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,9 @@ HINT = "loosen rtol/atol, add RNODE regularisation (kinetic/jacobian weights), o
 @dataclass(frozen=True)
 class SolverConfig:
     """How to integrate: torchdiffeq ``method``; ``rtol``/``atol`` (adaptive methods); ``step_size`` (fixed-step
-    methods); ``adjoint`` (backpropagate by solving the adjoint ODE backwards, O(1) memory in the number of steps,
-    instead of through the solver's operations); ``max_nfe`` (stop a runaway solve, forward or adjoint)."""
+        methods); ``adjoint`` (backpropagate by solving the adjoint ODE backwards, O(1) memory in the number of steps,
+        instead of through the solver's operations); ``max_nfe`` and ``max_seconds`` (stop a runaway solve, forward or
+    adjoint, after this many function evaluations or this much wall-clock time; each solve has its own clock)."""
 
     method: str = "dopri5"
     rtol: float = 1e-5
@@ -32,6 +34,7 @@ class SolverConfig:
     step_size: float = 0.05
     adjoint: bool = False
     max_nfe: int = 10_000
+    max_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -44,6 +47,9 @@ class SolverConfig:
             raise OptionError(f"solver: step_size must be at most 1 (the whole interval), got {self.step_size!r}")
         if isinstance(self.max_nfe, bool) or not isinstance(self.max_nfe, int) or self.max_nfe < 1:
             raise OptionError(f"solver: max_nfe must be a positive integer, got {self.max_nfe!r}")
+        seconds = self.max_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise OptionError(f"solver: max_seconds must be a positive number (inf: no limit), got {seconds!r}")
 
     @property
     def adaptive(self) -> bool:
@@ -60,10 +66,13 @@ class SolverConfig:
 
 
 class CountedDynamics(nn.Module):
-    """Base of the dynamics ``solve`` integrates: counts evaluations and stops a solve past ``max_nfe``.
+    """Base of the dynamics ``solve`` integrates: counts evaluations and stops a solve past ``max_nfe`` evaluations
+    or ``max_seconds`` of wall-clock time.
 
     Subclasses call :meth:`tick` first in ``forward(t, state)``. ``nfe`` counts evaluations since the last
-    :meth:`reset`; ``t`` is the last time evaluated (for error messages).
+    :meth:`reset`; ``t`` is the last time evaluated (for error messages). The clock starts at the first evaluation
+    of a solve; ``solve`` stops it at the end, so an adjoint backward solve, whenever it runs, gets a clock of its
+    own.
     """
 
     def __init__(self) -> None:
@@ -71,24 +80,38 @@ class CountedDynamics(nn.Module):
         self.config = SolverConfig()
         self.nfe = 0
         self.t: Tensor | None = None
+        self.started: float | None = None
 
     def reset(self, config: SolverConfig) -> None:
         self.config = config
         self.nfe = 0
         self.t = None
+        self.started = None
 
     def tick(self, t: Tensor) -> None:
         self.nfe += 1
         self.t = t.detach()
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
         if self.nfe > self.config.max_nfe:
-            reached = float(self.t)
-            raise SolverError(
-                f"{self.config.method}: stopped at t={reached:.4g} after max_nfe={self.config.max_nfe} function "
-                f"evaluations; hint: raise max_nfe, or {HINT}",
-                solver=self.config.method,
-                time=reached,
-                hint=HINT,
+            self._stop(f"after max_nfe={self.config.max_nfe} function evaluations", "raise max_nfe")
+        if now - self.started > self.config.max_seconds:
+            self._stop(
+                f"after {now - self.started:.1f} s (max_seconds={self.config.max_seconds:g}) and {self.nfe} function "
+                "evaluations",
+                "raise max_seconds (or max_nfe)",
             )
+
+    def _stop(self, why: str, first: str) -> None:
+        reached = float(self.t) if self.t is not None else float("nan")
+        hint = f"{first}, or {HINT}"
+        raise SolverError(
+            f"{self.config.method}: stopped at t={reached:.4g} {why}; hint: {hint}",
+            solver=self.config.method,
+            time=reached,
+            hint=hint,
+        )
 
 
 def solve(
@@ -118,6 +141,8 @@ def solve(
     except AssertionError as exc:
         what = "the step size underflowed" if "underflow" in str(exc) else "the state became NaN or infinite"
         raise _failure(dynamics, times, config, what) from exc
+    finally:
+        dynamics.started = None  # an adjoint backward solve starts its own clock
     if not all(bool(torch.isfinite(part[-1]).all()) for part in solution):
         raise _failure(dynamics, times, config, "the solution is NaN or infinite")
     return tuple(solution)
