@@ -102,7 +102,8 @@ class FlowSpec:
     - ``references``: papers, as ``"Authors (year). Title. URL"`` strings.
     - ``explanation``: Markdown: the transform, its inverse, the log-det and its cost, the sign convention.
     - ``tolerances``: property name -> :class:`Tolerance` where the kit's default does not fit this flow.
-    - ``min_dim``: the smallest dimension the flow supports.
+    - ``min_dim``: the smallest dimension the flow supports (default 1); ``max_dim``: the largest (default ``None``:
+      any), which bounds the kit's large-dimension ``stress`` case.
     - ``mixes``: whether every output coordinate depends on every input coordinate (a dense Jacobian), as a bool
       or as a predicate of the resolved options; the conformance kit's ``mixing`` check verifies a ``True`` claim
       (a stack of coupling layers without permutations claims to mix and does not).
@@ -129,6 +130,7 @@ class FlowSpec:
     explanation: str = ""
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     min_dim: int = 1
+    max_dim: int | None = None
     mixes: bool | Callable[[Mapping[str, Any]], bool] = False
     check_options: Mapping[str, Any] = field(default_factory=dict)
     capabilities: frozenset[str] = frozenset()

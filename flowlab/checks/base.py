@@ -26,6 +26,8 @@ class Case:
 
     ``seed`` seeds both the parameters (the kit perturbs them so identity initialisations are not trivially
     correct) and the inputs; ``scale`` is the inputs' standard deviation (several standard deviations are drawn).
+    ``profile`` is the Hypothesis profile the case was drawn under: statistical checks size their samples by it
+    (``quick``: CI-sized, ``thorough``: the sample sizes whose power ``docs/checks.md`` states).
     """
 
     dim: int
@@ -35,6 +37,7 @@ class Case:
     scale: float = 1.0
     dtype: str = "float64"
     device: str = "cpu"
+    profile: str = "quick"
 
 
 @dataclass
@@ -42,7 +45,9 @@ class CheckResult:
     """The outcome of a check on one case (or, after the runner aggregates, on all cases).
 
     ``max_error`` is compared with ``tolerance`` (``max_error <= tolerance`` passes). ``detail`` says in words what
-    was measured, and for a failure what went wrong (e.g. which rows, which values).
+    was measured, and for a failure what went wrong (e.g. which rows, which values). A statistical check states its
+    power in ``detectable``: the smallest error of the quantity it estimates that this case would have detected
+    (e.g. ``|Z − 1|`` for ``normalization``: 5 standard errors plus the slack), in the units of that quantity.
     """
 
     status: Status
@@ -50,6 +55,7 @@ class CheckResult:
     tolerance: float | None = None
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    detectable: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ class CheckSpec:
     - ``run(spec, case) -> CheckResult``: checks one case.
     - ``applies(spec) -> bool | str``: ``True`` to run; ``False`` or a reason string to skip (the reason is shown).
     - ``tolerance``: the default tolerance; a FlowSpec overrides it with ``tolerances[name] = Tolerance(v, reason)``.
-    - ``max_examples``: cap on drawn cases (statistical checks use 1: a fixed seed and CLT-derived bounds).
+    - ``max_examples``: cap on drawn cases (statistical checks use few: fixed seeds and CLT-derived bounds).
+    - ``requires``: capabilities (``flowlab.spec.CAPABILITIES``) the check needs. A flow that does not declare them
+      in ``FlowSpec.capabilities`` is not covered by the check (a skip whose reason says so, listed by the report);
+      a flow that declares them must live up to them: a missing attribute or option is a failure, never a skip.
     """
 
     name: str
@@ -70,6 +79,15 @@ class CheckSpec:
     applies: Callable[[FlowSpec], bool | str] = lambda spec: True
     tolerance: float = 1e-6
     max_examples: int | None = None
+    requires: frozenset[str] = frozenset()
+
+    def coverage(self, spec: FlowSpec) -> bool | str:
+        """``True`` if this check runs on ``spec``; else the reason it does not (``applies``, then ``requires``)."""
+        applies = self.applies(spec)
+        missing = sorted(set(self.requires) - set(spec.capabilities))
+        if applies is True and missing:
+            return f"not covered: needs the capabilities {', '.join(missing)}, not declared (FlowSpec.capabilities)"
+        return applies
 
     def tolerance_for(self, spec: FlowSpec) -> float:
         """The tolerance for ``spec``: its own override if it declares one, else this check's default."""

@@ -6,7 +6,9 @@ counterexample reproduces exactly:
 - :func:`build_case_bijector`: the flow built with the case's options (and those a check pins) under
   ``torch.manual_seed(seed)``, every parameter perturbed by noise of scale ``PERTURBATION`` from the same seed (see
   :func:`perturb_`; identity initialisations would make many bugs invisible: a zero log-scale has the right log-det
-  whatever the formula), converted to the case's dtype and device, in eval mode.
+  whatever the formula), converted to the case's dtype and device, in eval mode (``train=True``: training mode,
+  for the properties of training such as ``gradients``). Each call is a fresh instance (first-call checks build
+  two).
 - :func:`case_points`: ``[batch, dim]`` standard-normal points times ``scale``, drawn on the CPU from a generator
   seeded by ``(seed, salt)`` and then moved, so CPU and CUDA cases see the same numbers.
 - :func:`float64_cpu`: the case moved to float64 on the CPU, for checks whose reference needs the precision.
@@ -69,8 +71,9 @@ def perturb_(module: torch.nn.Module, seed: int, scale: float = PERTURBATION) ->
     return module
 
 
-def build_case_bijector(spec: FlowSpec, case: Case, **pinned: Any) -> Bijector:
-    """The bijector of ``spec`` for ``case``: built, perturbed, on the case's dtype and device, in eval mode.
+def build_case_bijector(spec: FlowSpec, case: Case, *, train: bool = False, **pinned: Any) -> Bijector:
+    """The bijector of ``spec`` for ``case``: built, perturbed, on the case's dtype and device, in eval mode
+    (training mode with ``train=True``).
 
     ``pinned`` are options a check needs whatever the case drew (tight solver tolerances, the exact trace): they
     override the case's options where ``spec`` has an option of that name and are ignored where it has none.
@@ -79,12 +82,15 @@ def build_case_bijector(spec: FlowSpec, case: Case, **pinned: Any) -> Bijector:
     with seeded(case.seed):
         bijector = build_from_spec(spec, case.dim, **options)
     perturb_(bijector.double(), case.seed)
-    return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).eval())
+    return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).train(train))
 
 
-def build_case_flow(spec: FlowSpec, case: Case) -> Flow:
-    """``Flow(build_case_bijector(spec, case))`` with the standard-normal base, on the case's dtype and device."""
-    return Flow(build_case_bijector(spec, case)).to(device=case.device, dtype=dtype_of(case)).eval()
+def build_case_flow(spec: FlowSpec, case: Case, *, train: bool = False) -> Flow:
+    """``Flow(build_case_bijector(spec, case))`` with the flow's own base (``FlowSpec.base``; the standard normal
+    if it names none), on the case's dtype and device."""
+    bijector = build_case_bijector(spec, case, train=train)
+    base = None if spec.base is None else spec.base(case.dim, dtype=dtype_of(case), device=torch.device(case.device))
+    return Flow(bijector, base).to(device=case.device, dtype=dtype_of(case)).train(train)
 
 
 def float64_cpu(case: Case, dim: int | None = None) -> Case:

@@ -58,7 +58,7 @@ def box_quadrature(log_density: LogDensity, low: Tensor, high: Tensor, points_pe
     ]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, dim)
     density = evaluate(log_density, grid).exp().reshape([points_per_axis] * dim)
-    density = torch.nan_to_num(density, nan=math.inf)
+    density = torch.nan_to_num(density, nan=math.inf, posinf=math.inf)
 
     def simpson(values: Tensor, step: int) -> float:
         n = (points_per_axis - 1) // step + 1
@@ -114,7 +114,7 @@ def importance_sampling(
         - (dof + dim) / 2 * torch.log1p(mahalanobis / dof)
     )
     log_w = evaluate(log_density, points) - log_q
-    log_w = torch.nan_to_num(log_w, nan=math.inf)
+    log_w = torch.nan_to_num(log_w, nan=math.inf, posinf=math.inf, neginf=-math.inf)
     shift = log_w.max()
     weights = (log_w - shift).exp()
     normalizer = float(weights.mean() * shift.exp())

@@ -1,7 +1,12 @@
 """Measurements the property checks share: calling a bijector with shape checks, per-row Jacobians, errors.
 
 Errors are *mixed* relative errors, ``|got − expected| / (1 + |expected|)``: absolute near 0, relative for large
-values, so one tolerance fits inputs of any magnitude. A non-finite value on either side is an infinite error.
+values, so one tolerance fits inputs of any magnitude. A non-finite value on either side is an infinite error, and
+the verdict then names the non-finite values and the largest magnitudes the flow reached on that row, so an
+ill-conditioned flow (values that overflow) can be told from a wrong formula (finite values that disagree).
+
+:func:`apply` is how every check calls a bijector: besides the shapes it verifies that the call left its input
+unchanged (a flow that writes into its argument corrupts the caller's data: ``x`` after ``log_prob(x)``).
 """
 
 from __future__ import annotations
@@ -15,14 +20,27 @@ import torch
 from torch import Tensor, nn
 
 from flowlab.checks.base import CheckResult, Status
-from flowlab.errors import ShapeError
+from flowlab.errors import FlowlabError, ShapeError
 
 Direction = Literal["forward", "inverse"]
 
 
+class InputModifiedError(FlowlabError):
+    """A bijector wrote into the tensor it was given."""
+
+
 def apply(bijector: nn.Module, points: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
-    """``bijector.forward`` or ``.inverse`` on ``points``, checking the shapes ``[batch, dim]`` and ``[batch]``."""
+    """``bijector.forward`` or ``.inverse`` on ``points``, checking the shapes ``[batch, dim]`` and ``[batch]``
+    and that ``points`` is unchanged afterwards (:class:`InputModifiedError` otherwise)."""
+    original = points.detach().clone()
     out, ladj = bijector(points) if direction == "forward" else bijector.inverse(points)  # type: ignore[operator]
+    changed = ~((points.detach() == original) | (points.detach().isnan() & original.isnan())).all(dim=1)
+    if bool(changed.any()):
+        rows = changed.nonzero().flatten().tolist()
+        raise InputModifiedError(
+            f"{direction} modified its input in place (rows {rows[:8]}{', ...' if len(rows) > 8 else ''}): a flow "
+            "must not write into the tensor it is given (clone before an in-place operation)"
+        )
     batch, dim = points.shape
     if tuple(out.shape) != (batch, dim):
         raise ShapeError(f"{direction} returned points of shape {list(out.shape)}, expected [{batch}, {dim}]")
@@ -70,11 +88,32 @@ class Measurement:
     values: dict[str, Tensor] = field(default_factory=dict)
 
 
+def nonfinite_as_inf(values: Tensor) -> Tensor:
+    """``values`` in float64 with NaN and ±inf turned into ``+inf`` (``torch.nan_to_num`` alone would turn ``inf``
+    into the largest finite float)."""
+    values = values.detach().double()
+    return torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
+
+
+def magnitudes(values: dict[str, Tensor], row: int) -> str:
+    """What the quantities of a measurement look like on ``row``: which are not finite, and the largest finite
+    magnitude of each (to tell overflow and ill-conditioning from a wrong formula)."""
+    parts = []
+    for name, value in values.items():
+        entry = value.detach()[row].double().reshape(-1)
+        finite = entry[torch.isfinite(entry)]
+        largest = f"max |·| {float(finite.abs().max()):.3g}" if finite.numel() else "no finite value"
+        bad = int((~torch.isfinite(entry)).sum())
+        parts.append(f"{name}: {f'{bad} non-finite, ' if bad else ''}{largest}")
+    return "; ".join(parts)
+
+
 def judge(measurements: list[Measurement], tolerance: float) -> CheckResult:
-    """Pass if every error is ``<= tolerance``; the result names the worst measurement, its row and its values."""
+    """Pass if every error is ``<= tolerance``; the result names the worst measurement, its row and its values
+    (and, for a non-finite value, the magnitudes reached on that row)."""
     worst: tuple[float, int, Measurement] | None = None
     for measurement in measurements:
-        errors = torch.nan_to_num(measurement.errors.detach().double(), nan=math.inf)
+        errors = nonfinite_as_inf(measurement.errors)
         row = int(torch.argmax(errors))
         error = float(errors[row])
         if worst is None or error > worst[0]:
@@ -86,4 +125,6 @@ def judge(measurements: list[Measurement], tolerance: float) -> CheckResult:
     data.update({name: value.detach()[row].cpu().tolist() for name, value in measurement.values.items()})
     status: Status = "passed" if error <= tolerance else "failed"
     detail = f"{measurement.label}: worst error {error:.3g} at row {row} (tolerance {tolerance:.3g})"
+    if not math.isfinite(error):
+        detail += f"; a value is not finite ({magnitudes(measurement.values, row)})"
     return CheckResult(status, max_error=error, tolerance=tolerance, detail=detail, data=data)

@@ -66,8 +66,10 @@ def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({**pinned, **drawn})
 
 
-def cases(spec: FlowSpec, *, device: str = "cpu", dtype: str = "float64") -> st.SearchStrategy[Case]:
-    """Whole cases for ``spec`` on ``device``."""
+def cases(
+    spec: FlowSpec, *, device: str = "cpu", dtype: str = "float64", profile: str = "quick"
+) -> st.SearchStrategy[Case]:
+    """Whole cases for ``spec`` on ``device``, drawn under ``profile``."""
     return st.builds(
         Case,
         dim=dims(spec),
@@ -77,6 +79,7 @@ def cases(spec: FlowSpec, *, device: str = "cpu", dtype: str = "float64") -> st.
         scale=scales(),
         dtype=st.just(dtype),
         device=st.just(device),
+        profile=st.just(profile),
     )
 
 
