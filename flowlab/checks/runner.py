@@ -7,7 +7,8 @@ flow is a failure of that case (its type and message are the detail). A failed c
 shrinks it to the simplest failing case; that case, its detail and a one-line command reproducing it are the
 counterexample. The run's status is ``failed`` if any case failed, else ``inconclusive`` if any case was, else
 ``passed``; ``skipped`` when the check does not apply to the flow, when every case was skipped, or when the device
-is absent. The reported error and tolerance are those of the case with the largest ``error / tolerance``.
+is absent. The reported error and tolerance are those of the failing case for a failure, else of the case with the
+largest ``error / tolerance``; ``detectable`` is the weakest power a statistical check stated over its cases.
 
 Shrinking is bounded: after the first failure at most ``SHRINK_BUDGET`` new cases are run, for at most
 ``SHRINK_SECONDS``; later candidates are treated as passing without running them, so Hypothesis settles on the
@@ -23,7 +24,7 @@ import math
 import shlex
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class PropertyRun:
     seconds: float = 0.0
     detail: str = ""
     counterexample: Counterexample | None = None
+    detectable: float | None = None
 
 
 class _CaseFailed(Exception):
@@ -83,11 +85,14 @@ class _Tally:
     worst: CheckResult | None = None
     statuses: set[str] = field(default_factory=set)
     notes: dict[str, str] = field(default_factory=dict)
+    detectable: float | None = None
 
     def add(self, result: CheckResult) -> None:
         self.examples += 1
         self.statuses.add(result.status)
         self.notes.setdefault(result.status, result.detail)
+        if result.detectable is not None:
+            self.detectable = max(result.detectable, self.detectable or -math.inf)
         if result.max_error is not None and _ratio(result) >= (_ratio(self.worst) if self.worst else -1.0):
             self.worst = result
 
@@ -112,8 +117,9 @@ def reproduce_command(flow: str, check: str, case: Case) -> str:
     """The ``flowlab check`` command line that reruns ``check`` on ``flow`` for this case only."""
     data = {"dim": case.dim, "batch": case.batch, "seed": case.seed, "options": dict(case.options), "scale": case.scale}
     payload = json.dumps(data, default=repr, separators=(",", ":"))
+    profile = f"--profile {case.profile} " if case.profile != "quick" else ""
     return (
-        f"flowlab check {shlex.quote(flow)} --property {shlex.quote(check)} --device {case.device} "
+        f"flowlab check {shlex.quote(flow)} --property {shlex.quote(check)} --device {case.device} {profile}"
         f"--case {shlex.quote(payload)}"
     )
 
@@ -160,19 +166,20 @@ def run_property(
 
     try:
         if case is not None:
-            attempt(case)
+            attempt(replace(case, profile=profile_name(profile)))
         else:
             _explore(check, spec, device, profile_name(profile), attempt)
     except _CaseFailed as exc:
         failure = exc
     run.examples = tally.examples
     run.seconds = time.perf_counter() - started
+    run.detectable = tally.detectable
     if tally.worst is not None:
         run.max_error, run.tolerance = tally.worst.max_error, tally.worst.tolerance
     if failure is not None:
+        # the failing case's own numbers (an exception has none), never those of a passing case
         run.status, run.detail = "failed", failure.result.detail
-        run.max_error = failure.result.max_error if failure.result.max_error is not None else run.max_error
-        run.tolerance = failure.result.tolerance if failure.result.tolerance is not None else run.tolerance
+        run.max_error, run.tolerance = failure.result.max_error, failure.result.tolerance
         run.counterexample = Counterexample(
             case=failure.case,
             detail=failure.result.detail,
@@ -194,7 +201,7 @@ def _skip_reason(check: CheckSpec, spec: FlowSpec, device: str) -> str | None:
 
         if not torch.cuda.is_available():
             return "needs CUDA: torch.cuda.is_available() is False on this machine"
-    applies = check.applies(spec)
+    applies = check.coverage(spec)
     if applies is True:
         return None
     return applies if isinstance(applies, str) and applies else f"{check.name} does not apply to {spec.name}"
@@ -216,7 +223,7 @@ def _explore(check: CheckSpec, spec: FlowSpec, device: str, profile: str, attemp
     )
 
     @config
-    @given(cases(spec, device=device))
+    @given(cases(spec, device=device, profile=profile))
     def explore(drawn: Case) -> None:
         attempt(drawn)
 
