@@ -17,6 +17,7 @@ from flowlab_checks import (
     mixing,
     normalization,
     sample_consistency,
+    stress,
 )
 
 CHECKS = (
@@ -28,6 +29,7 @@ CHECKS = (
     gradients.CHECK,
     dtype_device.CHECK,
     mixing.CHECK,
+    stress.CHECK,
 )
 
 

@@ -1,9 +1,14 @@
-"""``batch_independence``: row ``i``'s outputs do not change when other rows change.
+"""``batch_independence``: row ``i``'s outputs depend neither on the other rows of its batch nor on the batches the
+instance was called on before.
 
 A flow is a map of one point at a time. Batch statistics (e.g. normalising by the batch mean in ``forward``) make
-``f(z)_i`` depend on ``z_j``; then ``log_prob`` depends on what else is in the batch and sampling is wrong.
-Each direction runs on the case's points alone, with other rows appended, and with other rows in front; the case's
-rows must come out the same.
+``f(z)_i`` depend on ``z_j``; then ``log_prob`` depends on what else is in the batch and sampling is wrong. A layer
+that initialises itself from the first batch it sees (an ActNorm that does so in eval mode) gives a map that depends
+on that batch: two instances with the same parameters disagree.
+
+For each direction, two fresh instances (the same seed, so the same parameters) are called: the first on the case's
+rows alone, as its first call; the second first on other rows put in front of them, then with other rows appended.
+The case's rows must come out the same from all three calls.
 """
 
 from __future__ import annotations
@@ -17,19 +22,19 @@ from flowlab.spec import FlowSpec
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
-    bijector = build_case_bijector(spec, case)
     rows = case.batch
     others = case_points(case, salt=2, scale=3 * case.scale + 1)
     measurements = []
     directions: tuple[tuple[Direction, int], ...] = (("forward", 0), ("inverse", 1))
     for direction, salt in directions:
         points = case_points(case, salt=salt)
-        alone, ladj_alone = apply(bijector, points, direction)
-        after, ladj_after = apply(bijector, torch.cat([points, others]), direction)
-        before, ladj_before = apply(bijector, torch.cat([others, points]), direction)
+        alone, ladj_alone = apply(build_case_bijector(spec, case), points, direction)
+        second = build_case_bijector(spec, case)
+        before, ladj_before = apply(second, torch.cat([others, points]), direction)
+        after, ladj_after = apply(second, torch.cat([points, others]), direction)
         for label, out, ladj in (
-            ("appended", after[:rows], ladj_after[:rows]),
-            ("in front", before[rows:], ladj_before[rows:]),
+            ("put in front, on the first call of a second instance", before[rows:], ladj_before[rows:]),
+            ("appended, on a later call", after[:rows], ladj_after[:rows]),
         ):
             measurements.append(
                 Measurement(
@@ -43,7 +48,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
 
 CHECK = CheckSpec(
     name="batch_independence",
-    summary="each row's outputs and log-dets do not depend on the other rows of the batch",
+    summary="each row's outputs and log-dets depend neither on the other rows nor on earlier calls",
     run=run,
     tolerance=1e-10,
 )

@@ -1,51 +1,86 @@
-"""``gradients``: ``log_prob`` has finite gradients with respect to every parameter and every input.
+"""``gradients``: ``log_prob`` has finite gradients with respect to every parameter and every input, and every
+trainable parameter has a path to it, in training mode.
 
 Training follows ``∇_θ Σ log p(x)``; a NaN in it (e.g. ``torch.where`` evaluating ``sqrt`` of a negative number in
-the branch it discards: ``0 · NaN = NaN`` in the backward pass) or a parameter that receives no gradient at all
-(a stray ``detach``) breaks training silently. The error is the number of offending rows and parameters.
+the branch it discards: ``0 · NaN = NaN`` in the backward pass) or a parameter that is cut off from the loss (a stray
+``detach``) breaks training silently.
+
+- **Modes.** The flow is differentiated in training mode (where it is trained: a layer may route its parameters
+  differently there, e.g. a CNF whose solver sees its parameters only when training) and in eval mode; non-finite
+  gradients fail in either, a parameter without a path is judged in training mode.
+- **Detached vs zero.** A parameter is cut off only if autograd finds no path from ``log_prob`` to it
+  (``torch.autograd.grad(..., allow_unused=True)`` returns ``None``); a gradient that is exactly zero at the drawn
+  points (a spline's identity tails) has a path and passes. A path that exists only for some inputs (a branch on
+  the data) is looked for again on ``SPREADS``: points of several scales, before a parameter is called cut off.
+
+The error is the number of offending rows and parameters.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
 from flowlab.checks.cases import build_case_flow, case_points
+from flowlab.flow import Flow
 from flowlab.spec import FlowSpec
+
+#: input scales and rows of the extra points on which a parameter without a path is looked for again
+SPREADS, SPREAD_ROWS = (0.1, 1.0, 10.0), 16
+
+
+def _gradients(flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
+    """``∂ Σ log_prob / ∂x`` and ``∂ Σ log_prob / ∂θ`` (``None``: no path) for every trainable parameter."""
+    named = [(name, p) for name, p in flow.named_parameters() if p.requires_grad]
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        total = flow.log_prob(x).sum()
+        grads = torch.autograd.grad(total, [x, *(p for _, p in named)], allow_unused=True)
+    grad_x = grads[0] if grads[0] is not None else torch.zeros_like(x)
+    return grad_x, {name: g for (name, _), g in zip(named, grads[1:], strict=True)}
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
-    flow = build_case_flow(spec, case)
-    x = case_points(case).requires_grad_(True)
-    flow.log_prob(x).sum().backward()
-    assert x.grad is not None
-    bad_rows = (~torch.isfinite(x.grad).all(dim=1)).nonzero().flatten().tolist()
-    trainable = [(name, p) for name, p in flow.named_parameters() if p.requires_grad]
-    missing = [name for name, p in trainable if p.grad is None]
-    non_finite = [name for name, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-    problems = []
-    if bad_rows:
-        problems.append(f"non-finite d log_prob/dx in rows {bad_rows}")
-    if non_finite:
-        problems.append(f"non-finite gradients of parameters {non_finite}")
-    if missing:
-        problems.append(f"no gradient reaches parameters {missing}")
-    count = len(bad_rows) + len(non_finite) + len(missing)
-    data = {
-        "rows": bad_rows,
-        "x": x.detach()[bad_rows].cpu().tolist(),
-        "non_finite_parameters": non_finite,
-        "parameters_without_gradient": missing,
-    }
+    problems, data = [], {}
+    count = 0
+    parameters = 0
+    for train in (True, False):
+        mode = "training" if train else "eval"
+        flow = build_case_flow(spec, case, train=train)
+        x = case_points(case)
+        grad_x, grads = _gradients(flow, x)
+        parameters = len(grads)
+        bad_rows = (~torch.isfinite(grad_x).all(dim=1)).nonzero().flatten().tolist()
+        non_finite = [name for name, g in grads.items() if g is not None and not bool(torch.isfinite(g).all())]
+        if bad_rows:
+            problems.append(f"{mode} mode: non-finite d log_prob/dx in rows {bad_rows}")
+            data[f"{mode}_rows"], data[f"{mode}_x"] = bad_rows, x[bad_rows].cpu().tolist()
+        if non_finite:
+            problems.append(f"{mode} mode: non-finite gradients of parameters {non_finite}")
+            data[f"{mode}_non_finite_parameters"] = non_finite
+        count += len(bad_rows) + len(non_finite)
+        if train:
+            cut_off = [name for name, g in grads.items() if g is None]
+            for scale in SPREADS if cut_off else ():
+                _, again = _gradients(flow, case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale))
+                cut_off = [name for name in cut_off if again[name] is None]
+            if cut_off:
+                problems.append(
+                    f"training mode: no path from log_prob to parameters {cut_off} (at the case's points and at "
+                    f"{SPREAD_ROWS} points of each scale {', '.join(f'{s:g}' for s in SPREADS)}): a stray detach?"
+                )
+                data["parameters_without_path"] = cut_off
+                count += len(cut_off)
     if problems:
         return CheckResult("failed", max_error=count, tolerance=0, detail="; ".join(problems), data=data)
-    detail = f"finite gradients for {case.batch} rows and {len(trainable)} parameter tensors"
+    detail = f"finite gradients in training and eval mode for {case.batch} rows and {parameters} parameter tensors"
     return CheckResult("passed", max_error=0, tolerance=0, detail=detail)
 
 
 CHECK = CheckSpec(
     name="gradients",
-    summary="log_prob has finite gradients with respect to every parameter and input",
+    summary="log_prob has finite gradients for every parameter and input (training and eval mode), none cut off",
     run=run,
     tolerance=0,
 )

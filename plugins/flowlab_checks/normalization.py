@@ -13,6 +13,11 @@
 ``slack`` is the check's tolerance (a FlowSpec may override it, with a reason). Every draw comes from fixed seeds
 derived from the case, so a run is reproducible; at 5 standard errors a correct flow fails with probability below
 one in a million per case.
+
+**Power.** The smallest error each case would detect is its tolerance (``5·SE + δ + slack``), reported as
+``detectable``. The sample sizes grow with the profile (``IS_SAMPLES``): under ``thorough``, a density off by 2 %
+(``Z = 1.02``) fails up to d = 16 (measured SE of ``stacked`` at d = 16: 0.015 with 20 000 draws, so ≈ 0.0034
+with 400 000; ``tests/test_checks_power.py`` plants that error).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ FIT_SAMPLES = 4096
 MASS_SAMPLES = 40_000
 POINTS_PER_AXIS = {1: 2001, 2: 201}
 MAX_QUADRATURE_ERROR = 0.01
-IS_SAMPLES = 20_000
+#: importance-sampling draws per profile (see Power above)
+IS_SAMPLES = {"quick": 20_000, "thorough": 400_000}
 MIN_ESS_FRACTION = 0.05
 Z_SCORE = 5.0
 
@@ -46,7 +52,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         if case.dim <= 2:
             return _quadrature(flow.log_prob, fit, flow.sample(MASS_SAMPLES), case, slack)
         generator = torch.Generator().manual_seed(case.seed)
-        estimate = importance_sampling(flow.log_prob, fit, IS_SAMPLES, generator)
+        estimate = importance_sampling(flow.log_prob, fit, IS_SAMPLES.get(case.profile, IS_SAMPLES["quick"]), generator)
     error = abs(estimate.normalizer - 1)
     tolerance = Z_SCORE * estimate.standard_error + slack
     data = {
@@ -64,7 +70,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         return CheckResult("inconclusive", max_error=error, tolerance=tolerance, detail=detail, data=data)
     status: Status = "passed" if error <= tolerance else "failed"
     detail = f"{summary}; |Z − 1| = {error:.2e} vs {Z_SCORE:g}·SE + {slack:g} = {tolerance:.2e}"
-    return CheckResult(status, max_error=error, tolerance=tolerance, detail=detail, data=data)
+    return CheckResult(status, max_error=error, tolerance=tolerance, detail=detail, data=data, detectable=tolerance)
 
 
 def _quadrature(log_prob: LogDensity, fit: Tensor, mass_samples: Tensor, case: Case, slack: float) -> CheckResult:
@@ -91,7 +97,7 @@ def _quadrature(log_prob: LogDensity, fit: Tensor, mass_samples: Tensor, case: C
         return CheckResult("inconclusive", max_error=error, tolerance=tolerance, detail=detail, data=data)
     status: Status = "passed" if error <= tolerance else "failed"
     detail = f"{summary}; difference {error:.2e} vs tolerance {tolerance:.2e}"
-    return CheckResult(status, max_error=error, tolerance=tolerance, detail=detail, data=data)
+    return CheckResult(status, max_error=error, tolerance=tolerance, detail=detail, data=data, detectable=tolerance)
 
 
 CHECK = CheckSpec(
