@@ -10,8 +10,15 @@
   probe set whose mean ``v vᵀ`` is exactly ``I`` gives exactly ``tr A``.
 - ``hutchinson_fixed_probe``: a whole Hutchinson solve with a fixed probe set averages to the exact-trace log-det,
   and costs about as many evaluations: a probe redrawn inside the solve fails both.
+- ``hutchinson_solve_unbiased``: the log-dets of training-mode solves, with the probes the flow draws itself, average
+  to the exact log-det (z-score of the mean over ``SOLVE_COPIES`` copies of a point): a bias anywhere between the
+  flow's own draw and the integral fails, whatever the estimator object says of itself.
 
-Statistical checks run once on a fixed seed; their bounds are 5 standard errors from the central limit theorem.
+What a check needs is declared by the flow (``FlowSpec.capabilities``, ``CheckSpec.requires``): solver tolerances to
+pin (``solver_tolerances``, and ``solver_method`` to pin dopri5), a trace estimator to probe (``trace_estimator``),
+a solve with a given probe (``probe_override``). A flow that declares one and lacks what it promises fails.
+Statistical checks run on few cases with fixed seeds; their bounds are 5 standard errors from the central limit
+theorem, and each result states the smallest error it would have detected (``detectable``).
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from torch import Tensor
 
 from flowlab import Flow, FlowlabError, FlowSpec
 from flowlab.checks.base import Case, CheckResult, CheckSpec
+from flowlab.checks.capabilities import build_pinned, require
 from flowlab.checks.cases import build_case_bijector, case_points, float64_cpu
 
 Z_BOUND = 5.0
+SOLVER = frozenset({"solver_tolerances"})
+HUTCHINSON = frozenset({"trace_estimator"})
 
 
 def continuous(spec: FlowSpec) -> bool | str:
@@ -44,13 +54,6 @@ def continuous_2d(spec: FlowSpec) -> bool | str:
     if spec.kind != "continuous" or spec.min_dim > 2:
         return "applies to continuous flows that exist in 2D"
     return True
-
-
-def _missing(module: Any, *names: str) -> CheckResult | None:
-    absent = [name for name in names if not hasattr(module, name)]
-    if absent:
-        return CheckResult("skipped", detail=f"the bijector has no {', '.join(absent)} (not an flowlab ODEBijector)")
-    return None
 
 
 def _exact_at_eval(module: Any) -> CheckResult | None:
@@ -72,7 +75,7 @@ def run_invertibility(spec: FlowSpec, case: Case) -> CheckResult:
     atol = float(case.options.get("atol", 1e-6))
     if case.options.get("method", "dopri5") not in ("dopri5", "bosh3", "adaptive_heun"):
         return CheckResult("skipped", detail="a fixed-step method has no rtol/atol to tie the tolerance to")
-    module: Any = build_case_bijector(spec, case, rtol=rtol, atol=atol)
+    module: Any = build_pinned(spec, case, rtol=rtol, atol=atol, method=case.options.get("method", "dopri5"))
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -102,6 +105,7 @@ CHECK_INVERTIBILITY = CheckSpec(
     summary="inverse(forward(z)) = z and the log-dets cancel, within a multiple of the solver's rtol/atol",
     run=run_invertibility,
     applies=continuous,
+    requires=SOLVER,
     # global error of two adaptive solves in units of the local tolerance; it depends on the method's order
     # (measured over 36 cases each: dopri5 ≤ 50, bosh3 ≤ 500, adaptive_heun ≤ 1)
     tolerance=2000.0,
@@ -126,8 +130,8 @@ def run_logdet(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_LOGDET.tolerance_for(spec)
     dim = min(case.dim, MAX_LOGDET_DIM)
     case = float64_cpu(case, dim)
-    module: Any = build_case_bijector(spec, case, rtol=1e-9, atol=1e-9, method="dopri5", adjoint=False)
-    skipped = _missing(module, "inverse") or _exact_at_eval(module)
+    module: Any = build_pinned(spec, case, rtol=1e-9, atol=1e-9, adjoint=False)
+    skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
     z = case_points(case, batch=1)
@@ -156,6 +160,7 @@ CHECK_LOGDET = CheckSpec(
     summary="log-det of the ODE flow map = slogdet of the autograd Jacobian of the odeint solution (float64)",
     run=run_logdet,
     applies=continuous,
+    requires=SOLVER,
     tolerance=1e-7,  # measured ≤ 1e-8 at rtol = atol = 1e-9 (≤ 1e-9 at 1e-10)
     max_examples=2,
 )
@@ -167,7 +172,7 @@ HALF_WIDTH, GRID = 8.0, 81
 
 def run_normalization(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_NORMALIZATION.tolerance_for(spec)
-    module: Any = build_case_bijector(spec, float64_cpu(case, 2), rtol=1e-7, atol=1e-7, method="dopri5")
+    module: Any = build_pinned(spec, float64_cpu(case, 2), rtol=1e-7, atol=1e-7)
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -195,6 +200,7 @@ CHECK_NORMALIZATION = CheckSpec(
     summary="2D: the density integrates to 1 (grid quadrature, exact trace at evaluation)",
     run=run_normalization,
     applies=continuous_2d,
+    requires=SOLVER,
     tolerance=1e-4,  # quadrature on a 0.2 grid of a smooth density plus solver error at 1e-7 (measured: < 2e-7)
     max_examples=1,
 )
@@ -216,14 +222,15 @@ def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_HUTCHINSON.tolerance_for(spec)
     dim = max(case.dim, 2)
     case = float64_cpu(case, dim)
-    module: Any = build_case_bijector(spec, case)
-    skipped = _missing(module, "field", "trace_estimator")
-    if skipped is not None:
-        return skipped
-    module.train()
+    module: Any = build_case_bijector(spec, case, train=True)
+    require(spec, "trace_estimator", module=module, attributes=("field", "trace_estimator"))
     estimator, field = module.trace_estimator, module.field
     if not estimator.stochastic:
-        return CheckResult("skipped", detail="the training-mode trace estimator is not stochastic")
+        return CheckResult(
+            "failed",
+            detail=f"{spec.name} declares a stochastic log-det, but its training-mode trace "
+            f"estimator {estimator!r} says it is not stochastic",
+        )
     distribution = getattr(estimator, "distribution", None)
     t = torch.tensor(0.5, dtype=torch.float64)
     point = case_points(case, batch=1)
@@ -250,6 +257,7 @@ def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
     else:
         scores["unbiasedness z"] = abs(mean - exact) / math.sqrt(max(variance, 1e-300) / PROBES)
     worst = max(scores.values())
+    spread = math.sqrt(max(variance, 1e-300) / PROBES)
     return CheckResult(
         "passed" if worst <= tolerance else "failed",
         worst,
@@ -258,7 +266,9 @@ def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
         f"mean {mean:.6g}, variance {variance:.4g}"
         + (f" (theory {theoretical_variance(matrix, distribution):.4g})" if distribution else "")
         + "; "
-        + ", ".join(f"{k} = {v:.3g}" for k, v in scores.items()),
+        + ", ".join(f"{k} = {v:.3g}" for k, v in scores.items())
+        + f"; detects a bias of {tolerance * spread:.2g} in tr A",
+        detectable=tolerance * spread,
     )
 
 
@@ -267,8 +277,9 @@ CHECK_HUTCHINSON = CheckSpec(
     summary="Hutchinson: unbiased (|z| ≤ 5), variance as theory predicts, exact on a probe set with mean vvᵀ = I",
     run=run_hutchinson_estimator,
     applies=stochastic_continuous,
+    requires=HUTCHINSON,
     tolerance=Z_BOUND,
-    max_examples=1,
+    max_examples=3,
 )
 
 
@@ -281,8 +292,10 @@ def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_FIXED_PROBE.tolerance_for(spec)
     dim = case.dim
     case = float64_cpu(case, dim)
-    module: Any = build_case_bijector(spec, case, rtol=1e-8, atol=1e-8, method="dopri5", eval_trace="exact")
-    skipped = _missing(module, "integrate", "trace_estimator", "solver") or _exact_at_eval(module)
+    module: Any = build_pinned(spec, case, rtol=1e-8, atol=1e-8, eval_trace="exact")
+    require(spec, "trace_estimator", module=module, attributes=("field", "trace_estimator"))
+    require(spec, "probe_override", module=module, attributes=("integrate", "nfe", "solver"))
+    skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
     batch = min(case.batch, 3)
@@ -331,8 +344,61 @@ CHECK_FIXED_PROBE = CheckSpec(
     summary="a Hutchinson solve holds its probe fixed: over a probe set with mean vvᵀ = I it equals the exact solve",
     run=run_fixed_probe,
     applies=stochastic_continuous,
+    requires=HUTCHINSON | SOLVER | {"probe_override"},
     tolerance=1e-5,  # two float64 solves at rtol=atol=1e-8 with different step sequences (measured: ~1e-7)
     max_examples=2,
 )
 
-CHECKS = (CHECK_INVERTIBILITY, CHECK_LOGDET, CHECK_NORMALIZATION, CHECK_HUTCHINSON, CHECK_FIXED_PROBE)
+# -- hutchinson_solve_unbiased --------------------------------------------------------------------------------------
+#: copies of one point in one training-mode solve: each row draws its own probe, so its log-det is one estimate
+SOLVE_COPIES = 256
+
+
+def run_solve_unbiased(spec: FlowSpec, case: Case) -> CheckResult:
+    tolerance = CHECK_SOLVE_UNBIASED.tolerance_for(spec)
+    case = float64_cpu(case)
+    module: Any = build_pinned(spec, case, rtol=1e-7, atol=1e-7, eval_trace="exact")
+    require(spec, "trace_estimator", module=module, attributes=("trace_estimator",))
+    skipped = _exact_at_eval(module)
+    if skipped is not None:
+        return skipped
+    z = case_points(case, batch=1)
+    try:
+        with torch.no_grad():
+            _, exact = module(z)
+            module.train()
+            _, estimates = module(z.expand(SOLVE_COPIES, case.dim).clone())
+    except FlowlabError as exc:
+        return _solver_failure(exc, tolerance)
+    mean, spread = float(estimates.mean()), float(estimates.std()) / math.sqrt(SOLVE_COPIES)
+    score = abs(mean - float(exact[0])) / max(spread, 1e-12)
+    return CheckResult(
+        "passed" if score <= tolerance else "failed",
+        score,
+        tolerance,
+        f"training-mode log-dets of {SOLVE_COPIES} solves of one point with the flow's own probes: mean "
+        f"{mean:.6g} ± {spread:.2g} (SE) vs the exact-trace log-det {float(exact[0]):.6g}: {score:.2f} standard errors "
+        f"(d={case.dim}); detects a bias of {tolerance * spread:.2g}",
+        {"mean": mean, "standard_error": spread, "exact": float(exact[0])},
+        detectable=tolerance * spread,
+    )
+
+
+CHECK_SOLVE_UNBIASED = CheckSpec(
+    name="hutchinson_solve_unbiased",
+    summary="Hutchinson: solves with the probes the flow draws itself average to the exact log-det (|z| ≤ 5)",
+    run=run_solve_unbiased,
+    applies=stochastic_continuous,
+    requires=HUTCHINSON | SOLVER,
+    tolerance=Z_BOUND,
+    max_examples=3,
+)
+
+CHECKS = (
+    CHECK_INVERTIBILITY,
+    CHECK_LOGDET,
+    CHECK_NORMALIZATION,
+    CHECK_HUTCHINSON,
+    CHECK_FIXED_PROBE,
+    CHECK_SOLVE_UNBIASED,
+)
