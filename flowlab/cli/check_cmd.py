@@ -2,7 +2,12 @@
 
 Exit status: 0 when nothing failed (skipped and inconclusive results are shown, not failures), 1 when a property
 failed, 2 for usage errors (an unknown flow or property, a malformed ``--case``, a ``--plugin`` file that does not
-load).
+load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``).
+
+With no NAME only the flows whose ``FlowSpec.checked_by_default`` is true are checked; one line names the others.
+Torch runs on one thread per process unless asked otherwise (:mod:`flowlab.threads`). ``-n N`` spreads the runs
+over N pytest-xdist processes (:mod:`flowlab.testing.parallel`) and renders them as the serial path does. Progress
+goes to stderr: a live bar on a terminal, else one plain line per finished run.
 """
 
 from __future__ import annotations
@@ -11,13 +16,20 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
 
 from flowlab.cli.console import console, error_console, escape
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from flowlab.checks.base import Case
     from flowlab.checks.runner import PropertyRun
+    from flowlab.testing.plan import PlannedRun
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -33,7 +45,12 @@ def add_parser(subparsers: Any) -> None:
             "Exit 0 when nothing failed, 1 when something failed, 2 for usage errors."
         ),
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help="flows to check (default: all registered flows)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="flows to check (default: every registered flow that is checked by default)",
+    )
     parser.add_argument(
         "--property",
         dest="properties",
@@ -65,30 +82,56 @@ def add_parser(subparsers: Any) -> None:
         metavar="FILE",
         help="also load the plugin in this Python file (its PLUGIN object, or the module's hooks); repeatable",
     )
+    parser.add_argument(
+        "-n",
+        "--workers",
+        metavar="N",
+        default="0",
+        help="spread the runs over N processes with pytest-xdist ('auto': one per CPU; default 0: this process)",
+    )
+    parser.add_argument(
+        "--threads",
+        metavar="N",
+        default=None,
+        help="torch threads per process (default: $FLOWLAB_THREADS, else $OMP_NUM_THREADS, else 1; 0: torch's own)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowlab import __version__
+    from flowlab import __version__, threads
     from flowlab.checks.profiles import profile_name
     from flowlab.checks.runner import selection
-    from flowlab.errors import FlowlabError
+    from flowlab.errors import FlowlabError, OptionError
+    from flowlab.testing.parallel import worker_count
+    from flowlab.testing.plan import PlannedRun, load_plugin_files
 
     errors = error_console()
     try:
-        _load_plugin_files(args.plugins)
+        load_plugin_files(args.plugins)
         pairs = selection(args.names, args.properties)
         profile = profile_name(args.profile)
         case = _parse_case(args.case, pairs, args.device) if args.case is not None else None
+        workers = worker_count(args.workers)
+        if workers and case is not None:
+            raise OptionError("--case runs one case in this process: drop -n")
+        thread_count = threads.parse(args.threads, "--threads") if args.threads is not None else None
     except FlowlabError as exc:
         errors.print(f"[bold red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
+    if not args.names:
+        _mention_unchecked(errors)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     warnings = _warnings({flow for flow, _ in pairs})
     for flow, messages in warnings.items():
         for message in messages:
             errors.print(f"[yellow]warning:[/] {escape(flow)}: {escape(message)}")
-    runs = _run_all(pairs, devices, profile, case)
+    planned = [PlannedRun(flow, prop, device) for flow, prop in pairs for device in devices]
+    with threads.limited(thread_count):
+        if workers and planned:
+            runs = _run_parallel(planned, profile, workers, args.plugins, thread_count, errors)
+        else:
+            runs = _run_serial(planned, profile, case, errors)
     _mention_plugin_files(runs, args.plugins)
     data = document_for(runs, profile, devices, __version__, warnings)
     out = console() if args.json != "-" else error_console()
@@ -98,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     out.print(notes(runs), end="")
     for failed in (r for r in runs if r.status == "failed"):
         out.print(failure_panel(failed))
-        out.print(reproduce_line(failed), soft_wrap=True)
+        if failed.counterexample is not None:
+            out.print(reproduce_line(failed), soft_wrap=True)
     counts = data["counts"]
     out.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing to run")
     if args.json == "-":
@@ -119,15 +163,18 @@ def document_for(
     return document(runs, profile=profile, devices=devices, version=version, warnings=warnings)
 
 
-def _load_plugin_files(paths: list[str]) -> None:
-    from flowlab.errors import PluginError
-    from flowlab.plugins import get_registry, load_plugin_file
+def _mention_unchecked(errors: Console) -> None:
+    """One line naming the registered flows that are not checked by default, and how to check them."""
+    from flowlab.registry import flows
 
-    registry = get_registry()
-    for path in paths:
-        info = registry.add_plugin(load_plugin_file(path), f"file:{path}")
-        if not info.ok:
-            raise PluginError(f"plugin file {path!r}: {info.error}")
+    skipped = [name for name, spec in flows().items() if not spec.checked_by_default]
+    if skipped:
+        names = " ".join(skipped)
+        errors.print(
+            f"{len(skipped)} registered flows are not checked by default ({escape(', '.join(skipped))}); "
+            f"name them to check them: flowlab check {escape(names)}",
+            soft_wrap=True,
+        )
 
 
 def _mention_plugin_files(runs: list[PropertyRun], paths: list[str]) -> None:
@@ -175,36 +222,85 @@ def _parse_case(text: str, pairs: list[tuple[str, str]], device: str) -> Case:
         ) from None
 
 
-def _run_all(pairs: list[tuple[str, str]], devices: list[str], profile: str, case: Case | None) -> list[PropertyRun]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
+def _run_serial(planned: list[PlannedRun], profile: str, case: Case | None, errors: Console) -> list[PropertyRun]:
     from flowlab.checks.base import check_spec
     from flowlab.checks.runner import run_property
     from flowlab.registry import flow_spec
 
     runs = []
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=error_console(), transient=True) as progress:
-        task = progress.add_task("checking", total=len(pairs) * len(devices))
-        for flow, prop in pairs:
-            for device in devices:
-                label = f"{flow} / {prop} / {device}"
-                examples = 0
+    with _progress(errors, len(planned), "checking") as progress:
+        for item in planned:
+            label = f"{item.flow} / {item.check} / {item.device}"
+            examples = 0
 
-                def tick(label: str = label) -> None:
-                    nonlocal examples
-                    examples += 1
-                    progress.update(task, description=f"{label}: example {examples}")
+            def tick(label: str = label) -> None:
+                nonlocal examples
+                examples += 1
+                progress.describe(f"{label}: example {examples}")
 
-                progress.update(task, description=label)
-                runs.append(
-                    run_property(check_spec(prop), flow_spec(flow), device, profile=profile, case=case, on_example=tick)
-                )
-                progress.advance(task)
+            progress.describe(label)
+            run = run_property(
+                check_spec(item.check), flow_spec(item.flow), item.device, profile=profile, case=case, on_example=tick
+            )
+            progress.done(run)
+            runs.append(run)
     return runs
+
+
+def _run_parallel(
+    planned: list[PlannedRun], profile: str, workers: int, plugins: list[str], threads: int | None, errors: Console
+) -> list[PropertyRun]:
+    from flowlab.testing.parallel import run_parallel
+
+    count = min(workers, len(planned))
+    with _progress(errors, len(planned), f"checking on {count} pytest-xdist workers") as progress:
+        outcome = run_parallel(
+            planned, profile=profile, workers=count, plugins=plugins, threads=threads, on_done=progress.done
+        )
+    for problem in outcome.problems:
+        errors.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
+    return outcome.runs
+
+
+class _Progress:
+    """Progress of the runs on stderr: a live rich bar (``bar``) on a terminal, else one plain line per finished
+    run (flow, property, device, status, seconds, examples), which reads well in a CI log or a pipe."""
+
+    def __init__(self, errors: Console, total: int, bar: Progress | None = None) -> None:
+        self.errors, self.total, self.bar, self.finished = errors, total, bar, 0
+        self.task = bar.add_task("", total=total) if bar is not None else None
+
+    def describe(self, text: str) -> None:
+        """Show what is running now (on the live bar only)."""
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, description=text)
+
+    def done(self, run: PropertyRun) -> None:
+        """A run finished: advance the bar, or print its line."""
+        self.finished += 1
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task)
+            return
+        examples = f", {run.examples} examples" if run.examples else ""
+        self.errors.print(
+            f"[{self.finished}/{self.total}] {run.flow} / {run.check} / {run.device}: "
+            f"{run.status} in {run.seconds:.1f} s{examples}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@contextmanager
+def _progress(errors: Console, total: int, description: str) -> Iterator[_Progress]:
+    """A :class:`_Progress` for ``total`` runs, showing ``description`` until the first run describes itself."""
+    if not errors.is_terminal:
+        yield _Progress(errors, total)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=errors, transient=True) as bar:
+        progress = _Progress(errors, total, bar)
+        progress.describe(description)
+        yield progress

@@ -11,6 +11,7 @@ import pytest
 from flowlab.checks.base import check_spec
 from flowlab.checks.runner import PropertyRun, run_property, selection
 from flowlab.registry import flow_spec
+from flowlab.threads import limited
 
 
 def parameters(names: Sequence[str], properties: Sequence[str] | None, devices: Sequence[str]) -> list[Any]:
@@ -56,17 +57,21 @@ def assert_conforms(
 
 
 def conformance_tests(*names: str, properties: Sequence[str] | None = None) -> Callable[..., None]:
-    """A pytest test function running the kit on ``names`` (all flows if none): one test per flow × property ×
-    device (``--flowlab-device``), skipped with the kit's reason where a property does not apply.
+    """A pytest test function running the kit on ``names`` (if none: every flow checked by default, see
+    :func:`~flowlab.checks.runner.selection`): one test per flow × property × device (``--flowlab-device``), skipped
+    with the kit's reason where a property does not apply. Each test runs under the kit's thread policy
+    (:func:`flowlab.threads.limited`: one torch thread unless ``$FLOWLAB_THREADS`` or ``$OMP_NUM_THREADS`` says
+    otherwise), and gives the suite's other tests their thread count back.
 
     Assign it in a test module: ``test_conformance = conformance_tests("myflow")``.
     """
 
     @pytest.mark.flowlab_conformance(names=names, properties=properties)
     def test_conformance(flowlab_flow: str, flowlab_property: str, flowlab_device: str, flowlab_profile: str) -> None:
-        run = run_property(
-            check_spec(flowlab_property), flow_spec(flowlab_flow), flowlab_device, profile=flowlab_profile
-        )
+        with limited():
+            run = run_property(
+                check_spec(flowlab_property), flow_spec(flowlab_flow), flowlab_device, profile=flowlab_profile
+            )
         if run.status == "skipped":
             pytest.skip(run.detail)
         assert run.status != "failed", describe(run)
