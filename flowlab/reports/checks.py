@@ -48,6 +48,7 @@ def run_record(run: PropertyRun) -> dict[str, Any]:
         "status": run.status,
         "max_error": _number(run.max_error),
         "tolerance": _number(run.tolerance),
+        "detectable_error": _number(run.detectable),
         "examples": run.examples,
         "seconds": round(run.seconds, 4),
         "detail": run.detail,
@@ -69,6 +70,11 @@ def document(
         flow = flows.setdefault(run.flow, {"warnings": list((warnings or {}).get(run.flow, [])), "properties": {}})
         flow["properties"].setdefault(run.check, {})[run.device] = run_record(run)
     counts = {status: sum(run.status == status for run in runs) for status in STYLES}
+    not_covered = [
+        {"flow": run.flow, "property": run.check, "device": run.device, "reason": run.detail}
+        for run in runs
+        if run.status == "skipped" and run.detail.startswith("not covered")
+    ]
     return {
         "schema": SCHEMA,
         "flowlab_version": version,
@@ -76,6 +82,7 @@ def document(
         "devices": list(devices),
         "status": overall_status(runs),
         "counts": counts,
+        "not_covered": not_covered,
         "flows": flows,
     }
 
@@ -100,9 +107,13 @@ def results_table(runs: Sequence[PropertyRun], *, title: str = "flowlab check") 
     }
     columns = ("flow", "property", *(("device",) if len(devices) > 1 else ()), "status", "n", "error", "tol", "s")
     for column in columns:
-        justify: Literal["left", "right"] = "left" if column in ("flow", "property", "device", "status") else "right"
+        names = column in ("flow", "property")
+        justify: Literal["left", "right"] = "left" if names or column in ("device", "status") else "right"
         width = widest.get(column, {"n": 3, "error": 8, "tol": 8, "s": 4}.get(column, len(column)))
-        table.add_column(column, justify=justify, no_wrap=True, min_width=width)
+        # on a narrow terminal the names fold onto a second line; the numbers are never cut
+        table.add_column(
+            column, justify=justify, no_wrap=not names, overflow="fold", min_width=None if names else width
+        )
     for run in runs:
         error = run.max_error
         cells = [
