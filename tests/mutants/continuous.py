@@ -5,17 +5,27 @@
   integral taken in the other time direction.
 - ``mutant_ffjord_resampled_probe``: Hutchinson probes redrawn at every function evaluation inside a solve.
 - ``mutant_ffjord_scaled_probe``: uniform(−1, 1) probes, ``E[v vᵀ] = I/3``: the estimate is biased.
+- ``mutant_ffjord_biased_solve``: the solve doubles the probe the estimator drew (``E[v vᵀ] = 4I``); the estimator
+  object itself is right, so only a check on the probes the flow really uses sees it.
+- ``mutant_ffjord_renamed_estimator``: declares the ``trace_estimator`` capability but keeps its estimator under
+  another name: the Hutchinson checks must fail, not skip.
+- ``mutant_augmented_offset``: the augmented flow's ``marginal_log_prob`` minus 0.05: still a lower bound that
+  rises with ``K``, but ``E[p̂_K/p] = e^−0.05`` instead of 1.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
+from flowlab_augmented import SPEC as AUGMENTED
+from flowlab_augmented.bijector import AugmentedCNF
+from flowlab_ffjord import SPEC as FFJORD
 from torch import Tensor
 
-from flowlab import FlowSpec, hookimpl
-from flowlab.ode import ExactTrace, Hutchinson, TraceEstimator, build_ode_bijector, ode_options
+from flowlab import Bijector, FlowSpec, hookimpl
+from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, TraceEstimator, build_ode_bijector, ode_options
 
 
 class NoTrace(ExactTrace):
@@ -41,6 +51,42 @@ class ScaledHutchinson(Hutchinson):
         return probe.to(device=z.device, dtype=z.dtype)
 
 
+class BiasedSolve(ODEBijector):
+    def integrate(self, y: Tensor, *, reverse: bool, probe: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if probe is None and self.trace_estimator.stochastic:
+            probe = 2 * self.trace_estimator.draw(y, self.generator)
+        return super().integrate(y, reverse=reverse, probe=probe)
+
+
+class RenamedEstimator(Bijector):
+    """An ffjord bijector behind a wrapper that calls its estimator ``estimator`` (no ``trace_estimator``)."""
+
+    def __init__(self, inner: ODEBijector) -> None:
+        super().__init__()
+        self.inner, self.dim, self.estimator = inner, inner.dim, inner.train_trace
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.inner(z)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.inner.inverse(x)
+
+
+class OffsetMarginal(AugmentedCNF):
+    def marginal_log_prob(self, x: Tensor, samples: int | None = None) -> Tensor:
+        return super().marginal_log_prob(x, samples) - 0.05
+
+
+def build_biased(dim: int, *, probe: str, eval_trace: str, seed: int, **options: Any) -> ODEBijector:
+    return build_ode_bijector(
+        dim, options, trace=Hutchinson(probe), eval_trace=ExactTrace(), seed=seed, cls=BiasedSolve
+    )
+
+
+def build_offset(dim: int, *, augment: int, proposal: str, samples: int, **options: Any) -> ODEBijector:
+    return build_ode_bijector(dim, options, cls=OffsetMarginal, augment=augment, proposal=proposal, samples=samples)
+
+
 def spec(name: str, trace: TraceEstimator, logdet: str = "exact") -> FlowSpec:
     """An ODE flow with ``trace`` in training mode; in eval mode too unless it is stochastic (then exact there, as
     ``ffjord`` by default)."""
@@ -55,6 +101,7 @@ def spec(name: str, trace: TraceEstimator, logdet: str = "exact") -> FlowSpec:
         kind="continuous",
         logdet=logdet,  # type: ignore[arg-type]
         options=ode_options(),
+        capabilities=FFJORD.capabilities if trace.stochastic else {"solver_tolerances", "solver_method"},
     )
 
 
@@ -63,6 +110,13 @@ MUTANTS = (
     spec("mutant_cnf_wrong_sign", WrongSign()),
     spec("mutant_ffjord_resampled_probe", ResampledHutchinson("gaussian"), "stochastic"),
     spec("mutant_ffjord_scaled_probe", ScaledHutchinson("gaussian"), "stochastic"),
+    replace(FFJORD, name="mutant_ffjord_biased_solve", build=build_biased),
+    replace(
+        FFJORD,
+        name="mutant_ffjord_renamed_estimator",
+        build=lambda dim, **options: RenamedEstimator(FFJORD.build(dim, **options)),
+    ),
+    replace(AUGMENTED, name="mutant_augmented_offset", build=build_offset),
 )
 
 EXPECTED: dict[str, str] = {
@@ -70,6 +124,9 @@ EXPECTED: dict[str, str] = {
     "mutant_cnf_wrong_sign": "ode_logdet",
     "mutant_ffjord_resampled_probe": "hutchinson_fixed_probe",
     "mutant_ffjord_scaled_probe": "hutchinson_estimator",
+    "mutant_ffjord_biased_solve": "hutchinson_solve_unbiased",
+    "mutant_ffjord_renamed_estimator": "hutchinson_estimator",
+    "mutant_augmented_offset": "augmented_marginal_bound",
 }
 
 

@@ -15,6 +15,13 @@ Each mutant is a small flow with one deliberate mistake:
   ``tr W``: the density does not integrate to 1.
 - ``mutant_nan_gradient``: a shift ``where(z > 0, √z, 0)``: finite values, NaN gradients for negative inputs.
 - ``mutant_default_dtype_logdet``: a log-det allocated with ``torch.zeros(batch)`` (default dtype, CPU).
+- ``mutant_first_batch_init``: an ActNorm that initialises its shift from the first batch it sees, in eval mode too:
+  every later call is consistent with that first one, so only a second fresh instance shows it.
+- ``mutant_logdet_overflow``: ``x = z·exp(a)`` with ``a ≈ 3`` and the log-det computed as ``log ∏ exp(a_i)``: fine
+  at the drawn dims, ``inf`` in float32 once ``Σ a > 88`` (d ≳ 30).
+- ``mutant_in_place``: ``x = z + b`` written into ``z`` (``z.add_(b)``): the right values, the caller's tensor
+  changed.
+- ``mutant_detached_parameter``: a scale used through ``.detach()`` in training mode: it never learns.
 """
 
 from __future__ import annotations
@@ -147,6 +154,81 @@ class DefaultDtypeReverse(Bijector):
         return (x * (-self.log_scale).exp()).flip(-1), ladj
 
 
+class FirstBatchInit(Bijector):
+    """``x = z·exp(a) + b`` whose shift ``b`` is set to the mean of the first batch it is called on (either
+    direction, any mode): the map depends on which batch came first."""
+
+    initialized: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.shift = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def _initialize(self, points: Tensor) -> None:
+        if not bool(self.initialized):
+            with torch.no_grad():
+                self.shift.copy_(points.mean(dim=0))
+                self.initialized.fill_(True)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        self._initialize(z)
+        return z * self.log_scale.exp() + self.shift, self.log_scale.sum().expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._initialize(x)
+        return (x - self.shift) * (-self.log_scale).exp(), -self.log_scale.sum().expand(x.shape[0])
+
+
+class ProductLogdet(Bijector):
+    """``x = z·exp(a)``, ``a`` initialised at 3, with ``log|det| = log ∏ exp(a_i)`` (overflows for large d)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.log_scale = nn.Parameter(torch.full((dim,), 3.0))
+
+    def _ladj(self, rows: int) -> Tensor:
+        return torch.log(torch.prod(torch.exp(self.log_scale))).expand(rows)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return z * self.log_scale.exp(), self._ladj(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x * (-self.log_scale).exp(), -self._ladj(x.shape[0])
+
+
+class InPlaceShift(Bijector):
+    """``x = z + b`` computed as ``z.add_(b)``: it returns the caller's own tensor, changed."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.shift = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            z.add_(self.shift)
+        return z, z.new_zeros(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x - self.shift, x.new_zeros(x.shape[0])
+
+
+class DetachedScale(Scale):
+    """``x = z·exp(a)`` with ``a.detach()`` in training mode: the values are right, ``a`` never gets a gradient."""
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.log_scale.detach() if self.training else self.log_scale
+        return z * a.exp(), a.sum().expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.log_scale.detach() if self.training else self.log_scale
+        return x * (-a).exp(), -a.sum().expand(x.shape[0])
+
+
 def stack(dim: int, layers: int, bug: str | None = None, alternate: bool = True, gain: float = 1.0) -> Compose:
     return Compose([Coupling(dim, k % 2 if alternate else 0, bug, gain) for k in range(layers)])
 
@@ -163,6 +245,21 @@ BUILDERS: dict[str, tuple[str, Any]] = {
     "mutant_truncated_logdet": ("normalization", TruncatedSeries),
     "mutant_nan_gradient": ("gradients", lambda dim: Coupling(dim, bug="nan_gradient")),
     "mutant_default_dtype_logdet": ("dtype_device", DefaultDtypeReverse),
+    "mutant_first_batch_init": ("batch_independence", FirstBatchInit),
+    "mutant_logdet_overflow": ("stress", ProductLogdet),
+    "mutant_in_place": ("invertibility", InPlaceShift),
+    "mutant_detached_parameter": ("gradients", DetachedScale),
+}
+
+#: mutants defined on R^1 and up (the others need two coordinates for a coupling)
+ONE_DIMENSIONAL = {
+    "mutant_truncated_logdet",
+    "mutant_batch_statistics",
+    "mutant_default_dtype_logdet",
+    "mutant_first_batch_init",
+    "mutant_logdet_overflow",
+    "mutant_in_place",
+    "mutant_detached_parameter",
 }
 
 EXPECTED: dict[str, str] = {name: prop for name, (prop, _) in BUILDERS.items()}
@@ -173,9 +270,7 @@ def _spec(name: str, build: Any) -> FlowSpec:
         name=name,
         summary=f"mutant: must fail {EXPECTED[name]}",
         build=build,
-        min_dim=1
-        if name in ("mutant_truncated_logdet", "mutant_batch_statistics", "mutant_default_dtype_logdet")
-        else 2,
+        min_dim=1 if name in ONE_DIMENSIONAL else 2,
         logdet="stochastic" if name == "mutant_truncated_logdet" else "exact",
         mixes=name == "mutant_no_permutation",
         explanation=f"A planted bug (see tests/mutants/discrete.py); must fail {EXPECTED[name]}.",

@@ -1,0 +1,226 @@
+"""The kit's general mechanisms against false alarms and blind spots (issue 9 (a)–(h)), each shown with a flow that
+is correct but unusual (it must pass) and, where the mechanism is new, with the old behaviour failing it.
+
+Planted bugs of each kind live in ``tests/mutants/`` (``test_mutants.py`` runs them): a first-batch initialisation,
+a log-det that overflows at large d, an in-place write into the input, a detached parameter, a biased probe inside
+the solve, a capability declared but not provided, a marginal-likelihood estimate off by a constant.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from flowlab_checks import gradients, normalization
+from torch import Tensor, nn
+
+from flowlab import Bijector, FlowSpec, Option, OptionError
+from flowlab.checks.base import Case, CheckResult, CheckSpec, check_spec
+from flowlab.checks.measure import InputModifiedError, Measurement, apply, judge
+from flowlab.checks.runner import run_property
+from flowlab.reports.checks import document
+
+
+class TrainOnlyPath(Bijector):
+    """``x = z·exp(a)`` whose ``a`` reaches the output only in training mode (eval mode uses ``a.detach()``), as a
+    CNF that hands its parameters to the solver only when training. Correct, and trainable."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def _a(self) -> Tensor:
+        return self.log_scale if self.training else self.log_scale.detach()
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return z * self._a().exp(), self._a().sum().expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x * (-self._a()).exp(), -self._a().sum().expand(x.shape[0])
+
+
+class BumpInside(Bijector):
+    """Identity outside ``[-1, 1]``; inside, ``z = x + a·sin(πx)/π`` (``|a| ≤ ½``, so monotone), its parameter used
+    only when some coordinate falls inside (a branch on the data, as a spline with identity tails may take).
+    ``inverse`` is explicit; ``forward`` solves it by bisection."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.raw = nn.Parameter(torch.zeros(()))
+
+    def _a(self) -> Tensor:
+        return 0.5 * torch.tanh(self.raw)
+
+    def _map(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``z`` and ``∂z/∂x`` elementwise."""
+        inside = x.abs() < 1
+        if not bool(inside.any()):
+            return x.clone(), torch.ones_like(x)
+        a = self._a()
+        bump = torch.where(inside, a * torch.sin(math.pi * x) / math.pi, torch.zeros_like(x))
+        return x + bump, torch.where(inside, 1 + a * torch.cos(math.pi * x), torch.ones_like(x))
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z, slope = self._map(x)
+        return z, slope.log().sum(dim=1)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        low, high = torch.minimum(z, -z.abs().clamp(min=1)), torch.maximum(z, z.abs().clamp(min=1))
+        with torch.no_grad():
+            for _ in range(80):
+                middle = (low + high) / 2
+                below = self._map(middle)[0] < z
+                low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+        root = (low + high) / 2
+        value, slope = self._map(root)
+        x = root - (value - z) / slope  # one Newton step: the value stays, autograd sees ∂x/∂z = 1 / (∂z/∂x)
+        return x, -self._map(x)[1].log().sum(dim=1)
+
+
+def spec_of(name: str, cls: type[Bijector], **fields: object) -> FlowSpec:
+    return FlowSpec(name=name, summary="test flow", build=cls, explanation="test", **fields)  # type: ignore[arg-type]
+
+
+def test_a_parameter_used_only_in_training_mode_passes_gradients():
+    run = run_property(gradients.CHECK, spec_of("train_only_path", TrainOnlyPath))
+    assert run.status == "passed", run.detail
+    # the old check differentiated in eval mode only, where this flow has no path to its parameter
+    x = torch.randn(3, 2)
+    assert TrainOnlyPath(2).eval().inverse(x)[1].grad_fn is None
+    assert TrainOnlyPath(2).train().inverse(x)[1].grad_fn is not None
+
+
+def test_a_path_that_depends_on_the_data_is_looked_for_on_more_points(monkeypatch):
+    spec = spec_of("bump_inside", BumpInside)
+    for name in ("invertibility", "logdet", "gradients"):
+        run = run_property(check_spec(name), spec)
+        assert run.status == "passed", f"{name}: {run.detail}"
+    # without the extra points, a case whose inputs all lie in the identity tails reports the parameter as cut off
+    monkeypatch.setattr(gradients, "SPREADS", ())
+    result = gradients.run(spec, Case(dim=1, batch=1, seed=0, scale=100.0))
+    assert result.status == "failed" and "no path" in result.detail
+
+
+class ZeroWeighted(TrainOnlyPath):
+    """``x = z·exp(0·a)``: ``a`` has a path to the output and a gradient that is exactly zero everywhere."""
+
+    def _a(self) -> Tensor:
+        return 0 * self.log_scale
+
+
+def test_a_zero_gradient_with_a_path_is_not_a_detached_parameter():
+    run = run_property(gradients.CHECK, spec_of("zero_weighted", ZeroWeighted))
+    assert run.status == "passed", run.detail
+
+
+class OffByTwoPercent(Bijector):
+    """``x = z·exp(a)`` whose density is 2 % too high: both log-dets shifted by ``log 1.02`` (consistently, so
+    ``sample_consistency`` cannot see it); the ``logdet`` check would, so this flow declares a stochastic one."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return z * self.log_scale.exp(), (self.log_scale.sum() - math.log(1.02)).expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x * (-self.log_scale).exp(), (math.log(1.02) - self.log_scale.sum()).expand(x.shape[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normalization_sees_a_two_percent_error_at_d16_in_the_thorough_profile(seed):
+    wrong = spec_of("two_percent", OffByTwoPercent, logdet="stochastic")
+    case = Case(dim=16, batch=4, seed=seed, profile="thorough")
+    result = normalization.run(wrong, case)
+    assert result.status == "failed", result.detail
+    assert result.detectable is not None and result.detectable < 0.02
+    right = normalization.run(spec_of("right", TrainOnlyPath), case)  # no false alarm at this power
+    assert right.status == "passed", right.detail
+    quick = normalization.run(wrong, replace(case, profile="quick"))
+    assert quick.detectable is not None and quick.detectable > result.detectable  # the power is stated, per profile
+
+
+def test_apply_refuses_a_flow_that_writes_into_its_input():
+    class InPlace(Bijector):
+        dim = 2
+
+        def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+            return z.mul_(2), z.new_full((z.shape[0],), 2 * math.log(2))
+
+        def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+            return x / 2, x.new_full((x.shape[0],), -2 * math.log(2))
+
+    points = torch.ones(3, 2)
+    with pytest.raises(InputModifiedError, match="forward modified its input in place"):
+        apply(InPlace(), points, "forward")
+    assert points.tolist() == [[2.0, 2.0]] * 3  # the caller's tensor, changed
+    assert apply(InPlace(), torch.ones(3, 2), "inverse")[0].tolist() == [[0.5, 0.5]] * 3
+
+
+def test_a_non_finite_value_is_reported_with_the_magnitudes_reached():
+    got = torch.tensor([[1.0, math.inf]])
+    measurement = Measurement(
+        "x vs y", torch.tensor([math.inf]), {"out": got, "reference": torch.tensor([[1e30, 2.0]])}
+    )
+    result = judge([measurement], 1e-3)
+    assert result.status == "failed" and result.max_error == math.inf
+    assert "out: 1 non-finite, max |·| 1" in result.detail and "reference: max |·| 1e+30" in result.detail
+
+
+def _scripted_check(results: list[CheckResult | Exception]) -> CheckSpec:
+    remaining = list(results)
+
+    def run(spec: FlowSpec, case: Case) -> CheckResult:
+        outcome = remaining.pop(0) if remaining else CheckResult("passed", 0.0, 1.0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return CheckSpec(name="scripted", summary="test", run=run, tolerance=1.0)
+
+
+def test_a_failure_raised_as_an_exception_reports_its_own_error_not_a_passing_cases():
+    check = _scripted_check([CheckResult("passed", 0.9, 1.0), RuntimeError("boom")])
+    run = run_property(check, spec_of("train_only_path", TrainOnlyPath))
+    assert run.status == "failed" and "boom" in run.detail
+    assert run.max_error is None  # not the 0.9 of the passing case
+
+
+def test_infinite_errors_are_written_to_json_as_inf():
+    check = _scripted_check([CheckResult("failed", math.inf, 1.0, "overflow")])
+    run = run_property(check, spec_of("train_only_path", TrainOnlyPath))
+    text = json.dumps(document([run], profile="quick", devices=["cpu"], version="0"))
+    record = json.loads(text)["flows"]["train_only_path"]["properties"]["scripted"]["cpu"]
+    assert record["max_error"] == "inf" and "1.79" not in text
+
+
+def test_unknown_capabilities_are_refused():
+    with pytest.raises(OptionError, match="unknown capabilities"):
+        spec_of("bad", TrainOnlyPath, capabilities={"solver_tolerance"})
+
+
+def test_a_check_needing_an_undeclared_capability_says_what_is_not_covered():
+    check = replace(_scripted_check([]), requires=frozenset({"trace_estimator"}))
+    run = run_property(check, spec_of("train_only_path", TrainOnlyPath))
+    assert run.status == "skipped" and run.detail.startswith("not covered: needs the capabilities trace_estimator")
+
+
+def test_a_declared_capability_that_is_not_provided_fails_instead_of_skipping():
+    # declares solver tolerances but names its options differently: ode_invertibility must fail, not skip
+    continuous = spec_of(
+        "renamed_tolerances",
+        TrainOnlyPath,
+        kind="continuous",
+        options={"relative_tolerance": Option(1e-5)},
+        capabilities={"solver_tolerances"},
+    )
+    run = run_property(check_spec("ode_invertibility"), continuous)
+    assert run.status == "failed" and "declares the capability 'solver_tolerances'" in run.detail
+    assert "has no option 'rtol'" in run.detail
