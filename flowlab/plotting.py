@@ -53,6 +53,12 @@ def grid(limits: tuple[float, float], size: int, like: torch.Tensor) -> torch.Te
     return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
 
 
+def run_title(flow: str, data: str, step: int, nll: float | None) -> str:
+    """The figure's title: which flow, fitted to which dataset, for how many steps, and how well."""
+    score = f"held-out NLL {nll:.3f} nats" if nll is not None else "held-out NLL not measured"
+    return f"{flow} fitted to {data}: {step} steps, {score}"
+
+
 def plot_flow(
     flow: Flow,
     dataset: DatasetSpec,
@@ -62,8 +68,20 @@ def plot_flow(
     resolution: int = 160,
     seed: int = 0,
     fmt: str | None = None,
+    title: str | None = None,
 ) -> None:
-    """Save the figure to ``path`` in format ``fmt`` (default: from the suffix of ``path``, e.g. .png)."""
+    """Save :func:`figure` to ``path`` in format ``fmt`` (default: from the suffix of ``path``, e.g. .png)."""
+    fig = figure(flow, dataset, n=n, resolution=resolution, seed=seed, title=title)
+    fig.savefig(path, dpi=72, format=fmt)
+    pyplot().close(fig)
+
+
+def figure(
+    flow: Flow, dataset: DatasetSpec, *, n: int = 2000, resolution: int = 160, seed: int = 0, title: str | None = None
+) -> Any:
+    """The data, the learned density ``q(x)`` (with its colour bar) and samples in one row; for ODE flows a second
+    row with the trajectories and the vector field at :data:`FIELD_TIMES` (one colour bar for the speed). Every
+    panel has axis labels; ``title`` (e.g. :func:`run_title`) heads the figure."""
     if flow.dim != 2 or dataset.dim != 2:
         raise OptionError(f"plot: pictures are drawn for 2D flows and data only, got dim {flow.dim} and {dataset.dim}")
     plt = pyplot()
@@ -75,33 +93,38 @@ def plot_flow(
     points = grid(limits, resolution, like)
     density = log_probs(flow, points).exp().reshape(resolution, resolution).numpy()
     continuous = callable(getattr(flow.bijector, "trajectory", None)) and getattr(flow.bijector, "field", None)
-    rows = 2 if continuous else 1
-    fig, axes = plt.subplots(
-        rows, 4 if continuous else 3, figsize=(13 if continuous else 10, 3.4 * rows), squeeze=False
-    )
+    fig = plt.figure(figsize=(12, 7.6 if continuous else 4.2), layout="constrained")
+    rows = fig.subfigures(2, 1, height_ratios=(1, 1)) if continuous else [fig]
+    top = rows[0].subplots(1, 3)
     scatter = {"s": 1.5, "alpha": 0.5, "linewidths": 0}
-    axes[0, 0].scatter(data[:, 0], data[:, 1], color="tab:blue", **scatter)
-    axes[0, 0].set_title(f"data: {dataset.name}")
-    axes[0, 1].imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", aspect="equal")
-    axes[0, 1].set_title("learned density q(x)")
-    axes[0, 2].scatter(samples[:, 0], samples[:, 1], color="tab:orange", **scatter)
-    axes[0, 2].set_title("samples x = f(z)")
+    top[0].scatter(data[:, 0], data[:, 1], color="tab:blue", **scatter)
+    top[0].set_title(f"data: {dataset.name} ({n} points)")
+    image = top[1].imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", aspect="equal")
+    fig.colorbar(image, ax=top[1], label="q(x)", shrink=0.85)
+    top[1].set_title("learned density q(x)")
+    top[2].scatter(samples[:, 0], samples[:, 1], color="tab:orange", **scatter)
+    top[2].set_title(f"samples x = f(z) ({n} points)")
+    panels = list(top)
     if continuous:
-        axes[0, 3].axis("off")
-        draw_dynamics(flow, axes[1], limits, seed)
-    for ax in axes.flat:
-        if ax.axison:
-            ax.set_xlim(*limits)
-            ax.set_ylim(*limits)
-            ax.set_aspect("equal")
-            ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=72, format=fmt)
-    plt.close(fig)
+        bottom = rows[1].subplots(1, 1 + len(FIELD_TIMES))
+        draw_dynamics(flow, bottom, limits, seed)
+        panels += list(bottom)
+    for ax in panels:
+        ax.set_xlim(*limits)
+        ax.set_ylim(*limits)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+        if not ax.get_xlabel():
+            ax.set_xlabel("x₁", fontsize=8)
+            ax.set_ylabel("x₂", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def draw_dynamics(flow: Flow, axes: Any, limits: tuple[float, float], seed: int, particles: int = 150) -> None:
-    """Trajectories ``z(t)``, ``t ∈ [0, 1]``, of base points (``axes[0]``) and ``f(t, ·)`` at FIELD_TIMES."""
+    """Trajectories ``z(t)``, ``t ∈ [0, 1]``, of base points (``axes[0]``) and ``f(t, ·)`` at FIELD_TIMES, the
+    arrows coloured by the speed ``‖f‖`` on one scale (one colour bar for the three)."""
     bijector: Any = flow.bijector
     like = reference(flow)
     times = torch.linspace(0, 1, 21, dtype=like.dtype, device=like.device)
@@ -114,10 +137,22 @@ def draw_dynamics(flow: Flow, axes: Any, limits: tuple[float, float], seed: int,
     axes[0].scatter(paths[-1, :, 0], paths[-1, :, 1], s=3, color="tab:orange", label="t=1 (data)")
     axes[0].legend(fontsize=6, loc="upper right")
     axes[0].set_title("trajectories z(t)")
+    axes[0].set_xlabel("z₁(t)", fontsize=8)
+    axes[0].set_ylabel("z₂(t)", fontsize=8)
     points = grid(limits, 17, like)
-    for ax, t in zip(axes[1:], FIELD_TIMES, strict=True):
+    fields = []
+    for t in FIELD_TIMES:
         with torch.enable_grad():
             velocity = bijector.field(torch.tensor(t, dtype=like.dtype, device=like.device), points).detach().cpu()
-        xy, speed = points.cpu().numpy(), velocity.norm(dim=-1).numpy()
-        ax.quiver(xy[:, 0], xy[:, 1], velocity[:, 0].numpy(), velocity[:, 1].numpy(), speed, cmap="viridis")
+        fields.append(velocity)
+    xy = points.cpu().numpy()
+    fastest = max(float(v.norm(dim=-1).max()) for v in fields) or 1.0
+    for ax, t, velocity in zip(axes[1:], FIELD_TIMES, fields, strict=True):
+        speed = velocity.norm(dim=-1).numpy()
+        arrows = ax.quiver(
+            xy[:, 0], xy[:, 1], velocity[:, 0].numpy(), velocity[:, 1].numpy(), speed, cmap="viridis", clim=(0, fastest)
+        )
         ax.set_title(f"vector field f(t={t:g}, z)")
+        ax.set_xlabel("z₁", fontsize=8)
+        ax.set_ylabel("z₂", fontsize=8)
+    axes[-1].figure.colorbar(arrows, ax=list(axes[1:]), label="speed ‖f(t, z)‖", shrink=0.85)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flowlab.cli.console import console
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 
 def add_parser(subparsers: Any) -> None:
@@ -23,19 +24,23 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("-n", type=int, default=2000, help="points to scatter (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the drawn points (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowlab.checkpoint import atomic_write
-    from flowlab.plotting import plot_flow, pyplot
+    from flowlab.plotting import plot_flow, pyplot, run_title
     from flowlab.registry import dataset_spec
     from flowlab.training import load_flow
 
+    load_plugin_files(args.plugins)
     pyplot()  # fail early, before loading anything, if matplotlib is missing
-    flow, config, _ = load_flow(args.checkpoint, args.device)
+    flow, config, checkpoint = load_flow(args.checkpoint, args.device)
     dataset = dataset_spec(args.data or config.data)
     fmt = Path(args.out).suffix.lstrip(".") or "png"
-    atomic_write(args.out, lambda tmp: plot_flow(flow, dataset, tmp, n=args.n, seed=args.seed, fmt=fmt))
+    nll = next((entry["test_nll"] for entry in reversed(checkpoint["history"]) if "test_nll" in entry), None)
+    title = run_title(config.flow, config.data, checkpoint["step"], nll)
+    atomic_write(args.out, lambda tmp: plot_flow(flow, dataset, tmp, n=args.n, seed=args.seed, fmt=fmt, title=title))
     console().print(f"wrote {args.out}")
     return 0
