@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from flowlab.cli.console import console
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,6 +27,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the held-out draw (default 1)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from flowlab.seeding import generator, global_rng
     from flowlab.training import load_flow
 
+    load_plugin_files(args.plugins)
     if args.n < 2:
         raise OptionError(f"eval: expected -n >= 2 (a standard error needs two points), got {args.n}")
     flow, config, checkpoint = load_flow(args.checkpoint, args.device)

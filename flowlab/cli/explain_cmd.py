@@ -13,6 +13,7 @@ from rich.text import Text
 
 from flowlab.cli.console import console, escape
 from flowlab.cli.options import parse_options
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 if TYPE_CHECKING:
     from flowlab.jacobian import JacobianView
@@ -44,12 +45,14 @@ def add_parser(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="a flow option for --jacobian (JSON value, else a string); repeatable, e.g. --option permutation=none",
     )
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowlab.registry import flow_spec
 
+    load_plugin_files(args.plugins)
     spec = flow_spec(args.name)
     out = console()
     if not args.jacobian:

@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from flowlab.cli.console import console, escape
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 PACKAGES = ("flowlab", "torch", "torchdiffeq", "pluggy", "hypothesis", "rich", "pytest", "matplotlib")
 
@@ -23,6 +24,7 @@ def add_parser(subparsers: Any) -> None:
         description="Show the versions of Python and flowlab's dependencies, CUDA availability and the plugins.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,6 +56,7 @@ def environment() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_plugin_files(args.plugins)
     env = environment()
     if args.json:
         json.dump(env, sys.stdout, indent=2)

@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from flowlab.cli.console import console, escape
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,6 +20,7 @@ def add_parser(subparsers: Any) -> None:
         description="List every registered flow with its plugin, kind and log-det kind; broken plugins in red.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -74,6 +76,7 @@ def catalogue() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_plugin_files(args.plugins)
     data = catalogue()
     if args.json:
         json.dump(data, sys.stdout, indent=2, default=repr)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flowlab.cli.console import console
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 FORMATS = (".npy", ".csv", ".pt")
 
@@ -23,6 +24,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, help="output file: .npy, .csv or .pt")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base draw (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from flowlab.seeding import global_rng
     from flowlab.training import load_flow
 
+    load_plugin_files(args.plugins)
     suffix = Path(args.out).suffix.lower()
     if suffix not in FORMATS:
         raise OptionError(f"sample: expected --out ending in {', '.join(FORMATS)}, got {args.out!r}")
