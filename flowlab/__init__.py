@@ -27,7 +27,9 @@ _EXPORTS: dict[str, str] = {
     "datasets": "flowlab.registry",
     "dataset_spec": "flowlab.registry",
     "DatasetSpec": "flowlab.data",
+    "AdapterError": "flowlab.errors",
     "CheckpointError": "flowlab.errors",
+    "ConvergenceError": "flowlab.errors",
     "MissingDependencyError": "flowlab.errors",
     "check_points": "flowlab.validation",
     "FlowlabError": "flowlab.errors",
@@ -44,9 +46,11 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AdapterError",
     "Bijector",
     "CheckpointError",
     "Compose",
+    "ConvergenceError",
     "DatasetSpec",
     "DeviceError",
     "DtypeError",
@@ -80,7 +84,9 @@ if TYPE_CHECKING:
     from flowlab.bijector import Bijector, Compose, Permutation
     from flowlab.data import DatasetSpec
     from flowlab.errors import (
+        AdapterError,
         CheckpointError,
+        ConvergenceError,
         DeviceError,
         DtypeError,
         DuplicateNameError,

@@ -59,6 +59,22 @@ class SolverError(FlowlabError, RuntimeError):
         self.hint = hint
 
 
+class ConvergenceError(FlowlabError, ArithmeticError):
+    """An iterative solve (e.g. a numerically computed inverse) did not reach its tolerance.
+
+    ``rows`` are the batch rows that did not converge, ``residuals`` their final residuals.
+    """
+
+    def __init__(self, message: str, *, rows: list[int] | None = None, residuals: list[float] | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows or []
+        self.residuals = residuals or []
+
+
+class AdapterError(FlowlabError, TypeError):
+    """An object given to an adapter (``flowlab.adapters``) is not what it adapts, or cannot be adapted faithfully."""
+
+
 class CheckpointError(FlowlabError):
     """A checkpoint file is missing, truncated, corrupted, not a flowlab checkpoint, or of an incompatible format."""
 
