@@ -1,0 +1,118 @@
+"""zuko's flows: ``zuko.realnvp``, ``zuko.maf``, ``zuko.nsf`` (coupling and autoregressive) and ``zuko.cnf``."""
+
+from __future__ import annotations
+
+import zuko
+
+from flowlab import Option, Tolerance
+from flowlab.adapters import adapted_spec, from_zuko
+from flowlab.adapters.zuko import ZukoTransform
+from flowlab_peers.options import size_options, stacked
+
+REFERENCE = "Rozet et al. (2022). Zuko: normalizing flows in PyTorch. https://github.com/probabilists/zuko"
+
+
+def realnvp(dim: int, *, transforms: int, hidden: int) -> ZukoTransform:
+    return from_zuko(zuko.flows.RealNVP(dim, transforms=transforms, hidden_features=(hidden, hidden)), dim)
+
+
+def maf(dim: int, *, transforms: int, hidden: int) -> ZukoTransform:
+    return from_zuko(zuko.flows.MAF(dim, transforms=transforms, hidden_features=(hidden, hidden)), dim)
+
+
+def nsf(dim: int, *, transforms: int, hidden: int, bins: int) -> ZukoTransform:
+    return from_zuko(zuko.flows.NSF(dim, transforms=transforms, bins=bins, hidden_features=(hidden, hidden)), dim)
+
+
+def cnf(dim: int, *, hidden: int, rtol: float, atol: float) -> ZukoTransform:
+    return from_zuko(zuko.flows.CNF(dim, hidden_features=(hidden, hidden), rtol=rtol, atol=atol, exact=True), dim)
+
+
+#: zuko's dopri5 at its default rtol=1e-5, atol=1e-6 is off by up to 5e-4 on the quick profile's cases (two solves
+#: per comparison); 1e-2 is flowlab's own ODE tolerance for these properties (flowlab.ode.ode_tolerances)
+SOLVER = "zuko's CNF is exact only up to its adaptive solver (rtol=1e-5, atol=1e-6 by default): measured up to 5e-4"
+CNF_TOLERANCES = {
+    "invertibility": Tolerance(1e-2, f"the round trip solves twice; {SOLVER}"),
+    "logdet": Tolerance(
+        1e-2, f"the log-det integral and the Jacobian of the solution differ by the solve's error; {SOLVER}"
+    ),
+    "sample_consistency": Tolerance(1e-2, f"log_prob re-solves the sample backwards; {SOLVER}"),
+    "batch_independence": Tolerance(
+        1e-2, f"an adaptive solver picks one step size for the whole batch, so a row moves with the others; {SOLVER}"
+    ),
+    "ode_logdet": Tolerance(
+        1e-4,
+        "zuko integrates the log-det with its error scaled by trace_scale = 1e-2 (FreeFormJacobianTransform), i.e. "
+        "to 100x the solver's tolerance: at rtol = atol = 1e-9 measured 3.4e-6 (the kit's default 1e-7 assumes "
+        "the log-det is held to the solver tolerance)",
+    ),
+}
+
+SPECS = [
+    adapted_spec(
+        "zuko.realnvp",
+        "zuko RealNVP: affine coupling layers with alternating masks",
+        realnvp,
+        library="zuko",
+        explanation="**Transform.** zuko's `RealNVP`: affine coupling `x_b = z_b·exp(s(z_a)) + t(z_a)` with masks "
+        "alternating between even and odd coordinates; log-det `Σ s`.",
+        options=size_options(3),
+        min_dim=2,
+        mixes=stacked,
+        references=(REFERENCE,),
+    ),
+    adapted_spec(
+        "zuko.maf",
+        "zuko MAF: masked affine autoregressive transforms, orders alternating",
+        maf,
+        library="zuko",
+        explanation="**Transform.** zuko's `MAF`: affine autoregressive transforms `x_i = z_i·exp(s_i) + t_i` "
+        "(MADE conditioner on the preceding coordinates, order reversed every transform); the inverse of an "
+        "autoregressive transform takes `dim` passes. Log-det `Σ s_i`.",
+        options=size_options(2),
+        mixes=stacked,
+        references=(REFERENCE,),
+    ),
+    adapted_spec(
+        "zuko.nsf",
+        "zuko NSF: autoregressive monotonic rational-quadratic splines on [-5, 5], identity outside",
+        nsf,
+        library="zuko",
+        explanation="**Transform.** zuko's `NSF`: autoregressive transforms whose univariate maps are monotonic "
+        "rational-quadratic splines on `[-5, 5]` (`bins` bins, identity outside), order reversed every transform. "
+        "Log-det `Σ log ∂x_i/∂z_i`. Not claimed to mix: outside `[-5, 5]` (and where the ReLU conditioner is "
+        "flat) an output need not depend on every input.",
+        options={**size_options(2), "bins": Option(8, "spline bins", low=2, high=64)},
+        # not claimed: the spline is the identity outside [-5, 5], and the kit's mixing check found a point inside
+        # where x_0 does not depend on z_1 (ReLU conditioner units all inactive there): not dense everywhere
+        mixes=False,
+        references=(
+            REFERENCE,
+            "Durkan et al. (2019). Neural Spline Flows. https://arxiv.org/abs/1906.04032",
+        ),
+    ),
+    adapted_spec(
+        "zuko.cnf",
+        "zuko CNF: free-form Jacobian (FFJORD) transform, exact trace, zuko's adaptive Dormand-Prince solver",
+        cnf,
+        library="zuko",
+        kind="continuous",
+        explanation="**Transform.** zuko's `CNF` (`FreeFormJacobianTransform`): `dx/dt = f(t, x)` with an MLP `f` "
+        "of `x` and a Fourier time embedding, integrated by zuko's adaptive Dormand-Prince `odeint` (tolerances "
+        "`rtol`, `atol`); zuko's `f` is the data -> noise direction (t = 0 -> 1). Log-det by the exact trace, "
+        "`∫ tr ∂f/∂x dt`.",
+        options={
+            "hidden": Option(16, "width of the vector field's hidden layers", low=1, high=1024),
+            "rtol": Option(1e-5, "relative tolerance of zuko's adaptive solver", low=1e-13, high=1.0),
+            "atol": Option(1e-6, "absolute tolerance of zuko's adaptive solver", low=1e-13, high=1.0),
+        },
+        capabilities={"solver_tolerances"},
+        mixes=True,
+        tolerances=CNF_TOLERANCES,
+        references=(
+            REFERENCE,
+            "Grathwohl et al. (2019). FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative "
+            "Models. https://arxiv.org/abs/1810.01367",
+        ),
+    ),
+]
