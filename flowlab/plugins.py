@@ -29,7 +29,7 @@ from flowlab import hookspecs
 from flowlab.errors import DuplicateNameError, PluginError, UnknownFlowError
 
 ENTRY_POINT_GROUP = "flowlab"
-BUILTIN_DISTRIBUTION = "flowlab"
+BUILTIN_DISTRIBUTION = "flowlab-nf"  # on PyPI; the import package, command and entry-point group are "flowlab"
 AUTOLOAD_ENV = "FLOWLAB_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "FLOWLAB_BLOCK_PLUGINS"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import flowlab
-from flowlab.plugins import Registry
+from flowlab.plugins import BUILTIN_DISTRIBUTION, Registry
 
 
 def flowlab_cli(*args: str, env: dict[str, str] | None = None, pythonpath: Path | None = None):
@@ -44,7 +44,7 @@ def test_builtins_are_attributed_to_flowlab_through_entry_points():
     data = listing(flowlab_cli("list", "--json"))
     flows = {f["name"]: f for f in data["flows"]}
     for name in ("affine", "coupling", "stacked"):
-        assert flows[name]["distribution"] == "flowlab"
+        assert flows[name]["distribution"] == BUILTIN_DISTRIBUTION
         assert flows[name]["plugin"] == name
     plugins = {p["name"]: p for p in data["plugins"]}
     assert plugins["coupling"]["module"] == "flowlab_coupling"
@@ -69,7 +69,7 @@ def test_plugin_that_raises_on_import_is_broken_and_the_rest_work(tmp_path):
 
 def test_autoload_off_keeps_only_builtins_and_blocking_by_name(tmp_path):
     data = listing(flowlab_cli("list", "--json", env={"FLOWLAB_DISABLE_PLUGIN_AUTOLOAD": "1"}))
-    assert {f["distribution"] for f in data["flows"]} == {"flowlab"}
+    assert {f["distribution"] for f in data["flows"]} == {BUILTIN_DISTRIBUTION}
     data = listing(flowlab_cli("list", "--json", env={"FLOWLAB_BLOCK_PLUGINS": "tiny, affine"}))
     names = {f["name"] for f in data["flows"]}
     assert "tiny_scale" not in names and "affine" not in names and "coupling" in names
@@ -123,7 +123,7 @@ def test_hook_that_raises_marks_the_plugin_broken_and_registers_nothing(registry
 def test_two_flows_with_one_name_is_an_error_naming_both_plugins(registry):
     info = registry.add_plugin(DuplicatePlugin(), "impostor")
     assert not info.ok
-    assert "'coupling' is registered by two plugins: 'coupling' (flowlab) and 'impostor'" in info.error
+    assert f"'coupling' is registered by two plugins: 'coupling' ({BUILTIN_DISTRIBUTION}) and 'impostor'" in info.error
     assert registry.records("flows")["coupling"].summary != "impostor"
 
 

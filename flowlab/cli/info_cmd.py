@@ -14,7 +14,8 @@ from rich.table import Table
 from flowlab.cli.console import console, escape
 from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
-PACKAGES = ("flowlab", "torch", "torchdiffeq", "pluggy", "hypothesis", "rich", "pytest", "matplotlib")
+#: the dependencies whose versions are shown, after flowlab's own distribution
+PACKAGES = ("torch", "torchdiffeq", "pluggy", "hypothesis", "rich", "pytest", "matplotlib")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,11 +32,11 @@ def add_parser(subparsers: Any) -> None:
 def environment() -> dict[str, Any]:
     import torch
 
-    from flowlab.plugins import get_registry
+    from flowlab.plugins import BUILTIN_DISTRIBUTION, get_registry
     from flowlab.registry import flows
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in PACKAGES:
+    for package in (BUILTIN_DISTRIBUTION, *PACKAGES):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

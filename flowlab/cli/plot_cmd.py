@@ -16,7 +16,7 @@ def add_parser(subparsers: Any) -> None:
         help="picture of a trained 2D flow (needs matplotlib)",
         description="Draw the data, the learned density as a heatmap and samples side by side; for continuous flows "
         "also particle trajectories over t and the vector field at t = 0, 0.5, 1. Needs the 'plot' extra "
-        "(pip install 'flowlab[plot]').",
+        "(pip install 'flowlab-nf[plot]').",
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'flowlab train'")
     parser.add_argument("--out", required=True, help="image file, e.g. flow.png")
