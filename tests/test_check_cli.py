@@ -17,7 +17,16 @@ from flowlab.plugins import Registry, reset_registry
 from flowlab.testing import cases, dims, inputs, option_values
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
-RUN_KEYS = {"status", "max_error", "tolerance", "examples", "seconds", "detail", "counterexample"}
+RUN_KEYS = {
+    "status",
+    "max_error",
+    "tolerance",
+    "detectable_error",
+    "examples",
+    "seconds",
+    "detail",
+    "counterexample",
+}
 
 
 def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
@@ -29,8 +38,8 @@ def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 def test_a_passing_flow_exits_0_with_a_json_document_matching_the_schema(capsys):
     code, data, _ = run_json(["affine", "--property", "invertibility", "--property", "mixing"], capsys)
     assert code == 0
-    assert data["schema"] == "flowlab-check/1" and data["status"] == "passed" and data["devices"] == ["cpu"]
-    assert set(data) == {"schema", "flowlab_version", "profile", "devices", "status", "counts", "flows"}
+    assert data["schema"] == "flowlab-check/2" and data["status"] == "passed" and data["devices"] == ["cpu"]
+    assert set(data) == {"schema", "flowlab_version", "profile", "devices", "status", "counts", "not_covered", "flows"}
     flow = data["flows"]["affine"]
     assert flow["warnings"] == []
     for name in ("invertibility", "mixing"):

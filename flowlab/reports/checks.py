@@ -17,7 +17,7 @@ from rich.text import Text
 
 from flowlab.checks.runner import PropertyRun
 
-SCHEMA = "flowlab-check/1"
+SCHEMA = "flowlab-check/2"
 STYLES = {"passed": "green", "failed": "bold red", "skipped": "dim", "inconclusive": "yellow"}
 
 
