@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -86,6 +87,14 @@ def test_torch_transform_direction_sign_and_buffers() -> None:
     x, ladj = bijector(z)
     torch.testing.assert_close(x, chain(z))  # forward is the transform itself: base -> data
     assert ladj.dtype == torch.float64
+
+
+def test_torch_transform_survives_deepcopy() -> None:
+    """torch drops ``_InverseTransform._inv`` when copying (``Transform.__getstate__``); the adapter re-links it."""
+    chain = transforms.ComposeTransform([transforms.SoftplusTransform(), transforms.ExpTransform().inv])
+    bijector = from_torch(chain, 2)
+    z = torch.randn(3, 2)
+    torch.testing.assert_close(copy.deepcopy(bijector)(z), bijector(z))
 
 
 def test_torch_transform_parameters_stay_trainable() -> None:

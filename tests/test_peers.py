@@ -70,3 +70,10 @@ def test_check_finds_normflows_planar_float32_logdet(tmp_path: Path) -> None:
     assert run["status"] == "failed"
     assert "forward log-det is torch.float32" in run["detail"]
     assert run["counterexample"]["case"]["options"] == {"act": "leaky_relu"}
+
+
+def test_every_peer_flow_explains_its_adaptation(capsys: pytest.CaptureFixture[str]) -> None:
+    peers = [name for name, spec in flowlab.flows().items() if not spec.checked_by_default and "." in name]
+    for name in peers:
+        assert main(["explain", name]) == 0
+        assert "Adapted from" in " ".join(capsys.readouterr().out.split())

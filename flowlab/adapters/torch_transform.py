@@ -11,8 +11,10 @@ where ``Σ_event`` sums an elementwise log-det over the last dimension. Transfor
 plain attributes (e.g. ``AffineTransform(loc, scale)``), which ``nn.Module.to`` cannot see: every tensor found in
 the transform (through ``ComposeTransform.parts``, inverses and ``IndependentTransform``) is registered on the
 adapter, an ``nn.Parameter`` as a parameter (trainable, checked) and any other tensor as a buffer, and written
-back into the transform before each call, so ``.to(dtype/device)`` moves it. The log-det's dtype is the
-transform's own.
+back into the transform before each call, so ``.to(dtype/device)`` moves it. Each call also re-links the inverses
+built with ``.inv`` (``_InverseTransform._inv``), which torch drops when a transform is copied or pickled
+(``Transform.__getstate__`` sets ``_inv = None``), so ``copy.deepcopy`` of the adapter works. The log-det's dtype is
+the transform's own.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class TorchTransform(Adapted):
         self.transform = transform
         self.event_dim = event_dim
         self._slots: list[tuple[Any, str, str]] = []
-        for owner, attribute, tensor in _tensors(transform):
+        tensors, self._links = _contents(transform)
+        for owner, attribute, tensor in tensors:
             name = f"tensor{len(self._slots)}"
             if isinstance(tensor, nn.Parameter):
                 self.peer.register_parameter(name, tensor)
@@ -62,6 +65,8 @@ class TorchTransform(Adapted):
     def _bind(self) -> None:
         for owner, attribute, name in self._slots:
             setattr(owner, attribute, getattr(self.peer, name))
+        for owner, attribute, target in self._links:
+            setattr(owner, attribute, target)
 
     def _per_vector(self, ladj: Tensor) -> Tensor:
         return ladj.sum(dim=-1) if self.event_dim == 0 else ladj
@@ -78,9 +83,13 @@ class TorchTransform(Adapted):
         return z, self._per_vector(inverse.log_abs_det_jacobian(x, z))
 
 
-def _tensors(transform: transforms.Transform) -> list[tuple[Any, str, Tensor]]:
-    """``(owner, attribute, tensor)`` for every tensor attribute of ``transform`` and the transforms it holds."""
-    found: list[tuple[Any, str, Tensor]] = []
+def _contents(
+    transform: transforms.Transform,
+) -> tuple[list[tuple[Any, str, Tensor]], list[tuple[Any, str, transforms.Transform]]]:
+    """``(owner, attribute, tensor)`` for every tensor attribute of ``transform`` and the transforms it holds, and
+    ``(owner, "_inv", transform)`` for every inverse's link to the transform it inverts."""
+    tensors: list[tuple[Any, str, Tensor]] = []
+    links: list[tuple[Any, str, transforms.Transform]] = []
     seen: set[int] = set()
     stack: list[Any] = [transform]
     while stack:
@@ -92,12 +101,14 @@ def _tensors(transform: transforms.Transform) -> list[tuple[Any, str, Tensor]]:
             if attribute.startswith("_cached"):  # the transform's (x, y) cache, not a parameter
                 continue
             if isinstance(value, Tensor):
-                found.append((owner, attribute, value))
+                tensors.append((owner, attribute, value))
             elif isinstance(value, transforms.Transform):
+                if attribute == "_inv":
+                    links.append((owner, attribute, value))
                 stack.append(value)
             elif isinstance(value, (list, tuple)):
                 stack.extend(item for item in value if isinstance(item, transforms.Transform))
-    return found
+    return tensors, links
 
 
 def from_torch(transform: transforms.Transform, dim: int) -> TorchTransform:
