@@ -36,12 +36,12 @@ def _model(dim: int, flows: list[normflows.flows.Flow], *, solve_inverse: bool =
 
 def _coupling_layers(dim: int, transforms: int, hidden: int) -> list[normflows.flows.Flow]:
     """``MaskedAffineFlow`` layers with alternating binary masks (normflows' RealNVP recipe)."""
-    mask = (torch.arange(dim) % 2).double()
+    mask = (torch.arange(dim) % 2).float()
     layers: list[normflows.flows.Flow] = []
     for _ in range(transforms):
         scale = normflows.nets.MLP([dim, hidden, dim], init_zeros=True)
         shift = normflows.nets.MLP([dim, hidden, dim], init_zeros=True)
-        layers.append(normflows.flows.MaskedAffineFlow(mask.clone().float(), shift, scale))
+        layers.append(normflows.flows.MaskedAffineFlow(mask.clone(), shift, scale))
         mask = 1 - mask
     return layers
 

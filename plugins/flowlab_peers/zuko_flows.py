@@ -44,7 +44,7 @@ CNF_TOLERANCES = {
         1e-4,
         "zuko integrates the log-det with its error scaled by trace_scale = 1e-2 (FreeFormJacobianTransform), i.e. "
         "to 100x the solver's tolerance: at rtol = atol = 1e-9 measured 3.4e-6 (the kit's default 1e-7 assumes "
-        "the log-det is held to the solver tolerance)",
+        "the log-det is held to the solver tolerance; zuko could document trace_scale or make it an option)",
     ),
 }
 
