@@ -28,10 +28,10 @@ MAX_DIM_WITH_VALUES = 8
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "explain",
-        help="explain a flow's math; --jacobian draws its Jacobian at a random point",
+        help="explain a flow's math; --jacobian also draws its Jacobian at a random point",
         description=(
             "Render a flow's explanation (transform, inverse, log-det and its cost, sign convention), its options "
-            "and references. With --jacobian, compute the Jacobian ∂x/∂z at a random point and draw its structure "
+            "and references. With --jacobian, also compute the Jacobian ∂x/∂z at a random point and draw its structure "
             "(exact zeros blank), with log|det| from the flow and from torch.linalg.slogdet."
         ),
     )
@@ -54,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
     load_plugin_files(args.plugins)
     spec = flow_spec(args.name)
+    view = None
+    if args.jacobian:  # computed first: a bad --dim or --option is reported before anything is printed
+        dim = args.dim if args.dim is not None else max(spec.min_dim, 6)
+        view = compute(spec, dim, args.seed, parse_options(args.option))
     out = console()
-    if not args.jacobian:
-        out.print(render_explanation(spec))
-        return 0
-    dim = args.dim if args.dim is not None else max(spec.min_dim, 6)
-    view = compute(spec, dim, args.seed, parse_options(args.option))
-    out.print(render_jacobian(spec, view))
+    out.print(render_explanation(spec))
+    if view is not None:
+        out.print(render_jacobian(spec, view))
     return 0
 
 

@@ -7,7 +7,9 @@ import json
 import sys
 from typing import Any
 
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from flowlab.cli.console import console, escape
 from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
@@ -17,9 +19,11 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "list",
         help="list the registered flows and plugins",
-        description="List every registered flow with its plugin, kind and log-det kind; broken plugins in red.",
+        description="List every registered flow with its plugin, kind and log-det kind (one line each; the full "
+        "summary and the options: flowlab explain NAME, or --options), broken plugins in red, and the datasets.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--options", action="store_true", help="also list each flow's options with their defaults")
     add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
@@ -75,6 +79,10 @@ def catalogue() -> dict[str, Any]:
     }
 
 
+#: the ``kind`` column: the flow's kind and log-det kind in one short word pair
+KINDS = {"discrete": "discrete", "continuous": "ODE"}
+
+
 def run(args: argparse.Namespace) -> int:
     load_plugin_files(args.plugins)
     data = catalogue()
@@ -82,32 +90,41 @@ def run(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=2, default=repr)
         sys.stdout.write("\n")
         return 0
-    table = Table(title="flowlab flows")
-    for column in ("name", "plugin", "kind", "log-det", "summary"):
-        table.add_column(column, overflow="fold")
-    for flow in data["flows"]:
-        table.add_row(
-            flow["name"],
-            f"{flow['distribution']} ({flow['plugin']})",
-            flow["kind"],
-            flow["logdet"],
-            escape(flow["summary"]),
-        )
+    out = console()
+    rows = [
+        (flow["name"], flow["plugin"], f"{KINDS.get(flow['kind'], flow['kind'])}, {flow['logdet']}", flow["summary"])
+        for flow in data["flows"]
+    ]
+    title = "flowlab flows (full text and options: flowlab explain NAME)"
+    out.print(table(title, ("name", "plugin", "kind"), rows, out.width))
+    if args.options:
+        for flow in data["flows"]:
+            options = ", ".join(f"{key}={value['default']!r}" for key, value in flow["options"].items())
+            out.print(f"[bold]{escape(flow['name'])}[/]: {escape(options) or 'no options'}")
     for plugin in data["plugins"]:
         if not plugin["ok"]:
-            table.add_row(
-                f"[red]{escape(plugin['name'])}[/]",
-                f"[red]{escape(plugin['distribution'])}[/]",
-                "[red]broken[/]",
-                "",
-                f"[red]{escape(plugin['error'])}[/]",
+            out.print(
+                f"[red]broken plugin {escape(plugin['name'])} ({escape(plugin['distribution'])}): "
+                f"{escape(plugin['error'])}[/]"
             )
-    console().print(table)
-    datasets = Table(title="flowlab datasets (for flowlab train --data)")
-    for column in ("name", "plugin", "dim", "entropy (nats)", "summary"):
-        datasets.add_column(column, overflow="fold")
-    for dataset in data["datasets"]:
-        entropy = "unknown" if dataset["entropy"] is None else f"{dataset['entropy']:.2f}"
-        datasets.add_row(dataset["name"], dataset["plugin"], str(dataset["dim"]), entropy, escape(dataset["summary"]))
-    console().print(datasets)
+    rows = [
+        (d["name"], str(d["dim"]), "unknown" if d["entropy"] is None else f"{d['entropy']:.2f}", d["summary"])
+        for d in data["datasets"]
+    ]
+    out.print(table("flowlab datasets (for flowlab train --data)", ("name", "dim", "entropy"), rows, out.width))
     return 0
+
+
+def table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> Table:
+    """A table that fits ``width`` (the terminal's, e.g. 80) columns: the short ``columns`` keep their full width;
+    the last one, the summary, gets the rest and is cut to one line with an ellipsis, so each record is one line."""
+    result = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left", pad_edge=False)
+    widths = [max([len(column), *(len(row[index]) for row in rows)]) for index, column in enumerate(columns)]
+    for column in (*columns, "summary"):
+        result.add_column(column, no_wrap=True)
+    rest = max(width - sum(widths) - 2 * len(columns) - 4, 12)  # less the padding and rich's rounding
+    for *cells, summary in rows:
+        text = Text(summary)
+        text.truncate(rest, overflow="ellipsis")
+        result.add_row(*(escape(cell) for cell in cells), text)
+    return result
