@@ -27,7 +27,8 @@ def pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError(
-            "plotting needs matplotlib, which is not installed: pip install 'flowlab-nf[plot]' (or pip install matplotlib)"
+            "plotting needs matplotlib, which is not installed: pip install 'flowlab-nf[plot]' (or pip install "
+            "matplotlib)"
         ) from None
     return plt
 

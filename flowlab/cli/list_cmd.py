@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> Table:
+def table(title: str, columns: tuple[str, ...], rows: Sequence[Sequence[str]], width: int) -> Table:
     """A table that fits ``width`` (the terminal's, e.g. 80) columns: the short ``columns`` keep their full width;
     the last one, the summary, gets the rest and is cut to one line with an ellipsis, so each record is one line."""
     result = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left", pad_edge=False)
