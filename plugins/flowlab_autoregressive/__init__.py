@@ -1,0 +1,1 @@
+"""flowlab plugin ``autoregressive``: being written (see issue 10)."""

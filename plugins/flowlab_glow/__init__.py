@@ -1,0 +1,1 @@
+"""flowlab plugin ``glow``: being written (see issue 10)."""

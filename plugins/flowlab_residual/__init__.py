@@ -1,0 +1,1 @@
+"""flowlab plugin ``residual``: being written (see issue 10)."""

@@ -1,0 +1,1 @@
+"""flowlab plugin ``spline``: being written (see issue 10)."""
