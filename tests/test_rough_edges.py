@@ -232,3 +232,11 @@ def test_an_unknown_flow_is_exit_2_everywhere(command, tmp_path, capsys):
     }[command]
     assert main(argv) == EXIT_USAGE
     one_clean_line(capsys, "unknown flow 'nope'")
+
+
+def test_a_piped_training_run_prints_plain_progress_lines_on_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("flowlab.cli.train_cmd.Heartbeat.every", 0.0)  # a line at every step
+    argv = ["train", "--flow", "stacked", "--data", "moons", "--steps", "3", *TINY, "--out", str(tmp_path)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "step 2/3: loss " in err and " it/s" in err and "\x1b[" not in err

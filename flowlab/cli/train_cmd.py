@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,26 @@ class StopFlag:
         return self.requested
 
 
+class Heartbeat:
+    """Where the live bar is not drawn (output piped or redirected), a plain progress line on stderr every
+    :attr:`every` seconds, so that a long run is never silent."""
+
+    every = 10.0
+
+    def __init__(self, start: int, total: int, *, live: bool) -> None:
+        self.total, self.live = total, live
+        self.last, self.step = time.monotonic(), start
+
+    def __call__(self, report: StepReport) -> None:
+        now = time.monotonic()
+        if self.live or now - self.last < self.every:
+            return
+        speed = (report.step - self.step) / (now - self.last)
+        nfe = f", NFE {report.nfe}" if report.nfe is not None else ""
+        error_console().print(f"step {report.step}/{self.total}: loss {report.loss:.3f}{nfe}, {speed:.1f} it/s")
+        self.last, self.step = now, report.step
+
+
 #: TrainConfig fields set by options of the same name; with --resume they come from the checkpoint
 CONFIG_ARGS = ("flow", "data", "steps", "batch_size", "lr", "seed", "eval_every", "eval_size")
 
@@ -148,6 +169,7 @@ def fit(trainer: Trainer, path: Path) -> int:
         SpeedColumn(),
         TimeRemainingColumn(),
     ]
+    heartbeat = Heartbeat(trainer.step, config.steps, live=out.is_terminal)
     with Progress(*columns, console=out, transient=False) as progress, StopFlag() as stop:
         task = progress.add_task("train", total=config.steps, completed=trainer.step, loss="–", nll="–", nfe="")
 
@@ -164,6 +186,7 @@ def fit(trainer: Trainer, path: Path) -> int:
                     f"± {report.test_nll.se:.3f}" + (f", NFE {report.nfe}" if report.nfe is not None else "")
                 )
             progress.update(task, completed=report.step, **fields)
+            heartbeat(report)
 
         try:
             finished = trainer.fit(on_step=on_step, should_stop=stop, save=lambda t: t.save(str(path)))
