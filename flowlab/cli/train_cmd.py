@@ -211,16 +211,20 @@ def fit(trainer: Trainer, path: Path) -> int:
 
 
 def _resume_hint(trainer: Trainer, path: Path) -> str:
-    """How to continue a run whose solve failed, with higher solver limits."""
+    """How to go on after a failed solve: higher solver limits (with --resume where a checkpoint exists), or a
+    smaller learning rate where the flow diverged."""
     from flowlab.registry import flow_spec
 
-    if trainer.saved is None:
-        return "no checkpoint was written yet: rerun with higher limits, e.g. -o max_nfe=20000 -o max_seconds=120"
     options = flow_spec(trainer.config.flow).resolve_options(trainer.config.options)
     limits = f"-o max_nfe={2 * options['max_nfe']} -o max_seconds={2 * options['max_seconds']:g}"
+    diverged = (
+        f"if the loss was rising, the run diverged instead: start again with a smaller --lr (now {trainer.config.lr:g})"
+    )
+    if trainer.saved is None:
+        return f"no checkpoint was written yet: rerun with higher limits, e.g. {limits}; {diverged}"
     return (
         f"to continue from the last checkpoint (step {trainer.saved[1]}) with higher solver limits: flowlab train "
-        f"--resume --out {path.parent} {limits}"
+        f"--resume --out {path.parent} {limits}; {diverged}"
     )
 
 
