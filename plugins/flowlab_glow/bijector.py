@@ -1,0 +1,175 @@
+"""The layers of a Glow step: ActNorm, an invertible linear map (LU-parametrised or plain), and the step itself.
+
+Sign convention (flowlab's): ``forward(z) -> (x, log|det ∂x/∂z|)`` maps base points to data points (sampling),
+``inverse(x) -> (z, log|det ∂z/∂x|)`` maps data to base points (density); the log-dets have shape ``[batch]`` and
+are negatives of each other. A Glow step in the data direction (``inverse``) is ActNorm, then the linear map, then
+the coupling, as in Kingma & Dhariwal (2018); ``forward`` runs the three inverses in the opposite order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from flowlab_coupling.bijector import AffineCoupling
+from torch import Tensor, nn
+
+from flowlab import Bijector, Compose, Permutation, SingularMatrixError
+
+#: a coordinate whose standard deviation in ActNorm's first batch is at most this (a batch of one row, a constant
+#: coordinate) is only centred, with scale 1: dividing by its std would give inf (or a scale of 1e6 with Glow's
+#: ``std + 1e-6``)
+MIN_STD = 1e-6
+
+
+class ActNorm(Bijector):
+    """``x = z ⊙ exp(log_scale) + bias`` per coordinate; ``log|det ∂x/∂z| = Σ log_scale``, O(d).
+
+    **Data-dependent initialisation** (Glow). The first ``inverse`` call in training mode (data to noise, as in
+    ``Flow.log_prob``) sets, before transforming, ``bias = mean(x)`` and ``log_scale = log std(x)`` per coordinate
+    over that batch, so that its output has zero mean and unit variance. The std is the population one (divisor
+    ``n``, which is 0, not NaN, for a single row) and a std ``≤ MIN_STD`` is replaced by 1: a batch of one row is
+    only centred. The flag ``initialized`` is a buffer, so it is saved in checkpoints and a loaded model is not
+    initialised again. A first training-mode ``forward`` (sampling) has no data to look at: it fixes the
+    parameters as they are. In eval mode, and after the first training call, the layer is a fixed elementwise
+    affine map: rows never influence each other, and training mode then eval mode give the same map.
+    """
+
+    initialized: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set ``bias`` and ``log_scale`` from the data ``x`` (any number of rows) so ``inverse(x)`` is standardised."""
+        std = x.std(dim=0, correction=0)
+        self.bias.copy_(x.mean(dim=0))
+        self.log_scale.copy_(torch.where(std > MIN_STD, std, torch.ones_like(std)).log())
+        self.initialized.fill_(True)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):
+            self.initialized.fill_(True)
+        return z * self.log_scale.exp() + self.bias, self.log_scale.sum().expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):
+            self.initialize(x)
+        return (x - self.bias) * (-self.log_scale).exp(), (-self.log_scale.sum()).expand(x.shape[0])
+
+
+def random_rotation(dim: int) -> Tensor:
+    """A random orthogonal matrix (Q of the QR factorisation of a Gaussian matrix, global RNG): Glow's initial
+    ``W``, with ``|det W| = 1``."""
+    return torch.linalg.qr(torch.randn(dim, dim)).Q
+
+
+class LULinear(Bijector):
+    """``x = W z`` with ``W = P L (U + diag(sign · exp(log_abs_s)))``.
+
+    ``P`` is a fixed permutation (a buffer), ``L`` unit lower triangular (the strictly lower part of ``lower``),
+    ``U`` strictly upper triangular (the strictly upper part of ``upper``), ``sign`` a fixed vector of ±1 (a
+    buffer) and ``log_abs_s`` the trained log-magnitudes of the diagonal. ``det W = ±Π exp(log_abs_s) ≠ 0`` for
+    every parameter value, so ``W`` is invertible by construction and ``log|det ∂x/∂z| = Σ log_abs_s``, O(d).
+    ``forward`` applies the three factors, O(d²) per point; ``inverse`` solves two triangular systems, O(d²) per
+    point, with no factorisation. Initialised at the LU factors of a random rotation (Glow).
+
+    Loading a state whose ``sign`` is not ±1 everywhere (a 0 makes ``W`` singular) raises
+    :class:`~flowlab.SingularMatrixError`.
+    """
+
+    sign: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        permutation, lower, upper = torch.linalg.lu(random_rotation(dim))
+        diagonal = upper.diagonal()
+        self.permutation = Permutation(permutation.argmax(dim=1))  # P[i, perm[i]] = 1, so (P y)_i = y[perm[i]]
+        self.lower = nn.Parameter(lower.tril(-1))
+        self.upper = nn.Parameter(upper.triu(1))
+        self.log_abs_s = nn.Parameter(diagonal.abs().log())
+        self.register_buffer("sign", diagonal.sign())
+        self.register_load_state_dict_pre_hook(self._check_loaded)
+
+    def _check_loaded(self, module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+        sign = state.get(prefix + "sign")
+        if sign is not None and not bool((sign.abs() == 1).all()):
+            raise SingularMatrixError(
+                f"glow: expected {prefix}sign to hold only +1 and -1 (the signs of W's diagonal factor), got "
+                f"{sign.tolist()}; a 0 makes W singular"
+            )
+
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """``(L, U + diag(sign · exp(log_abs_s)))``, the triangular factors of ``W`` after ``P``."""
+        eye = torch.eye(self.dim, dtype=self.lower.dtype, device=self.lower.device)
+        return self.lower.tril(-1) + eye, self.upper.triu(1) + torch.diag(self.sign * self.log_abs_s.exp())
+
+    def matrix(self) -> Tensor:
+        """The dense matrix ``W = P L U``, for inspection (the layer itself never forms it)."""
+        lower, upper = self.factors()
+        return (lower @ upper).index_select(0, self.permutation.perm)  # row i of P M is row perm[i] of M
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        lower, upper = self.factors()
+        x, _ = self.permutation(z @ upper.T @ lower.T)  # rows: x = P L U z
+        return x, self.log_abs_s.sum().expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        lower, upper = self.factors()
+        y, _ = self.permutation.inverse(x)  # P⁻¹ x, then L⁻¹, then U⁻¹ (row vectors: solve z Aᵀ = y)
+        y = torch.linalg.solve_triangular(lower.T, y, upper=True, left=False, unitriangular=True)
+        z = torch.linalg.solve_triangular(upper.T, y, upper=False, left=False)
+        return z, (-self.log_abs_s.sum()).expand(x.shape[0])
+
+
+class DenseLinear(Bijector):
+    """``x = W z`` for a plain trained matrix ``W`` (``lu=False``): the naive parametrisation, for comparison.
+
+    ``log|det ∂x/∂z| = log|det W|`` by ``torch.linalg.slogdet`` (an LU factorisation), O(d³) on every call;
+    ``inverse`` solves ``W z = x`` (``torch.linalg.solve``: a factorisation, O(d³), then O(d²) per point). Nothing
+    keeps ``W`` invertible: a ``W`` that is exactly singular (``slogdet`` gives sign 0 or a non-finite log-det,
+    e.g. from loaded weights) raises :class:`~flowlab.SingularMatrixError` on the call, and loading such a state
+    raises it too. Initialised at a random rotation (Glow).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.weight = nn.Parameter(random_rotation(dim))
+        self.register_load_state_dict_pre_hook(self._check_loaded)
+
+    def _check_loaded(self, module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+        weight = state.get(prefix + "weight")
+        if weight is not None:
+            _logabsdet(weight, f"{prefix}weight")
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return z @ self.weight.T, _logabsdet(self.weight).expand(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        logabsdet = _logabsdet(self.weight)
+        return torch.linalg.solve(self.weight.T, x, left=False), (-logabsdet).expand(x.shape[0])
+
+
+def _logabsdet(weight: Tensor, name: str = "W") -> Tensor:
+    """``log|det weight|`` by ``slogdet``; :class:`~flowlab.SingularMatrixError` if ``weight`` is singular."""
+    sign, logabsdet = torch.linalg.slogdet(weight)
+    if not bool(sign != 0) or not bool(torch.isfinite(logabsdet)):
+        raise SingularMatrixError(
+            f"glow: expected an invertible {name} (lu=False), got a singular one (slogdet: sign {float(sign):g}, "
+            f"log|det| {float(logabsdet):g}); re-initialise it, or use lu=True, which is invertible by construction"
+        )
+    return logabsdet
+
+
+def glow_step(dim: int, parity: str, *, lu: bool, **coupling: Any) -> Compose:
+    """One Glow step. ``forward``: affine coupling, then ``W``, then ActNorm; so ``inverse`` (the data direction)
+    meets ActNorm first, which therefore initialises from the data (or from the previous step's output)."""
+    linear = LULinear(dim) if lu else DenseLinear(dim)
+    return Compose([AffineCoupling(dim, parity=parity, **coupling), linear, ActNorm(dim)])
