@@ -1,0 +1,165 @@
+"""MADE-masked affine autoregressive layers (MAF and IAF) and the orderings between them.
+
+Sign convention (flowlab's): ``forward(z) -> (x, log|det ∂x/∂z|)`` maps noise to data (sampling),
+``inverse(x) -> (z, log|det ∂z/∂x|)`` maps data to noise (density). Every layer is the elementwise affine map
+
+    x_i = z_i · exp(s_i) + m_i,    s_i = B · tanh(ŝ_i / B)  (soft-clamped, B = ``scale_bound``)
+
+whose Jacobian ``∂x/∂z`` is lower-triangular with diagonal ``exp(s_i)``, so ``log|det ∂x/∂z| = Σ_i s_i`` and
+``log|det ∂z/∂x| = −Σ_i s_i``. The two layers differ only in which side the conditioner ``(m, ŝ) = MADE(·)`` reads:
+
+- MAF (``reads="x"``): ``m_i, ŝ_i`` are functions of ``x_{<i}``. ``inverse`` is one parallel MADE pass
+  (``x`` is known); ``forward`` needs ``dim`` sequential passes (``x_i`` needs ``x_{<i}`` first).
+- IAF (``reads="z"``): ``m_i, ŝ_i`` are functions of ``z_{<i}``. ``forward`` is one parallel pass; ``inverse``
+  needs ``dim`` sequential passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from flowlab_coupling.bijector import ACTIVATIONS, soft_clamp
+from torch import Tensor, nn
+from torch.nn import functional
+
+from flowlab import Bijector, OptionError, Permutation
+
+Reads = Literal["x", "z"]
+
+
+class MaskedLinear(nn.Linear):
+    """``y = (W ⊙ M) u + b`` with a fixed 0/1 ``mask`` ``M`` (a buffer): the mask is applied on every call, so a
+    perturbed or trained ``W`` can never break the autoregressive structure."""
+
+    mask: Tensor
+
+    def __init__(self, mask: Tensor, *, bias: bool = True) -> None:
+        super().__init__(mask.shape[1], mask.shape[0], bias=bias)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, u: Tensor) -> Tensor:
+        return functional.linear(u, self.weight * self.mask, self.bias)
+
+
+def hidden_degrees(dim: int, width: int) -> Tensor:
+    """MADE degrees of one hidden layer: ``1, 2, ..., dim−1, 1, 2, ...`` (cyclic, so every degree is present
+    when ``width ≥ dim − 1``); all ``0`` for ``dim = 1`` (units that read no input)."""
+    return torch.arange(width) % max(1, dim - 1) + min(1, dim - 1)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder (Germain et al. 2015): ``u ∈ R^dim -> (m, ŝ) ∈ R^dim × R^dim`` with ``m_i, ŝ_i``
+    depending on ``u_{<i}`` only.
+
+    Inputs have degrees ``1..dim``, hidden units the cyclic :func:`hidden_degrees`; a hidden unit of degree ``k``
+    sees the units of degree ``≤ k`` below it, output ``i`` (degree ``i``) the units of degree ``< i``. A masked
+    linear *skip* connection from the input to the output (strictly lower-triangular) gives every dependence
+    ``u_j -> (m_i, ŝ_i)``, ``j < i``, a path that no dead ReLU and no ``hidden < dim − 1`` can cut.
+    """
+
+    def __init__(self, dim: int, *, hidden: int, depth: int, activation: str) -> None:
+        super().__init__()
+        inputs = torch.arange(1, dim + 1)
+        outputs = inputs.repeat(2)  # m_1..m_d, ŝ_1..ŝ_d
+        layers: list[nn.Module] = []
+        below = inputs
+        for _ in range(depth):
+            degrees = hidden_degrees(dim, hidden)
+            layers += [MaskedLinear(degrees[:, None] >= below[None, :]), ACTIVATIONS[activation]()]
+            below = degrees
+        self.hidden = nn.Sequential(*layers)
+        self.out = MaskedLinear(outputs[:, None] > below[None, :])
+        self.skip = MaskedLinear(outputs[:, None] > inputs[None, :], bias=False)
+
+    def zero_output(self) -> None:
+        """Make the output ``(m, ŝ) = (0, 0)`` for every input (the layer starts as the identity)."""
+        for layer in (self.out, self.skip):
+            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        shift, raw_scale = (self.out(self.hidden(u)) + self.skip(u)).chunk(2, dim=-1)
+        return shift, raw_scale
+
+
+class AffineAutoregressive(Bijector):
+    """One affine autoregressive layer ``x_i = z_i · exp(s_i) + m_i`` (see the module docstring); ``reads``:
+    ``"x"`` for MAF (parallel ``inverse``, sequential ``forward``), ``"z"`` for IAF (the mirror image)."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        reads: Reads,
+        hidden: int = 64,
+        depth: int = 2,
+        activation: str = "relu",
+        scale_bound: float = 3.0,
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if reads not in ("x", "z"):
+            raise OptionError(f"autoregressive layer: expected reads='x' (MAF) or 'z' (IAF), got {reads!r}")
+        self.dim = dim
+        self.reads = reads
+        self.scale_bound = float(scale_bound)
+        self.made = MADE(dim, hidden=hidden, depth=depth, activation=activation)
+        if identity_init:
+            self.made.zero_output()
+
+    def conditioner(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """``(m, s)`` from the side the layer reads (``x`` for MAF, ``z`` for IAF), ``s`` soft-clamped."""
+        shift, raw_scale = self.made(u)
+        return shift, soft_clamp(raw_scale, self.scale_bound)
+
+    def _sequential(self, given: Tensor, step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+        """Solve for the read side ``u`` from the other side ``given``: ``dim`` passes of ``u <- step(given, m(u),
+        s(u))`` from ``u = 0``. After pass ``k`` the first ``k`` coordinates are exact (coordinate ``i`` needs only
+        ``u_{<i}``), so after ``dim`` passes all are; the last pass's ``s`` was computed from exact ``u_{<i}``."""
+        u = torch.zeros_like(given)
+        s = u
+        for _ in range(self.dim):
+            shift, s = self.conditioner(u)
+            u = step(given, shift, s)
+        return u, s
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.reads == "z":  # IAF: one pass
+            shift, s = self.conditioner(z)
+            x = affine(z, shift, s)
+        else:  # MAF: dim passes
+            x, s = self._sequential(z, affine)
+        return x, s.sum(dim=-1)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.reads == "x":  # MAF: one pass
+            shift, s = self.conditioner(x)
+            z = unaffine(x, shift, s)
+        else:  # IAF: dim passes
+            z, s = self._sequential(x, unaffine)
+        return z, -s.sum(dim=-1)
+
+
+def affine(z: Tensor, shift: Tensor, s: Tensor) -> Tensor:
+    """``x = z · exp(s) + m``."""
+    return z * s.exp() + shift
+
+
+def unaffine(x: Tensor, shift: Tensor, s: Tensor) -> Tensor:
+    """``z = (x − m) · exp(−s)``, the inverse of :func:`affine`."""
+    return (x - shift) * (-s).exp()
+
+
+def ordering(dim: int, permutation: str, generator: torch.Generator) -> Permutation:
+    """The permutation between two layers: ``reverse``, or ``random``: a random permutation that puts the previous
+    layer's last coordinate first. Each layer's last output depends on every input it got and its first output on
+    its first input only, so either choice makes two layers mix every coordinate (a plain random permutation does
+    so only with probability ``1/dim``)."""
+    if permutation == "reverse":
+        return Permutation.reverse(dim)
+    if permutation != "random":
+        raise OptionError(f"autoregressive: expected permutation 'reverse' or 'random', got {permutation!r}")
+    rest = torch.randperm(dim - 1, generator=generator)
+    return Permutation(torch.cat([torch.tensor([dim - 1]), rest]))
