@@ -161,9 +161,10 @@ def _logabsdet(weight: Tensor, name: str = "W") -> Tensor:
     """``log|det weight|`` by ``slogdet``; :class:`~flowlab.SingularMatrixError` if ``weight`` is singular."""
     sign, logabsdet = torch.linalg.slogdet(weight)
     if not bool(sign != 0) or not bool(torch.isfinite(logabsdet)):
+        found = f"slogdet: sign {float(sign.detach()):g}, log|det| {float(logabsdet.detach()):g}"
         raise SingularMatrixError(
-            f"glow: expected an invertible {name} (lu=False), got a singular one (slogdet: sign {float(sign):g}, "
-            f"log|det| {float(logabsdet):g}); re-initialise it, or use lu=True, which is invertible by construction"
+            f"glow: expected an invertible {name} (lu=False), got a singular one ({found}); re-initialise it, or use "
+            "lu=True, which is invertible by construction"
         )
     return logabsdet
 
