@@ -19,8 +19,7 @@ def hand_lu() -> LULinear:
     triangles (here 99) must be ignored."""
     layer = LULinear(2).double()
     with torch.no_grad():
-        layer.permutation.perm.copy_(torch.tensor([1, 0]))
-        layer.permutation.inverse_perm.copy_(torch.tensor([1, 0]))
+        layer.perm.copy_(torch.tensor([1, 0]))
         layer.lower.copy_(torch.tensor([[99.0, 99.0], [0.5, 99.0]]))
         layer.upper.copy_(torch.tensor([[99.0, 1.0], [99.0, 99.0]]))
         layer.log_abs_s.copy_(torch.tensor([2.0, 3.0]).log())
@@ -32,6 +31,7 @@ def test_lu_linear_matches_the_hand_computed_matrix_and_determinant():
     layer = hand_lu()
     w = torch.tensor([[-1.0, 3.5], [-2.0, 1.0]], dtype=torch.float64)
     torch.testing.assert_close(layer.matrix(), w)
+    torch.testing.assert_close(layer.inverse_matrix(), torch.linalg.inv(w))
     z = torch.tensor([[1.0, 2.0], [-0.5, 0.25]], dtype=torch.float64)
     x, ladj = layer(z)
     torch.testing.assert_close(x, z @ w.T)
