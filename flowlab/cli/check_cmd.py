@@ -170,8 +170,9 @@ def _mention_unchecked(errors: Console) -> None:
     skipped = [name for name, spec in flows().items() if not spec.checked_by_default]
     if skipped:
         names = " ".join(skipped)
+        count = "1 registered flow is" if len(skipped) == 1 else f"{len(skipped)} registered flows are"
         errors.print(
-            f"{len(skipped)} registered flows are not checked by default ({escape(', '.join(skipped))}); "
+            f"{count} not checked by default ({escape(', '.join(skipped))}); "
             f"name them to check them: flowlab check {escape(names)}",
             soft_wrap=True,
         )
