@@ -6,10 +6,10 @@ Markdown tables (docs/families/glow.md).
 The directions run under ``torch.no_grad()`` on float32 points, best of ``--repeats`` after one warm-up call, with the
 parameters perturbed as the kit does. First the whole flow with its defaults (4 steps, coupling MLP 2 x 64, LU):
 ``forward`` (sampling) and ``inverse`` (density). Then one linear layer alone, ``lu=True`` (``W = P L U``: log-det
-``Σ log|s|``, ``W⁻¹`` by two triangular solves against the identity) against ``lu=False`` (a plain ``W``: ``slogdet`` and ``solve``, an
-O(d³) factorisation on every call), at ``--batch`` rows and at one row, where the per-call O(d³) work is all there
-is; and a training step of the layer alone (``inverse``, the mean of ``z²/2 − log-det``, backward; gradients on),
-where the plain ``W`` also pays for ``slogdet``'s backward.
+``Σ log|s|``, ``W⁻¹`` by two triangular solves against the identity) against ``lu=False`` (a plain ``W``:
+``slogdet`` and ``solve``, an O(d³) factorisation on every call), at ``--batch`` rows and at one row, where the
+per-call O(d³) work is all there is; and a training step of the layer alone (``inverse``, the mean of
+``z²/2 − log-det``, backward; gradients on), where the plain ``W`` also pays for ``slogdet``'s backward.
 """
 
 from __future__ import annotations
