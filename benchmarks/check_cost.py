@@ -16,18 +16,22 @@ gives torch its own default of one thread per core):
 
 A run past ``--timeout`` seconds is stopped and reported as ``> timeout``. The 1-minute load average before and
 after each scenario is printed next to it (the "after" one mostly reflects the scenario itself plus whatever else
-ran): the machine is shared, so read the figures with it. CPU s is the processes' user + system time.
+ran): the machine is shared, so read the figures with it. CPU s is the processes' user + system time; flows /
+runs is what the first process checked (from its ``--json`` document), as the built-in set changes over time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 CHECK = [sys.executable, "-m", "flowlab", "check"]
 TORCH_THREADS = ["--threads", "0"]
@@ -46,11 +50,14 @@ SCENARIOS: dict[str, tuple[str, list[list[str]]]] = {
 
 @dataclass
 class Cost:
-    """Wall time until every process ended (``None``: stopped at the timeout), their CPU time, and exit codes."""
+    """Wall time until every process ended (``None``: stopped at the timeout), their CPU time, exit codes, and what
+    the first process checked (``flows``, ``runs``: from its JSON document; 0 if it was stopped)."""
 
     wall: float | None
     cpu: float
     codes: list[int | None]
+    flows: int = 0
+    runs: int = 0
 
 
 def environment() -> dict[str, str]:
@@ -62,11 +69,17 @@ def environment() -> dict[str, str]:
 
 def measure(argvs: list[list[str]], timeout: float) -> Cost:
     """Start one ``flowlab check`` per argument list at once and wait for all of them (or the timeout)."""
+    report = Path(tempfile.mkdtemp(prefix="check-cost-")) / "report.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     processes = [
-        subprocess.Popen([*CHECK, *argv], env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for argv in argvs
+        subprocess.Popen(
+            [*CHECK, *argv, *(("--json", str(report)) if index == 0 else ())],
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for index, argv in enumerate(argvs)
     ]
     wall: float | None = None
     try:
@@ -79,7 +92,13 @@ def measure(argvs: list[list[str]], timeout: float) -> Cost:
             process.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Cost(wall=wall, cpu=cpu, codes=[process.returncode if wall is not None else None for process in processes])
+    cost = Cost(wall=wall, cpu=cpu, codes=[process.returncode if wall is not None else None for process in processes])
+    if report.exists():
+        data = json.loads(report.read_text())
+        cost.flows, cost.runs = len(data["flows"]), sum(data["counts"].values())
+        report.unlink()
+    report.parent.rmdir()
+    return cost
 
 
 def row(name: str, cost: Cost, loads: tuple[float, float], timeout: float) -> str:
@@ -88,7 +107,8 @@ def row(name: str, cost: Cost, loads: tuple[float, float], timeout: float) -> st
     command = " & ".join("flowlab check " + " ".join(argv) for argv in argvs)
     wall = f"{cost.wall:.1f}" if cost.wall is not None else f"> {timeout:.0f} (stopped)"
     load = " / ".join(f"{value:.1f}" for value in loads)
-    return f"| `{name}` | {what} | `{command.strip()}` | {wall} | {cost.cpu:.1f} | {cost.codes} | {load} |"
+    checked = f"{cost.flows} / {cost.runs}" if cost.runs else "-"
+    return f"| `{name}` | {what} | `{command.strip()}` | {checked} | {wall} | {cost.cpu:.1f} | {cost.codes} | {load} |"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     print(f"`uname -n` {os.uname().nodename}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}\n")
-    print("| scenario | what | command(s) | wall s | CPU s | exit | load before / after |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scenario | what | command(s) | flows / runs | wall s | CPU s | exit | load before / after |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.scenarios or SCENARIOS:
         before = os.getloadavg()[0]
         cost = measure(SCENARIOS[name][1], args.timeout)
