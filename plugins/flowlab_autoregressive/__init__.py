@@ -28,7 +28,8 @@ where one MADE network (a masked MLP, Germain et al. 2015) gives `(m_i, ŝ_i)` a
 **The two directions.** {parallel} is **one parallel MADE pass**: every `{reads}_{{<i}}` is known, so all
 `(m_i, s_i)` come out of one call. {sequential} needs **d sequential passes**: coordinate `i` needs
 `{reads}_{{<i}}`, which are outputs of the same layer, so the layer is solved coordinate by coordinate (pass `k`
-fixes coordinate `k`). Cost per layer: one MADE call, O(d·h + h²·(depth−1)) per point, against d of them. {use}
+fixes coordinate `k`). Cost per layer: one MADE call, O(d·h + (depth−1)·h² + d²) per point (hidden width `h`;
+the d² is the skip connection), against d of them. {use}
 
 **Log-determinant.** `∂x/∂z` of one layer is lower-triangular (`x_i` depends on `z_{{≤i}}` only) with diagonal
 `exp(s_i)`, so `log|det ∂x/∂z| = Σ_i s_i`: O(d), read off the conditioner's output whatever the network.
