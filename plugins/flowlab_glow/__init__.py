@@ -12,12 +12,13 @@ from flowlab_glow.bijector import MIN_STD, glow_step
 EXPLANATION = rf"""
 **One step** (Kingma & Dhariwal 2018), in the data direction `inverse` (`x → z`, as `log_prob` runs it):
 
-    h = (x − b) ⊙ exp(−σ)          ActNorm
-    g = W⁻¹ h                       invertible linear map ("1×1 convolution")
-    z = coupling⁻¹(g)               affine coupling (as in `coupling`): g_b ↦ (g_b − t(g_a)) ⊙ exp(−s(g_a))
+    h = (x − b) ⊙ exp(−σ)       ActNorm
+    g = W⁻¹ h                   invertible linear map (Glow's 1×1 convolution)
+    z = c⁻¹(g)                  affine coupling, as in `coupling`
 
-and `forward` (`z → x`, sampling) runs the three inverses in the opposite order: `x = b + exp(σ) ⊙ W c(z)` with
-`c` the coupling. `K` steps (`steps`) are composed, the coupling's kept half alternating (even, odd, ...).
+with `c⁻¹(g)_a = g_a`, `c⁻¹(g)_b = (g_b − t(g_a)) ⊙ exp(−s(g_a))`. `forward` (`z → x`, sampling) runs the three
+inverses in the opposite order: `x = b + exp(σ) ⊙ W c(z)` with `c(z)_b = z_b ⊙ exp(s(z_a)) + t(z_a)`.
+`K` steps (`steps`) are composed, the coupling's kept half alternating (even, odd, ...).
 
 **ActNorm.** A per-coordinate affine map whose parameters are *initialised from data*: the first `inverse` call in
 training mode sets `b` and `σ` to the mean and log std of its batch, so that its output is zero-mean and
@@ -32,10 +33,11 @@ triangular, `U` strictly upper triangular, `sign` fixed ±1, `log|s|` trained. `
 
     log|det W| = Σ_i log|s_i|           O(d), no determinant computed
 
-The inverse solves two triangular systems (O(d²) per point, no factorisation). With `lu=False`, `W` is a plain
-matrix: `log|det W|` by `torch.linalg.slogdet` and the inverse by `torch.linalg.solve`, an O(d³) factorisation
-on every call, and nothing keeps `W` invertible (a singular one raises `SingularMatrixError`). Both start at a
-random rotation (`|det W| = 1`).
+Each direction forms its matrix once per call, O(d³) shared by the batch (`W = P L U`; `W⁻¹ = U⁻¹ L⁻¹ Pᵀ` by
+two triangular solves against the identity: no pivoting, never singular), and applies it, O(d²) per point. With
+`lu=False`, `W` is a plain matrix: `log|det W|` by `torch.linalg.slogdet` and the inverse by `torch.linalg.solve`,
+a pivoted O(d³) factorisation on every call (and `W⁻ᵀ` in the backward pass), and nothing keeps `W` invertible (a
+singular one raises `SingularMatrixError`). Both start at a random rotation (`|det W| = 1`).
 
 **Log-determinant of a step.** `log|det ∂x/∂z| = Σ_j s_j(z_a) + log|det W| + Σ_j σ_j`: coupling + linear +
 ActNorm, O(d) with `lu=True` besides the coupling network's cost. The linear map mixes every coordinate, so one
