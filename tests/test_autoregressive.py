@@ -191,6 +191,10 @@ def test_bad_options_are_clear_errors(options, message):
 def test_bad_direct_construction_and_bad_points_are_clear_errors():
     with pytest.raises(flowlab.OptionError, match="expected reads='x' \\(MAF\\) or 'z' \\(IAF\\), got 'y'"):
         AffineAutoregressive(3, reads="y")  # type: ignore[arg-type]
+    with pytest.raises(flowlab.ShapeError, match="expected dim >= 1, got 0"):
+        AffineAutoregressive(0, reads="x")
+    with pytest.raises(flowlab.OptionError, match="maf: expected an integer dim >= 1, got 0"):
+        flowlab.build("maf", 0)
     with pytest.raises(flowlab.OptionError, match="expected permutation 'reverse' or 'random', got 'none'"):
         ordering(3, "none", torch.Generator())
     flow = flowlab.Flow(flowlab.build("iaf", 3))

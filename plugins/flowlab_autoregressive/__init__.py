@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -111,11 +112,12 @@ REFERENCES = (
 
 
 def spec(flow: str, summary: str) -> FlowSpec:
+    """The FlowSpec of ``maf`` or ``iaf``: the same options, the conditioner reading ``x`` or ``z``."""
     reads = DIRECTIONS[flow][0]
     return FlowSpec(
         name=flow,
         summary=summary,
-        build=lambda dim, **options: build(dim, reads=reads, **options),
+        build=functools.partial(build, reads=reads),
         kind="discrete",
         logdet="exact",
         options=OPTIONS,

@@ -24,7 +24,7 @@ from flowlab_coupling.bijector import ACTIVATIONS, soft_clamp
 from torch import Tensor, nn
 from torch.nn import functional
 
-from flowlab import Bijector, OptionError, Permutation
+from flowlab import Bijector, OptionError, Permutation, ShapeError
 
 Reads = Literal["x", "z"]
 
@@ -100,6 +100,8 @@ class AffineAutoregressive(Bijector):
         identity_init: bool = True,
     ) -> None:
         super().__init__()
+        if dim < 1:
+            raise ShapeError(f"autoregressive layer: expected dim >= 1, got {dim}")
         if reads not in ("x", "z"):
             raise OptionError(f"autoregressive layer: expected reads='x' (MAF) or 'z' (IAF), got {reads!r}")
         self.dim = dim
@@ -119,7 +121,6 @@ class AffineAutoregressive(Bijector):
         s(u))`` from ``u = 0``. After pass ``k`` the first ``k`` coordinates are exact (coordinate ``i`` needs only
         ``u_{<i}``), so after ``dim`` passes all are; the last pass's ``s`` was computed from exact ``u_{<i}``."""
         u = torch.zeros_like(given)
-        s = u
         for _ in range(self.dim):
             shift, s = self.conditioner(u)
             u = step(given, shift, s)
