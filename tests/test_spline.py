@@ -25,20 +25,22 @@ from flowlab.checks.base import Case, check_spec
 from flowlab.checks.runner import run_property
 
 F64 = torch.float64
+Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def spline(raw_scale: float = 1.0, bins: int = 8, n: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def spline(raw_scale: float = 1.0, bins: int = 8, n: int = 1, seed: int = 0) -> Params:
     """``n`` random splines' widths, heights and derivatives (``[n, K]``, ``[n, K]``, ``[n, K − 1]``)."""
     raw = torch.randn(n, 3 * bins - 1, generator=torch.Generator().manual_seed(seed), dtype=F64) * raw_scale
     return constrain(raw, bins)
 
 
-def shared(params: tuple[torch.Tensor, ...], points: int) -> tuple[torch.Tensor, ...]:
+def shared(params: Params, points: int) -> Params:
     """One spline's parameters repeated for ``points`` inputs."""
-    return tuple(p.expand(points, -1) for p in params)
+    widths, heights, derivatives = (p.expand(points, -1) for p in params)
+    return widths, heights, derivatives
 
 
-def derivative(x: torch.Tensor, params: tuple[torch.Tensor, ...], inverse: bool = False, bound: float = 5.0):
+def derivative(x: torch.Tensor, params: Params, inverse: bool = False, bound: float = 5.0) -> torch.Tensor:
     """Elementwise ``dy/dx`` by autograd (the spline acts on each entry alone, so the gradient of the sum is it)."""
     x = x.detach().requires_grad_(True)
     y, _ = rational_quadratic(x, *params, inverse=inverse, bound=bound)
@@ -220,7 +222,7 @@ def test_four_layers_mix_every_dimension(dim, randomize):
 
 def test_a_reversal_between_layers_would_not_mix_odd_dimensions(randomize):
     """With the half split, reversing d = 5 keeps coordinate 2 moved by every layer and kept by none."""
-    layers = []
+    layers: list[torch.nn.Module] = []
     for k in range(6):
         if k:
             layers.append(flowlab.Permutation.reverse(5))
