@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from flowlab.cli.console import console, error_console, escape
+from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -74,14 +75,7 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="run one case only (as printed by a failure's reproduce command); needs one NAME and one --property",
     )
-    parser.add_argument(
-        "--plugin",
-        dest="plugins",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="also load the plugin in this Python file (its PLUGIN object, or the module's hooks); repeatable",
-    )
+    add_plugin_argument(parser)
     parser.add_argument(
         "-n",
         "--workers",
@@ -104,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from flowlab.checks.runner import selection
     from flowlab.errors import FlowlabError, OptionError
     from flowlab.testing.parallel import worker_count
-    from flowlab.testing.plan import PlannedRun, load_plugin_files
+    from flowlab.testing.plan import PlannedRun
 
     errors = error_console()
     try:

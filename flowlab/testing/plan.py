@@ -62,8 +62,10 @@ class CheckPlan:
 
 
 def load_plugin_files(paths: Sequence[str]) -> None:
-    """Register the plugin in each Python file (``flowlab check --plugin FILE``) in the current registry;
-    :class:`~flowlab.errors.PluginError` if one does not load."""
+    """Register the plugin in each Python file of a plan (``flowlab check --plugin FILE``) in the worker's registry;
+    :class:`~flowlab.errors.PluginError` if one does not load. The same as the CLI's
+    :func:`flowlab.cli.plugin_files.load_plugin_files`, which this layer may not import; both belong in
+    :mod:`flowlab.plugins`."""
     from flowlab.errors import PluginError
     from flowlab.plugins import get_registry, load_plugin_file
 
