@@ -27,9 +27,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: the exit statuses, as 'flowlab --help' shows them
 EXIT_STATUS = """exit status:
   0    success
-  1    a check or a run failed (a property failed, training diverged, a solve failed, a checkpoint is unreadable)
-  2    usage error (unknown command, flow, dataset or option; a value not allowed; an unavailable --device;
-       a --plugin file that does not load)
+  1    a check or a run failed (a property failed, training diverged, a solve
+       failed, a checkpoint is unreadable)
+  2    usage error (unknown command, flow, dataset or option; a value not
+       allowed; an unavailable --device; a --plugin file that does not load)
   130  interrupted (Ctrl-C)"""
 
 #: modules of the sub-commands, in the order ``--help`` lists them
