@@ -11,7 +11,7 @@ import torch
 from flowlab_spline import SPEC
 from flowlab_spline.bijector import SplineCoupling
 from flowlab_spline.spline import (
-    _IDENTITY_SHIFT,
+    DERIVATIVE_SHIFT,
     MIN_DERIVATIVE,
     MIN_HEIGHT,
     MIN_WIDTH,
@@ -73,7 +73,7 @@ def test_agrees_with_nflows():
     x = torch.linspace(-7, 7, n, dtype=F64)
     ours = rational_quadratic(x, *constrain(raw, bins), bound=5.0)
     theirs = nflows_splines.unconstrained_rational_quadratic_spline(
-        x, raw[:, :bins], raw[:, bins : 2 * bins], raw[:, 2 * bins :] + _IDENTITY_SHIFT, tail_bound=5.0
+        x, raw[:, :bins], raw[:, bins : 2 * bins], raw[:, 2 * bins :] + DERIVATIVE_SHIFT, tail_bound=5.0
     )
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

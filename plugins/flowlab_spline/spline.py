@@ -40,6 +40,8 @@ from flowlab import DtypeError, FlowlabError, ShapeError
 
 #: the smallest bin width and height, as fractions of the interval ``2B``, and the smallest knot derivative
 MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = 1e-3
+#: ``c`` in ``δ = MIN_DERIVATIVE + softplus(raw + c)``: ``softplus(c) = 1 − MIN_DERIVATIVE``, so raw 0 gives ``δ = 1``
+DERIVATIVE_SHIFT = math.log(math.expm1(1 - MIN_DERIVATIVE))
 
 
 class SplineParameterError(FlowlabError, ValueError):
@@ -59,12 +61,8 @@ def constrain(raw: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
     raw_widths, raw_heights, raw_derivatives = raw.split([bins, bins, bins - 1], dim=-1)
     widths = MIN_WIDTH + (1 - bins * MIN_WIDTH) * torch.softmax(raw_widths, dim=-1)
     heights = MIN_HEIGHT + (1 - bins * MIN_HEIGHT) * torch.softmax(raw_heights, dim=-1)
-    derivatives = MIN_DERIVATIVE + F.softplus(raw_derivatives + _IDENTITY_SHIFT)
+    derivatives = MIN_DERIVATIVE + F.softplus(raw_derivatives + DERIVATIVE_SHIFT)
     return widths, heights, derivatives
-
-
-#: ``softplus(_IDENTITY_SHIFT) = 1 − MIN_DERIVATIVE``: a zero raw derivative gives derivative 1
-_IDENTITY_SHIFT = math.log(math.expm1(1 - MIN_DERIVATIVE))
 
 
 def rational_quadratic(
