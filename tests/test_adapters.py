@@ -114,7 +114,7 @@ def test_torch_rejects_what_it_cannot_adapt() -> None:
 
 # -- zuko, nflows, normflows: direction and sign against the library's own log_prob ---------------------------------
 def test_zuko_flow_direction_and_sign() -> None:
-    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab[peers]')")
+    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
     torch.manual_seed(0)
     peer = zuko.flows.MAF(3, transforms=2, hidden_features=(8, 8)).double()
     bijector = from_zuko(peer, 3)
@@ -124,7 +124,7 @@ def test_zuko_flow_direction_and_sign() -> None:
 
 
 def test_zuko_refuses_a_non_standard_base() -> None:
-    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab[peers]')")
+    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
     peer = zuko.flows.MAF(2, transforms=1)
     peer.base = zuko.lazy.UnconditionalDistribution(
         zuko.distributions.DiagNormal, torch.zeros(2), 2 * torch.ones(2), buffer=True
@@ -135,7 +135,7 @@ def test_zuko_refuses_a_non_standard_base() -> None:
 
 
 def test_nflows_flow_direction_and_sign() -> None:
-    pytest.importorskip("nflows", reason="nflows is not installed (pip install 'flowlab[peers]')")
+    pytest.importorskip("nflows", reason="nflows is not installed (pip install 'flowlab-nf[peers]')")
     from nflows.flows.autoregressive import MaskedAutoregressiveFlow
 
     torch.manual_seed(0)
@@ -150,7 +150,7 @@ def test_nflows_flow_direction_and_sign() -> None:
 
 
 def test_normflows_model_direction_sign_and_folded_base() -> None:
-    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab[peers]')")
+    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab-nf[peers]')")
     torch.manual_seed(0)
     base = normflows.distributions.DiagGaussian(2)
     with torch.no_grad():
@@ -173,7 +173,7 @@ def test_normflows_model_direction_sign_and_folded_base() -> None:
 
 
 def test_a_float32_logdet_from_a_peer_is_passed_through() -> None:
-    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab[peers]')")
+    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab-nf[peers]')")
     bijector = from_normflows([normflows.flows.Planar((2,), act="leaky_relu")], 2).double()
     z = torch.randn(4, 2, dtype=torch.float64)
     x, ladj = bijector(z)

@@ -29,7 +29,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("library", list(EXPECTED))
 def test_peers_registers_the_flows_of_each_installed_library(library: str) -> None:
-    pytest.importorskip(library, reason=f"{library} is not installed (pip install 'flowlab[peers]')")
+    pytest.importorskip(library, reason=f"{library} is not installed (pip install 'flowlab-nf[peers]')")
     flows = flowlab.flows()
     for name in EXPECTED[library]:
         assert name in flows, f"{name} is not registered"
@@ -48,14 +48,14 @@ def test_peers_imports_without_the_optional_libraries(monkeypatch: pytest.Monkey
 
 
 def test_zuko_cnf_declares_its_solver_tolerances() -> None:
-    pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab[peers]')")
+    pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
     spec = flowlab.flow_spec("zuko.cnf")
     assert spec.capabilities == {"solver_tolerances"} and {"rtol", "atol"} <= set(spec.options)
 
 
 def test_check_passes_on_zuko_and_torch(tmp_path: Path) -> None:
     """Two properties on three flows (the whole check of these flows: ``docs/peers.md``); about 15 s on one core."""
-    pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab[peers]')")
+    pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
     started = time.perf_counter()
     argv = ["check", "zuko.nsf", "zuko.cnf", "torch.affine", "--property", "invertibility"]
     assert main([*argv, "--property", "ode_invertibility", "--json", str(tmp_path / "report.json")]) == 0
@@ -63,7 +63,7 @@ def test_check_passes_on_zuko_and_torch(tmp_path: Path) -> None:
 
 
 def test_check_finds_normflows_planar_float32_logdet(tmp_path: Path) -> None:
-    pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab[peers]')")
+    pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab-nf[peers]')")
     report = tmp_path / "report.json"
     assert main(["check", "normflows.planar", "--property", "dtype_device", "--json", str(report)]) == 1
     run = json.loads(report.read_text())["flows"]["normflows.planar"]["properties"]["dtype_device"]["cpu"]

@@ -1,7 +1,7 @@
 """flowlab plugin ``peers``: flows of other libraries (torch.distributions, zuko, nflows, normflows), adapted.
 
 Each library's flows are registered as ``<library>.<flow>`` only if the library imports (``pip install
-'flowlab[peers]'`` installs the tested versions); with none installed the plugin registers ``torch.*`` alone. None
+'flowlab-nf[peers]'`` installs the tested versions); with none installed the plugin registers ``torch.*`` alone. None
 is checked by default (``FlowSpec.checked_by_default=False``): name them, e.g. ``flowlab check zuko.nsf``.
 ``benchmarks/peers.py`` checks them all and writes ``docs/peers.md``.
 """
