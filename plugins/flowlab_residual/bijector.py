@@ -92,6 +92,8 @@ class ResidualBlock(Bijector):
         self.n_exact_terms, self.roulette_p, self.probe = n_exact_terms, float(roulette_p), probe
         self.inverse_tol, self.inverse_max_iter = float(inverse_tol), inverse_max_iter
         self.generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        self.iterations = 0  # fixed-point iterations of the last inverse (its slowest row), and
+        self.terms = 0  # series terms of the last roulette estimate: for cost measurements
 
     @property
     def logdet_mode(self) -> Logdet:
@@ -123,7 +125,7 @@ class ResidualBlock(Bijector):
         v = draw_probe(self.probe, (batch, self.dim), self.generator)
         uniform = torch.rand(batch, generator=self.generator, dtype=torch.float64)
         extra = torch.floor(torch.log1p(-uniform) / math.log1p(-self.roulette_p))  # M ~ Geometric(p) on {0, 1, …}
-        n_terms = self.n_exact_terms + int(extra.max()) if batch else 0
+        n_terms = self.terms = self.n_exact_terms + int(extra.max()) if batch else 0
         factors = roulette_weights(extra, self.n_exact_terms, self.roulette_p, n_terms)
         signs = torch.tensor([(-1.0) ** (k + 1) / k for k in range(1, n_terms + 1)], dtype=torch.float64)
         factors = (factors * signs).to(dtype=z.dtype, device=z.device)
@@ -148,13 +150,13 @@ class ResidualBlock(Bijector):
             z = x.detach().clone()
             active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
             step = torch.zeros_like(scale)
-            for _ in range(self.inverse_max_iter):
-                if not bool(active.any()):
-                    break
+            self.iterations = 0
+            while bool(active.any()) and self.iterations < self.inverse_max_iter:
                 new = x - self.g.evaluate(z, plain)[0]
                 step = torch.where(active, (new - z).abs().amax(dim=1), step)
                 z = torch.where(active[:, None], new, z)
                 active = active & ~self._contracted(step, scale, plain.lipschitz)
+                self.iterations += 1
             if bool(active.any()):
                 raise self._not_converged("inverse", active, step, plain.lipschitz)
         if not torch.is_grad_enabled():

@@ -74,8 +74,8 @@ class SpectralLinear(nn.Module):
         if frobenius <= self.coeff:
             return self.weight, frobenius
         sigma = torch.linalg.matrix_norm(self.weight, 2)  # differentiable: ∂σ/∂W = u₁ v₁ᵀ
-        if float(sigma) <= self.coeff:
-            return self.weight, float(sigma)
+        if float(sigma.detach()) <= self.coeff:
+            return self.weight, float(sigma.detach())
         return self.weight * (self.coeff / sigma), self.coeff
 
 
