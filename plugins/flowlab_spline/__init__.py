@@ -65,11 +65,8 @@ SPEC = FlowSpec(
     kind="discrete",
     logdet="exact",
     min_dim=2,
-    # the flow mixes from 4 layers on (tests/test_spline.py shows it), but the kit's `mixing` check cannot verify
-    # it: it judges "no dependence" from the case's points alone, and a row whose moved coordinates sit in the
-    # identity tails at every layer has zero Jacobian entries there (d=2, z=[6.16, -1.17], B=5), though no entry is
-    # zero everywhere. A false alarm of the kit; `mixes=lambda o: o["layers"] >= 4` once it looks at other points.
-    mixes=False,
+    # with a roll by d//2 between layers every output depends on every input from 4 layers on (tests/test_spline.py)
+    mixes=lambda options: options["layers"] >= 4,
     options={
         "layers": Option(4, "number of coupling layers K", low=1, high=256),
         "bins": Option(8, "spline bins per coordinate", low=2, high=256),
