@@ -124,7 +124,11 @@ SPEC = FlowSpec(
     kind="discrete",
     logdet="stochastic",
     options={**OPTIONS, **ESTIMATOR_OPTIONS},
-    references=REFERENCES,
+    references=(
+        *REFERENCES,
+        "Hutchinson (1989). A stochastic estimator of the trace of the influence matrix for Laplacian smoothing "
+        "splines.",
+    ),
     explanation=COMMON + ROULETTE,
     mixes=True,
     # the kit's exactness properties (log-dets that cancel, batch independence, sample consistency) cannot hold for a
