@@ -51,6 +51,13 @@ def blocks_of(module: Any) -> list[ResidualBlock]:
     return [layer for layer in module.modules() if isinstance(layer, ResidualBlock)]
 
 
+def without_blocks(spec: FlowSpec, module: Any) -> CheckResult | None:
+    """A skip if ``module`` (of a flow with a residual flow's options) has no ``ResidualBlock`` to look into."""
+    if blocks_of(module):
+        return None
+    return CheckResult("skipped", detail=f"{spec.name} has no flowlab_residual ResidualBlock to examine")
+
+
 # -- residual_roulette_unbiased --------------------------------------------------------------------------------------
 def half_identity(module: Any) -> Any:
     """Every weight ``s · I`` (rectangular) with ``s^L = 1/2`` (within ``coeff``), the hidden biases 3 (where the
@@ -82,6 +89,9 @@ def run_unbiased(spec: FlowSpec, case: Case) -> CheckResult:
             half_identity(build_case_bijector(spec, case, eval_logdet="exact", n_exact_terms=0)),
         ),
     )
+    skipped = without_blocks(spec, variants[0][1])
+    if skipped is not None:
+        return skipped
     scores, parts, detectable = [], [], 0.0
     for label, module in variants:
         with torch.no_grad():
@@ -171,6 +181,9 @@ def run_lipschitz(spec: FlowSpec, case: Case) -> CheckResult:
     coeff, bound = options["coeff"], options["coeff"] ** (options["depth"] + 1)
     points = case_points(case, scale=max(case.scale, 1.0))
     module: Any = build_case_bijector(spec, case)
+    skipped = without_blocks(spec, module)
+    if skipped is not None:
+        return skipped
     norms = jacobian_norms(module, points)
     # the same flow unnormalised, its weights brought within the bound: it loads and runs; then a user weight twice
     # the bound in block 0's first layer, which the normalised flow must rescale and the unnormalised one refuse
