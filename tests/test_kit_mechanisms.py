@@ -17,7 +17,7 @@ import torch
 from flowlab_checks import gradients, normalization
 from torch import Tensor, nn
 
-from flowlab import Bijector, FlowSpec, Option, OptionError
+from flowlab import Bijector, FlowSpec, Option, OptionError, flow_spec
 from flowlab.checks.base import Case, CheckResult, CheckSpec, check_spec
 from flowlab.checks.measure import InputModifiedError, Measurement, apply, judge
 from flowlab.checks.runner import run_property
@@ -224,3 +224,9 @@ def test_a_declared_capability_that_is_not_provided_fails_instead_of_skipping():
     run = run_property(check_spec("ode_invertibility"), continuous)
     assert run.status == "failed" and "declares the capability 'solver_tolerances'" in run.detail
     assert "has no option 'rtol'" in run.detail
+
+
+def test_a_property_another_check_verifies_more_strictly_is_not_paid_for_twice():
+    run = run_property(check_spec("logdet"), flow_spec("cnf"))
+    assert run.status == "skipped" and run.detail.startswith("covered by ode_logdet")
+    assert run_property(check_spec("logdet"), flow_spec("coupling")).status == "passed"

@@ -71,6 +71,9 @@ class CheckSpec:
     - ``requires``: capabilities (``flowlab.spec.CAPABILITIES``) the check needs. A flow that does not declare them
       in ``FlowSpec.capabilities`` is not covered by the check (a skip whose reason says so, listed by the report);
       a flow that declares them must live up to them: a missing attribute or option is a failure, never a skip.
+    - ``supersedes``: names of checks this one makes redundant on the flows it covers (it verifies the same
+      property more strictly: ``ode_logdet`` supersedes ``logdet`` for ODE flows); the runner skips those there,
+      saying so, instead of paying for the same property twice.
     """
 
     name: str
@@ -80,6 +83,7 @@ class CheckSpec:
     tolerance: float = 1e-6
     max_examples: int | None = None
     requires: frozenset[str] = frozenset()
+    supersedes: frozenset[str] = frozenset()
 
     def coverage(self, spec: FlowSpec) -> bool | str:
         """``True`` if this check runs on ``spec``; else the reason it does not (``applies``, then ``requires``)."""

@@ -202,9 +202,12 @@ def _skip_reason(check: CheckSpec, spec: FlowSpec, device: str) -> str | None:
         if not torch.cuda.is_available():
             return "needs CUDA: torch.cuda.is_available() is False on this machine"
     applies = check.coverage(spec)
-    if applies is True:
-        return None
-    return applies if isinstance(applies, str) and applies else f"{check.name} does not apply to {spec.name}"
+    if applies is not True:
+        return applies if isinstance(applies, str) and applies else f"{check.name} does not apply to {spec.name}"
+    for other in checks().values():
+        if check.name in other.supersedes and other.coverage(spec) is True:
+            return f"covered by {other.name}, which checks this property more strictly on this flow"
+    return None
 
 
 def _explore(check: CheckSpec, spec: FlowSpec, device: str, profile: str, attempt: Callable[[Case], None]) -> None:

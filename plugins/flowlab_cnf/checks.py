@@ -161,6 +161,9 @@ CHECK_LOGDET = CheckSpec(
     run=run_logdet,
     applies=continuous,
     requires=SOLVER,
+    # the generic logdet compares the same two quantities at the flow's own solver tolerance (1e-2 for the built-in
+    # ODE flows) and cost 10 s of cnf's 49 s: this one holds them to 1e-7 at rtol = atol = 1e-9
+    supersedes=frozenset({"logdet"}),
     tolerance=1e-7,  # measured ≤ 1e-8 at rtol = atol = 1e-9 (≤ 1e-9 at 1e-10)
     max_examples=2,
 )
