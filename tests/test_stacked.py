@@ -41,7 +41,8 @@ def test_actnorm_initialises_from_the_first_data_batch_then_is_batch_independent
     actnorm = stack.bijectors[0]
     assert bool(actnorm.initialized)
     torch.testing.assert_close(actnorm.bias, data.mean(0))
-    torch.testing.assert_close(actnorm.log_scale, data.std(0).log())
+    # the population std (divisor n: 0, not NaN, for a single row)
+    torch.testing.assert_close(actnorm.log_scale, data.std(0, correction=0).log())
     row = data[:1]
     alone, _ = stack.inverse(row)
     torch.testing.assert_close(stack.inverse(torch.cat([row, data[1:4] * 10]))[0][:1], alone)

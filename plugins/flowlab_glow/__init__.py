@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab_coupling.bijector import ACTIVATIONS
+from flowlab_stacked.bijector import MIN_STD
 
 from flowlab import Compose, FlowSpec, Option, hookimpl
-from flowlab_glow.bijector import MIN_STD, glow_step
+from flowlab_glow.bijector import glow_step
 
 EXPLANATION = rf"""
 **One step** (Kingma & Dhariwal 2018), in the data direction `inverse` (`x → z`, as `log_prob` runs it):
