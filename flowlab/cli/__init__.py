@@ -87,7 +87,7 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         return int(args.func(args))
     except FlowlabError as exc:
-        error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
+        error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         return exit_code(exc)
     except BrokenPipeError:  # e.g. 'flowlab list --json | head'
         import os

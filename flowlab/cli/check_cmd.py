@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             raise OptionError("--case runs one case in this process: drop -n")
         thread_count = threads.parse(args.threads, "--threads") if args.threads is not None else None
     except FlowlabError as exc:
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}")
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_USAGE
     if not args.names:
         _mention_unchecked(errors)
