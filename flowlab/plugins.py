@@ -16,7 +16,7 @@ import difflib
 import importlib.util
 import os
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -243,3 +243,14 @@ def load_plugin_file(path: str | os.PathLike[str]) -> object:
     """
     module = import_file(path)
     return getattr(module, "PLUGIN", module)
+
+
+def load_plugin_files(paths: Sequence[str]) -> None:
+    """Register the plugin of each Python file in ``paths`` with the process-wide registry (``--plugin FILE`` of
+    every command, and the workers of ``flowlab check -n``); :class:`~flowlab.errors.PluginError` (a usage error:
+    exit 2) naming the file if one does not load or its hooks fail."""
+    registry = get_registry()
+    for path in paths:
+        info = registry.add_plugin(load_plugin_file(path), f"file:{path}")
+        if not info.ok:
+            raise PluginError(f"plugin file {path!r}: {info.error}")

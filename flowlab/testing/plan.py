@@ -9,7 +9,6 @@ A :class:`CheckPlan` lists the ``(flow, property, device)`` runs in report order
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,18 +58,3 @@ class CheckPlan:
             records=Path(data["records"]),
             plugins=tuple(data["plugins"]),
         )
-
-
-def load_plugin_files(paths: Sequence[str]) -> None:
-    """Register the plugin in each Python file of a plan (``flowlab check --plugin FILE``) in the worker's registry;
-    :class:`~flowlab.errors.PluginError` if one does not load. The same as the CLI's
-    :func:`flowlab.cli.plugin_files.load_plugin_files`, which this layer may not import; both belong in
-    :mod:`flowlab.plugins`."""
-    from flowlab.errors import PluginError
-    from flowlab.plugins import get_registry, load_plugin_file
-
-    registry = get_registry()
-    for path in paths:
-        info = registry.add_plugin(load_plugin_file(path), f"file:{path}")
-        if not info.ok:
-            raise PluginError(f"plugin file {path!r}: {info.error}")

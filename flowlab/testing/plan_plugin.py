@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from flowlab.testing.plan import PLAN_FILE, CheckPlan, PlannedRun, load_plugin_files
+from flowlab.plugins import load_plugin_files
+from flowlab.testing.plan import PLAN_FILE, CheckPlan, PlannedRun
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
