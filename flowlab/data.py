@@ -1,15 +1,76 @@
-"""``DatasetSpec``: a dataset registered by a plugin through ``flowlab_register_datasets``."""
+"""``DatasetSpec``: a dataset registered by a plugin through ``flowlab_register_datasets``.
+
+Two kinds of dataset share the record:
+
+- *streams* (the 2D toys): a sampler of i.i.d. points; a run's held-out set is drawn from the stream too.
+- *finite* datasets (digits, a file of rows): a fixed :class:`Split` into train and test rows, loaded lazily
+  (``split``). Their sampler draws training rows uniformly **with replacement** (so a step's batch is i.i.d. from
+  the empirical distribution of the train split, as for a stream), adding ``U(0, 1)`` noise per coordinate where
+  the rows are integers to dequantise; :meth:`DatasetSpec.test_points` is then the whole test split (dequantised
+  by the generator it is given), never rows seen in training. The split is a function of the data alone, not of a
+  run's seed.
+
+A dataset may also bring a fixed ``transform`` (a :class:`~flowlab.bijector.Bijector` from model space to data
+space, :mod:`flowlab.preprocess`): the trainer learns in model space and composes the transform after the flow, so
+``log_prob``, ``eval``, ``sample`` and ``plot`` work in data units and the NLL counts the transform's log-det.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from flowlab.errors import OptionError
 from flowlab.plugins import RECORD_TYPES
+
+if TYPE_CHECKING:
+    from flowlab.bijector import Bijector
+
+#: share of the rows of a finite dataset held out for testing (at least MIN_TEST rows)
+TEST_FRACTION = 0.2
+MIN_TEST = 2
+#: seed of the permutation that splits a finite dataset (fixed: the split belongs to the data, not to a run)
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    """A finite dataset's fixed train/test split: float32 CPU rows ``[n, dim]``, optional per-row context (class
+    labels, ``[n]`` int64) and whether the rows are integers to dequantise with ``U(0, 1)`` noise."""
+
+    train: Tensor
+    test: Tensor
+    train_context: Tensor | None = None
+    test_context: Tensor | None = None
+    dequantize: bool = False
+
+    @classmethod
+    def of(cls, points: Tensor, context: Tensor | None = None, *, dequantize: bool = False) -> Split:
+        """Split ``points`` by a fixed random permutation (seed :data:`SPLIT_SEED`): the last
+        ``max(MIN_TEST, round(TEST_FRACTION · n))`` rows of the permuted order are the test rows."""
+        n = len(points)
+        n_test = max(MIN_TEST, round(TEST_FRACTION * n))
+        if n - n_test < MIN_TEST:
+            raise OptionError(
+                f"expected at least {2 * MIN_TEST} rows ({MIN_TEST} to train on, {MIN_TEST} held out), got {n}"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+        train, test = order[: n - n_test], order[n - n_test :]
+        points = points.to(torch.float32)
+        labels = (None, None) if context is None else (context[train], context[test])
+        return cls(points[train], points[test], labels[0], labels[1], dequantize)
+
+    def rows(self, n: int, generator: torch.Generator) -> Tensor:
+        """Indices of ``n`` training rows drawn uniformly with replacement."""
+        return torch.randint(len(self.train), (n,), generator=generator)
+
+    def noisy(self, points: Tensor, generator: torch.Generator) -> Tensor:
+        """``points + U(0, 1)`` per coordinate where the split dequantises, else ``points``."""
+        return points + torch.rand(points.shape, generator=generator) if self.dequantize else points
 
 
 @dataclass(frozen=True)
@@ -25,6 +86,11 @@ class DatasetSpec:
     - ``entropy_source``: how the entropy was obtained (closed form, quadrature, Monte Carlo), or why it is unknown.
     - ``log_prob``: the exact ``log p(x)`` for ``x`` of shape ``[n, dim]``, or ``None`` where not known.
     - ``description``: Markdown: how points are generated (centres, radii, noise, scale).
+    - ``split``: for a finite dataset, a loader of its fixed :class:`Split` (cached by the plugin; may raise
+      :class:`~flowlab.errors.MissingDependencyError`); ``None`` for a stream.
+    - ``transform``: a factory of the fixed preprocessing bijector (model space -> data space), or ``None``.
+    - ``discrete``: whether the data are integers dequantised by ``U(0, 1)`` noise, so that bits/dim of the
+      dequantised points bound the discrete data's code length (``−log₂ P(k) ≤ E_u[−log₂ q(k + u)]``).
     """
 
     name: str
@@ -35,12 +101,74 @@ class DatasetSpec:
     entropy_source: str = ""
     log_prob: Callable[[Tensor], Tensor] | None = None
     description: str = ""
+    split: Callable[[], Split] | None = None
+    transform: Callable[[], Bijector] | None = None
+    discrete: bool = False
+
+    @property
+    def finite(self) -> bool:
+        """Whether the dataset is a fixed set of rows (with a train/test split) rather than a stream."""
+        return self.split is not None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` independent points, shape ``[n, dim]``, drawn with ``generator`` only (no global RNG state)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise OptionError(f"{self.name}: expected a positive integer number of points, got {n!r}")
         return self.sampler(n, generator)
+
+    def test_points(self, n: int, generator: torch.Generator) -> Tensor:
+        """The held-out points: a finite dataset's whole test split (``n`` is ignored; dequantised with
+        ``generator`` where the data are integers), else ``n`` fresh points from the stream."""
+        if self.split is None:
+            return self.sample(n, generator)
+        split = self.split()
+        return split.noisy(split.test, generator)
+
+    def sample_with_context(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``n`` training points and their context (class labels), for conditional flows; an
+        :class:`~flowlab.errors.OptionError` where the dataset has none."""
+        split = self.split() if self.split is not None else None
+        if split is None or split.train_context is None:
+            raise OptionError(f"{self.name}: this dataset has no context (class labels)")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise OptionError(f"{self.name}: expected a positive integer number of points, got {n!r}")
+        rows = split.rows(n, generator)
+        return split.noisy(split.train[rows], generator), split.train_context[rows]
+
+    def preprocessing(self) -> Bijector | None:
+        """A fresh instance of the dataset's preprocessing bijector, or ``None``."""
+        return None if self.transform is None else self.transform()
+
+
+def finite_dataset(
+    name: str,
+    summary: str,
+    dim: int,
+    split: Callable[[], Split],
+    *,
+    transform: Callable[[], Bijector] | None = None,
+    discrete: bool = False,
+    description: str = "",
+) -> DatasetSpec:
+    """A :class:`DatasetSpec` over a fixed split whose sampler draws training rows with replacement (and
+    dequantises them where the split says so); entropy unknown."""
+
+    def sampler(n: int, generator: torch.Generator) -> Tensor:
+        loaded = split()
+        return loaded.noisy(loaded.train[loaded.rows(n, generator)], generator)
+
+    return DatasetSpec(
+        name=name,
+        summary=summary,
+        sampler=sampler,
+        dim=dim,
+        entropy=None,
+        entropy_source="not known: a finite sample of an unknown density",
+        description=description,
+        split=split,
+        transform=transform,
+        discrete=discrete,
+    )
 
 
 RECORD_TYPES["datasets"] = DatasetSpec

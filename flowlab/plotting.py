@@ -157,3 +157,60 @@ def draw_dynamics(flow: Flow, axes: Any, limits: tuple[float, float], seed: int,
         ax.set_xlabel("z₁", fontsize=8)
         ax.set_ylabel("z₂", fontsize=8)
     axes[-1].figure.colorbar(arrows, ax=list(axes[1:]), label="speed ‖f(t, z)‖", shrink=0.85)
+
+
+def image_side(dim: int) -> int | None:
+    """The side of a square image of ``dim`` pixels (8 for the 64 of digits), or ``None`` if ``dim`` is no square."""
+    side = round(dim**0.5)
+    return side if side * side == dim and side > 1 else None
+
+
+def mosaic(images: torch.Tensor, side: int, columns: int = 8) -> torch.Tensor:
+    """``[n, side²]`` images tiled ``columns`` to a row, one blank pixel between them, as one 2-D array."""
+    n = len(images)
+    rows = -(-n // columns)
+    out = torch.full((rows * (side + 1) - 1, columns * (side + 1) - 1), float("nan"))
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        out[r * (side + 1) : r * (side + 1) + side, c * (side + 1) : c * (side + 1) + side] = image.reshape(side, side)
+    return out
+
+
+def image_figure(flow: Flow, dataset: DatasetSpec, *, count: int = 64, seed: int = 0, title: str | None = None) -> Any:
+    """Square-image data (digits): ``count`` test images beside ``count`` samples ``x = f(z)``, each as a grid of
+    8 to a row, on one grey scale from the data's range (samples clamped to it, as pixels are)."""
+    side = image_side(flow.dim)
+    if side is None or dataset.dim != flow.dim:
+        raise OptionError(
+            f"plot: an image grid needs square images (dim = side²) of the flow's dimension, got dim {flow.dim} "
+            f"and data of dim {dataset.dim}"
+        )
+    plt = pyplot()
+    data = dataset.test_points(count, generator(seed, "plot-data"))[:count]
+    with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
+        samples = flow.sample(count).detach().cpu().to(torch.float32)
+    low, high = float(data.min()), float(data.max())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), layout="constrained")
+    for ax, images, what in ((axes[0], data, "test data"), (axes[1], samples.clamp(low, high), "samples x = f(z)")):
+        ax.imshow(mosaic(images, side).numpy(), cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
+        ax.set_title(f"{what} ({len(images)} images, {side}×{side})")
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_images(
+    flow: Flow,
+    dataset: DatasetSpec,
+    path: str,
+    *,
+    count: int = 64,
+    seed: int = 0,
+    fmt: str | None = None,
+    title: str | None = None,
+) -> None:
+    """Save :func:`image_figure` to ``path`` in format ``fmt`` (default: from the suffix of ``path``)."""
+    fig = image_figure(flow, dataset, count=count, seed=seed, title=title)
+    fig.savefig(path, dpi=72, format=fmt)
+    pyplot().close(fig)

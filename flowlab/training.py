@@ -29,10 +29,12 @@ from torch import nn
 from flowlab.bijector import Bijector
 from flowlab.checkpoint import read_checkpoint, save_checkpoint
 from flowlab.data import DatasetSpec
+from flowlab.datafiles import DataFileError, resolve_dataset
 from flowlab.errors import CheckpointError, DeviceError, DivergenceError, NonFiniteError, OptionError, UnknownFlowError
 from flowlab.evaluation import NLL, held_out_nll
 from flowlab.flow import Flow
-from flowlab.registry import build, dataset_spec, flow_spec
+from flowlab.preprocess import Preprocessed
+from flowlab.registry import build, flow_spec
 from flowlab.seeding import generator, global_rng
 
 #: a loss above ``first + EXPLOSION_FACTOR * max(1, |first|)`` (first: the first loss of a fit) has exploded
@@ -60,9 +62,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def build_flow(name: str, dim: int, options: dict[str, Any]) -> Flow:
-    """``Flow(build(name, dim, **options))``: the registered flow with a standard-normal base."""
-    return Flow(cast(Bijector, build(name, dim, **options)))
+def build_flow(name: str, dim: int, options: dict[str, Any], transform: Bijector | None = None) -> Flow:
+    """``Flow(build(name, dim, **options))``: the registered flow with a standard-normal base; with a dataset's
+    preprocessing ``transform`` (model space -> data space, :mod:`flowlab.preprocess`) composed after it, so that
+    the flow's density is one of the data in their own units."""
+    learned = cast(Bijector, build(name, dim, **options))
+    return Flow(learned if transform is None else Preprocessed(learned, transform))
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,16 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu") -> None:
         self.config = config
-        self.dataset: DatasetSpec = dataset_spec(config.data)
+        self.dataset: DatasetSpec = resolve_dataset(config.data)  # a registered name or a data file
         self.device = resolve_device(device)
         with global_rng(config.seed, "init"):  # initial parameters are a function of the seed too
-            self.flow = build_flow(config.flow, self.dataset.dim, config.options).to(self.device)
+            self.flow = build_flow(config.flow, self.dataset.dim, config.options, self.dataset.preprocessing())
+            self.flow = self.flow.to(self.device)
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        self.test_points = self.draw(config.eval_size, "test")
+        #: the held-out set: the test split of a finite dataset, else eval_size points of the stream (seed, "test")
+        self.test_points = self.dataset.test_points(config.eval_size, generator(config.seed, "test")).to(self.device)
         #: where and at which step the last checkpoint was written (or read, for a resumed run)
         self.saved: tuple[str, int] | None = None
 
@@ -332,6 +339,8 @@ def _installed(path: str) -> Iterator[None]:
         yield
     except UnknownFlowError as exc:
         raise CheckpointError(f"{path}: the checkpoint needs a flow or dataset that is not installed: {exc}") from None
+    except DataFileError as exc:
+        raise CheckpointError(f"{path}: the checkpoint's data file: {exc}") from None
     except OptionError as exc:
         raise CheckpointError(f"{path}: the checkpoint's options are not valid for the installed flow: {exc}") from None
 
@@ -351,6 +360,6 @@ def load_flow(path: str, device: str | torch.device = "cpu") -> tuple[Flow, Trai
     checkpoint = read_checkpoint(path)
     config = config_from(checkpoint, path)
     with _installed(path):
-        flow = build_flow(config.flow, checkpoint["dim"], config.options)
+        flow = build_flow(config.flow, checkpoint["dim"], config.options, resolve_dataset(config.data).preprocessing())
     load_state(flow, checkpoint, path)
     return flow.to(target).eval(), config, checkpoint

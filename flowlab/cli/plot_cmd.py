@@ -13,9 +13,10 @@ from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "plot",
-        help="picture of a trained 2D flow (needs matplotlib)",
+        help="picture of a trained 2D flow, or image grids of a flow on square images (needs matplotlib)",
         description="Draw the data, the learned density as a heatmap and samples side by side; for continuous flows "
-        "also particle trajectories over t and the vector field at t = 0, 0.5, 1. Needs the 'plot' extra "
+        "also particle trajectories over t and the vector field at t = 0, 0.5, 1. For square images (digits: 64 = 8×8) "
+        "a grid of 64 test images beside 64 samples. Needs the 'plot' extra "
         "(pip install 'flowlab-nf[plot]').",
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'flowlab train'")
@@ -30,17 +31,25 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowlab.checkpoint import atomic_write
-    from flowlab.plotting import plot_flow, pyplot, run_title
-    from flowlab.registry import dataset_spec
+    from flowlab.datafiles import display_name, resolve_dataset
+    from flowlab.plotting import image_side, plot_flow, plot_images, pyplot, run_title
     from flowlab.training import load_flow
 
     load_plugin_files(args.plugins)
     pyplot()  # fail early, before loading anything, if matplotlib is missing
     flow, config, checkpoint = load_flow(args.checkpoint, args.device)
-    dataset = dataset_spec(args.data or config.data)
+    dataset = resolve_dataset(args.data or config.data)
     fmt = Path(args.out).suffix.lstrip(".") or "png"
     nll = next((entry["test_nll"] for entry in reversed(checkpoint["history"]) if "test_nll" in entry), None)
-    title = run_title(config.flow, config.data, checkpoint["step"], nll)
-    atomic_write(args.out, lambda tmp: plot_flow(flow, dataset, tmp, n=args.n, seed=args.seed, fmt=fmt, title=title))
+    title = run_title(config.flow, display_name(config.data), checkpoint["step"], nll)
+    images = flow.dim != 2 and image_side(flow.dim) is not None  # square images (digits): grids of samples
+
+    def draw(tmp: str) -> None:
+        if images:
+            plot_images(flow, dataset, tmp, seed=args.seed, fmt=fmt, title=title)
+        else:
+            plot_flow(flow, dataset, tmp, n=args.n, seed=args.seed, fmt=fmt, title=title)
+
+    atomic_write(args.out, draw)
     console().print(f"wrote {args.out}")
     return 0

@@ -33,7 +33,10 @@ def add_parser(subparsers: Any) -> None:
         "the last good checkpoint.",
     )
     parser.add_argument("--flow", help="registered flow (see 'flowlab list'); taken from the checkpoint with --resume")
-    parser.add_argument("--data", help="registered dataset, e.g. 8gaussians, moons, checkerboard, 2spirals")
+    parser.add_argument(
+        "--data",
+        help="registered dataset (e.g. moons, 8gaussians, digits) or a .npy/.csv file of rows (docs/data.md)",
+    )
     parser.add_argument(
         "--option",
         "-o",
@@ -117,6 +120,7 @@ CONFIG_ARGS = ("flow", "data", "steps", "batch_size", "lr", "seed", "eval_every"
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowlab.datafiles import canonical, display_name
     from flowlab.errors import CheckpointError, OptionError
     from flowlab.training import RESUMABLE_OPTIONS, TrainConfig, Trainer
 
@@ -126,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
         given["options"] = parse_options(args.option)
     if args.out is None and (args.flow is None or args.data is None):
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
-    path = Path(args.out or f"runs/{args.flow}-{args.data}") / CHECKPOINT
+    if "data" in given:  # a data file is recorded by absolute path and content hash
+        given["data"] = canonical(given["data"])
+    path = Path(args.out or f"runs/{args.flow}-{Path(display_name(args.data or '')).stem}") / CHECKPOINT
     if args.resume:
         trainer = Trainer.resume(
             str(path), args.device, steps=given.pop("steps", None), options=given.pop("options", None)

@@ -1,4 +1,5 @@
-"""flowlab plugin ``datasets``: the eight 2D toy densities of the FFJORD suite.
+"""flowlab plugin ``datasets``: the eight 2D toy densities of the FFJORD suite and scikit-learn's digits
+(``digits.py``, 64-d, a finite dataset with a fixed split).
 
 Entropies (nats) are ``H = −E_p[log p(x)]``: closed form where there is one, otherwise a Monte-Carlo average of the
 exact log-density (``toys.py``) over 10⁵ points (standard error ≈ 0.003); ``tests/test_datasets.py`` re-estimates
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab import DatasetSpec, hookimpl
-from flowlab_datasets import toys
+from flowlab_datasets import digits, toys
 
 MC = "Monte Carlo: −mean log p over 10⁵ points with the exact density (quadrature over the curve), SE ≈ 0.003"
 
@@ -102,5 +103,5 @@ SPECS = (
 
 @hookimpl
 def flowlab_register_datasets(register: Any) -> None:
-    for spec in SPECS:
+    for spec in (*SPECS, digits.SPEC):
         register(spec)

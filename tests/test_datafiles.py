@@ -1,0 +1,144 @@
+"""Datasets from files (``--data PATH``): reading .npy/.csv, one-line errors for malformed files, the fixed split,
+standardisation with its log-det counted, the path and content hash recorded for eval and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import flowlab
+from flowlab.checks.measure import batch_jacobian
+from flowlab.cli import main
+from flowlab.datafiles import FINGERPRINT, DataFileError, canonical, file_dataset, resolve_dataset
+from flowlab.preprocess import Preprocessed, Standardize
+
+TINY = ["--flow", "affine", "--steps", "2", "--batch-size", "16", "--eval-every", "2"]
+
+
+def rows(n: int = 60, seed: int = 0) -> np.ndarray:
+    """Points of very different scales and offsets per column (so standardisation matters)."""
+    return np.random.default_rng(seed).normal(size=(n, 3)) * [1.0, 10.0, 100.0] + [0.0, 5.0, -50.0]
+
+
+@pytest.fixture
+def npy(tmp_path):
+    path = tmp_path / "my.npy"
+    np.save(path, rows())
+    return path
+
+
+def test_npy_and_csv_with_a_header_give_the_same_dataset(tmp_path, npy):
+    csv = tmp_path / "my.csv"
+    np.savetxt(csv, rows(), delimiter=",", header="a,b,c", comments="", fmt="%.17g")
+    a, b = file_dataset(str(npy)), file_dataset(str(csv))
+    assert a.dim == b.dim == 3 and a.finite and not a.discrete
+    assert torch.equal(a.split().train, b.split().train) and torch.equal(a.split().test, b.split().test)
+    assert (len(a.split().train), len(a.split().test)) == (48, 12)
+
+
+def test_training_draws_are_training_rows_and_test_points_the_test_rows(npy):
+    spec = file_dataset(str(npy))
+    x = spec.sample(500, torch.Generator().manual_seed(0))
+    train = {tuple(r) for r in spec.split().train.tolist()}
+    assert all(tuple(r) in train for r in x.tolist())
+    assert torch.equal(spec.test_points(99, torch.Generator()), spec.split().test)
+
+
+@given(seed=st.integers(0, 2**16), dim=st.integers(1, 4), batch=st.integers(1, 6))
+def test_standardize_inverts_and_its_log_dets_are_the_autograd_jacobians(seed, dim, batch):
+    g = torch.Generator().manual_seed(seed)
+    bijector = Standardize(
+        torch.randn(dim, generator=g, dtype=torch.float64), torch.rand(dim, generator=g).double() + 0.1
+    )
+    x = 10 * torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    y, inverse_ladj = bijector.inverse(x)
+    back, forward_ladj = bijector(y)
+    assert torch.allclose(back, x, atol=1e-10, rtol=1e-12)
+    expected = torch.linalg.slogdet(batch_jacobian(lambda v: bijector.inverse(v)[0], x))[1]
+    assert torch.allclose(inverse_ladj, expected, atol=1e-12) and torch.allclose(forward_ladj, -inverse_ladj)
+
+
+def test_the_density_of_the_file_is_the_model_density_of_the_standardised_rows_over_prod_std(npy):
+    """``log q(x) = log q_y((x − m)/s) − Σ log s``: the standardisation's log-det is counted (NLL in file units)."""
+    spec = file_dataset(str(npy))
+    transform = spec.preprocessing()
+    assert isinstance(transform, Standardize)
+    learned = flowlab.build("affine", 3)
+    x = spec.split().test
+    expected = flowlab.Flow(learned).log_prob((x - transform.mean) / transform.std) - transform.std.log().sum()
+    assert torch.allclose(flowlab.Flow(Preprocessed(learned, transform)).log_prob(x), expected, atol=1e-4)
+
+
+def write(tmp_path, name: str, content: object) -> str:
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        np.save(path, content)
+    return str(path)
+
+
+MALFORMED = {
+    "one_row.npy": (rows(1), "expected at least 4 rows"),
+    "nan.npy": (
+        np.array([[1.0, np.nan], [2, 3], [4, 5], [6, 7]]),
+        "expected finite numbers, got nan at row 1, column 2",
+    ),
+    "inf.csv": ("1,2\n3,inf\n5,6\n7,8\n", "expected finite numbers, got inf at row 2, column 2"),
+    "strings.npy": (np.array([["a", "b"]] * 5), "expected a numeric array"),
+    "ragged.csv": ("1,2\n3,4,5\n6,7\n8,9\n", "ragged rows: line 2 has 3 fields, the first row 2"),
+    "text.csv": ("x,y\n1,2\n3,oops\n5,6\n7,8\n", "expected numbers, got 'oops' on line 3"),
+    "flat.npy": (np.arange(10.0), r"expected a 2-D array \[rows, columns\], got shape \(10,\)"),
+    "constant.npy": (np.c_[np.arange(10.0), np.ones(10)], r"column\(s\) 2 are constant"),
+    "header_only.csv": ("a,b\n", "got no data rows"),
+    "table.txt": ("1,2\n", "expected a .npy or .csv file, got .txt"),
+    "broken.npy": ("not an npy file", "not a readable .npy array"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_a_malformed_file_is_a_one_line_usage_error_and_nothing_is_written(tmp_path, capsys, name):
+    content, message = MALFORMED[name]
+    path = write(tmp_path, name, content)
+    before = (tmp_path / name).read_bytes()
+    with pytest.raises(DataFileError, match=message):
+        file_dataset(path)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--data", path, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and path in err
+    assert not out.exists() and (tmp_path / name).read_bytes() == before
+
+
+def test_a_missing_file_is_named(tmp_path, capsys):
+    assert main(["train", *TINY, "--data", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "r")]) == 2
+    assert "nope.npy: cannot read the data file" in capsys.readouterr().err
+
+
+def test_train_on_a_file_records_it_and_eval_finds_it_from_elsewhere_until_it_changes(
+    tmp_path, npy, capsys, monkeypatch
+):
+    before = npy.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--data", "my.npy", "--out", "run"]) == 0
+    assert npy.read_bytes() == before, "the data file is only read"
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    data = torch.load(checkpoint, weights_only=True)["config"]["data"]
+    assert data == canonical(str(npy)) and data.startswith(str(npy.resolve()) + FINGERPRINT)
+    monkeypatch.chdir(tmp_path.parent)
+    capsys.readouterr()
+    assert main(["eval", checkpoint, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 12 and result["data"] == str(npy.resolve())
+    assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / (3 * math.log(2)))
+    np.save(npy, rows(seed=1))
+    assert main(["eval", checkpoint]) == 1
+    assert "the file changed since the run was made" in capsys.readouterr().err
+    with pytest.raises(DataFileError, match="changed"):
+        resolve_dataset(data)
