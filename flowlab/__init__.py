@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "DatasetSpec": "flowlab.data",
     "AdapterError": "flowlab.errors",
     "CheckpointError": "flowlab.errors",
+    "ContextError": "flowlab.errors",
     "ConvergenceError": "flowlab.errors",
     "DivergenceError": "flowlab.errors",
     "MissingDependencyError": "flowlab.errors",
@@ -51,6 +52,7 @@ __all__ = [
     "Bijector",
     "CheckpointError",
     "Compose",
+    "ContextError",
     "ConvergenceError",
     "DatasetSpec",
     "DeviceError",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
     from flowlab.errors import (
         AdapterError,
         CheckpointError,
+        ContextError,
         ConvergenceError,
         DeviceError,
         DivergenceError,

@@ -9,18 +9,28 @@ Sign convention (used everywhere in flowlab). A bijector maps base points ``z`` 
 Both log-determinants have shape ``[batch]``, and for the same pair of points they are negatives of each other.
 A :class:`~flowlab.flow.Flow` evaluates densities in the inverse direction:
 ``log p_x(x) = log p_z(z) + log|det ∂z/∂x|`` with ``z = inverse(x)``.
+
+Conditioning (``docs/conditioning.md``). A bijector built with ``context_dim = k > 0`` is a family of bijections
+indexed by a context ``c ∈ R^k``: ``forward(z, context=c)``, ``inverse(x, context=c)`` with ``c`` of shape
+``[batch, k]``, one context per row; the log-dets are those of the map in ``z`` (or ``x``) at fixed ``c``. A
+bijector with ``context_dim = 0`` (the default) takes no context and refuses one with a
+:class:`~flowlab.errors.ContextError`; a subclass whose ``forward``/``inverse`` have no ``context`` parameter (any
+bijector written before conditioning existed) is unconditional and gets that refusal from this base class.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
-from typing import cast
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from flowlab.errors import ShapeError
+from flowlab.errors import ContextError, ShapeError
+from flowlab.validation import require_context
 
 
 class Bijector(nn.Module, abc.ABC):
@@ -28,17 +38,68 @@ class Bijector(nn.Module, abc.ABC):
 
     Subclasses set ``self.dim`` and implement :meth:`forward` and :meth:`inverse` on ``[batch, dim]`` tensors.
     Everything is an ``nn.Module``: parameters and buffers follow ``.to(device, dtype)``.
+
+    A conditional subclass sets ``self.context_dim = k`` and takes ``context: Tensor | None = None`` in both
+    methods; :meth:`conditioner_input` joins the context to what its networks read.
     """
 
     dim: int
+    #: the number of context features the bijector conditions on; 0: unconditional (takes no context)
+    context_dim: int = 0
 
-    @abc.abstractmethod
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Map base points to data points: ``(x, log|det ∂x/∂z|)``, the log-det of shape ``[batch]``."""
+    if TYPE_CHECKING:  # declared as callables so that subclasses written without ``context`` still type-check
+        forward: Callable[..., tuple[Tensor, Tensor]]
+        inverse: Callable[..., tuple[Tensor, Tensor]]
+    else:
 
-    @abc.abstractmethod
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Map data points to base points: ``(z, log|det ∂z/∂x|)``, the log-det of shape ``[batch]``."""
+        @abc.abstractmethod
+        def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            """Map base points to data points: ``(x, log|det ∂x/∂z|)``, the log-det of shape ``[batch]``; a
+            conditional bijector at ``context`` (``[batch, context_dim]``)."""
+
+        @abc.abstractmethod
+        def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            """Map data points to base points: ``(z, log|det ∂z/∂x|)``, the log-det of shape ``[batch]``; a
+            conditional bijector at ``context`` (``[batch, context_dim]``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give a ``forward``/``inverse`` without a ``context`` parameter one that refuses a context (see the module
+        docstring): ``forward(z)`` keeps working, ``forward(z, context=c)`` is a ``ContextError``, not a
+        ``TypeError`` about an unexpected keyword."""
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "inverse"):
+            method = cls.__dict__.get(name)
+            if inspect.isfunction(method) and not _takes_context(method):
+                setattr(cls, name, _refusing_context(method))
+
+    def conditioner_input(self, h: Tensor, context: Tensor | None) -> Tensor:
+        """What a conditional layer's network reads: ``h`` itself when unconditional, else ``[h, context]``
+        concatenated along the features. Checks the context's presence and shape (``[batch, context_dim]``,
+        :func:`~flowlab.validation.require_context`); its values are checked once, by ``Flow``."""
+        if context is None and not self.context_dim:
+            return h
+        checked = require_context(context, self.context_dim, h.shape[0], owner=type(self).__name__)
+        return h if checked is None else torch.cat([h, checked], dim=-1)
+
+
+def _takes_context(method: Callable[..., Any]) -> bool:
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == "context" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _refusing_context(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def unconditional(self: Bijector, *args: Any, context: Tensor | None = None, **kwargs: Any) -> Any:
+        if context is not None:
+            require_context(context, 0, 0, owner=f"{type(self).__name__}.{method.__name__}")
+        return method(self, *args, **kwargs)
+
+    return unconditional
+
+
+def context_dim_of(module: nn.Module) -> int:
+    """``module.context_dim`` (0 for a module that has none: any bijector written without conditioning)."""
+    return int(getattr(module, "context_dim", 0))
 
 
 class Compose(Bijector):
@@ -56,25 +117,45 @@ class Compose(Bijector):
         if len(dims) != 1:
             raise ShapeError(f"Compose: expected bijectors of one dimension, got dims {sorted(dims)}")
         self.dim = dims.pop()
+        contexts = {context_dim_of(b) for b in self.layers} - {0}
+        if len(contexts) > 1:
+            raise ContextError(
+                f"Compose: expected conditional bijectors of one context_dim, got context_dims {sorted(contexts)}"
+            )
+        self.context_dim = contexts.pop() if contexts else 0
 
     @property
     def layers(self) -> list[Bijector]:
         """The bijectors, in the order ``forward`` applies them."""
         return cast("list[Bijector]", list(self.bijectors))
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        total = z.new_zeros(z.shape[0])
-        for bijector in self.layers:
-            z, ladj = bijector(z)
-            total = total + ladj
-        return z, total
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The layers in order; ``context`` (``[batch, context_dim]``) goes to the conditional ones only."""
+        return self._chain([(b, b) for b in self.layers], "forward", z, context)
 
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        total = x.new_zeros(x.shape[0])
-        for bijector in reversed(self.layers):
-            x, ladj = bijector.inverse(x)
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The layers' inverses in reverse order; ``context`` goes to the conditional ones only."""
+        return self._chain([(b, b.inverse) for b in reversed(self.layers)], "inverse", x, context)
+
+    def _chain(
+        self,
+        steps: list[tuple[Bijector, Callable[..., tuple[Tensor, Tensor]]]],
+        direction: str,
+        points: Tensor,
+        context: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Apply ``(layer, method)`` in order, summing the log-dets (forward calls the module, so hooks run)."""
+        total = points.new_zeros(points.shape[0])
+        if context is None and not self.context_dim:
+            for _, method in steps:
+                points, ladj = method(points)
+                total = total + ladj
+            return points, total
+        context = require_context(context, self.context_dim, points.shape[0], owner=f"Compose.{direction}")
+        for bijector, method in steps:
+            points, ladj = method(points, context=context) if context_dim_of(bijector) else method(points)
             total = total + ladj
-        return x, total
+        return points, total
 
 
 class Permutation(Bijector):

@@ -4,6 +4,8 @@ distributions (Pyro, zuko, ``torch.distributions.kl``-style helpers): ``Flow.as_
 Shapes follow torch's conventions: ``batch_shape == ()``, ``event_shape == (dim,)``; ``sample(sample_shape)`` and
 ``rsample(sample_shape)`` return ``sample_shape + (dim,)``; ``log_prob(value)`` takes any ``(..., dim)`` and returns
 ``(...)``. The view shares the flow's parameters: gradients of ``rsample`` and ``log_prob`` reach them.
+A conditional flow is viewed at one context: ``flow.as_distribution(context=c)`` with ``c`` of shape
+``[context_dim]`` is the distribution ``p(x | c)`` (``docs/conditioning.md``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,16 @@ class FlowDistribution(Distribution):
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {}
     support = constraints.real_vector
 
-    def __init__(self, flow: Flow, validate_args: bool | None = None) -> None:
+    def __init__(self, flow: Flow, validate_args: bool | None = None, context: Tensor | None = None) -> None:
         self.flow = flow
+        if context is not None and flow.context_dim and (not isinstance(context, Tensor) or context.dim() != 1):
+            given = list(context.shape) if isinstance(context, Tensor) else type(context).__name__
+            raise ShapeError(
+                f"FlowDistribution: expected one context of shape [{flow.context_dim}] (the distribution at that "
+                f"context), got {given}"
+            )
+        flow.context_for(context, 1, "FlowDistribution")  # presence, shape, dtype and device, before any draw
+        self.context = context
         super().__init__(torch.Size(), torch.Size([flow.dim]), validate_args=validate_args)
 
     @property
@@ -44,7 +54,8 @@ class FlowDistribution(Distribution):
         shape = torch.Size(sample_shape)
         n = shape.numel()
         z = self.flow.base.rsample(torch.Size([n]))
-        x = self.flow.bijector(z)[0] if n else z
+        context = self.flow.context_for(self.context, n, "FlowDistribution.rsample")
+        x = (self.flow.bijector(z) if context is None else self.flow.bijector(z, context=context))[0] if n else z
         return x.reshape(*shape, self.flow.dim)
 
     def sample(self, sample_shape: Any = ()) -> Tensor:
@@ -63,7 +74,7 @@ class FlowDistribution(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         flat = value.reshape(-1, self.flow.dim)
-        return self.flow.log_prob(flat).reshape(value.shape[:-1])
+        return self.flow.log_prob(flat, self.context).reshape(value.shape[:-1])
 
     def __repr__(self) -> str:
         return f"FlowDistribution(dim={self.flow.dim}, bijector={type(self.flow.bijector).__name__})"

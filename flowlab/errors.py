@@ -95,3 +95,9 @@ class DivergenceError(FlowlabError, ArithmeticError):
         self.step = step
         self.saved_step = saved_step
         self.value = value
+
+
+class ContextError(FlowlabError, ValueError):
+    """A conditioning context was given to an unconditional flow (``context_dim == 0``), or none was given to a
+    conditional one (``context_dim > 0``); a context of the wrong shape, dtype or device is a ``ShapeError``,
+    ``DtypeError`` or ``DeviceError`` like any input (``docs/conditioning.md``)."""

@@ -7,12 +7,18 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, distributions, nn
 
-from flowlab.bijector import Bijector
+from flowlab.bijector import Bijector, context_dim_of
 from flowlab.errors import NonFiniteError, OptionError, ShapeError
-from flowlab.validation import check_points, module_dtype_device
+from flowlab.spec import Option
+from flowlab.validation import check_context, check_points, module_dtype_device, require_context
 
 if TYPE_CHECKING:
     from flowlab.distribution import FlowDistribution
+
+#: the build option of a conditional flow (``docs/conditioning.md``): ``context_dim=k > 0`` conditions the flow's
+#: networks on a context in ``R^k``; 0, the default, builds the unconditional flow. The conformance kit draws it
+#: from ``flowlab.checks.strategies.CONTEXT_DIMS`` for every flow that has an option of this name.
+CONTEXT_OPTION = Option(0, "context features the flow is conditioned on (0: unconditional)", low=0)
 
 
 class Flow(nn.Module):
@@ -26,6 +32,13 @@ class Flow(nn.Module):
 
     ``validate=True`` checks every input (shape, dtype, device, finite values) and raises a
     :class:`~flowlab.errors.FlowlabError` that says what was expected.
+
+    **Conditioning** (``docs/conditioning.md``). With a conditional bijector (``bijector.context_dim = k > 0``) the
+    flow is the conditional density ``p(x | c)``: every method takes ``context``, of shape ``[rows, k]`` (one context
+    per row: per point of ``x``, per sample) or ``[k]`` (one context for every row). The base distribution does not
+    depend on ``c``. An unconditional flow (``context_dim = 0``) refuses a context, a conditional one requires it
+    (:class:`~flowlab.errors.ContextError`), with or without ``validate``; ``validate`` also checks the context's
+    dtype, device and values as it checks ``x``.
     """
 
     _loc: Tensor
@@ -36,6 +49,7 @@ class Flow(nn.Module):
         super().__init__()
         self.bijector = bijector
         self.dim = int(bijector.dim)
+        self.context_dim = context_dim_of(bijector)
         self.validate = validate
         if base is not None:
             if tuple(base.event_shape) != (self.dim,) or tuple(base.batch_shape) != ():
@@ -54,36 +68,54 @@ class Flow(nn.Module):
             return self._base
         return distributions.Independent(distributions.Normal(self._loc, torch.ones_like(self._loc)), 1)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """``log p(x)`` for ``x`` of shape ``[batch, dim]``; returns ``[batch]`` (``[0]`` for an empty batch).
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log p(x)`` (``log p(x | context)``) for ``x`` of shape ``[batch, dim]``; returns ``[batch]`` (``[0]``
+        for an empty batch). ``context``: ``[batch, context_dim]`` or ``[context_dim]`` (see the class docstring).
 
         With ``validate``, a non-finite ``z`` or log-det from ``bijector.inverse`` raises
         :class:`~flowlab.errors.NonFiniteError` naming the rows and the magnitudes reached.
         """
         if self.validate:
             check_points(x, self.dim, name="x", module=self)
+        context = self.context_for(context, x.shape[0], "Flow.log_prob")
         if x.shape[0] == 0:
             return x.new_zeros(0)
-        z, ladj = self.bijector.inverse(x)
+        z, ladj = self.bijector.inverse(x) if context is None else self.bijector.inverse(x, context=context)
         if self.validate:
             check_inverse(z, ladj)
         return self.base.log_prob(z) + ladj
 
-    def sample(self, n: int) -> Tensor:
-        """``n`` samples, shape ``[n, dim]``."""
-        return self.bijector(self._draw(n))[0]
-
-    def sample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` samples and their log-densities in one pass: ``log p(x) = log p_z(z) - log|det ∂x/∂z|``."""
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """``n`` samples, shape ``[n, dim]``; ``context``: ``[n, context_dim]`` (sample ``i`` at ``context[i]``) or
+        ``[context_dim]`` (all ``n`` at the one context)."""
         z = self._draw(n)
-        x, ladj = self.bijector(z)
+        context = self.context_for(context, n, "Flow.sample")
+        return (self.bijector(z) if context is None else self.bijector(z, context=context))[0]
+
+    def sample_and_log_prob(self, n: int, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` samples and their log-densities in one pass: ``log p(x) = log p_z(z) - log|det ∂x/∂z|``;
+        ``context`` as in :meth:`sample`."""
+        z = self._draw(n)
+        context = self.context_for(context, n, "Flow.sample_and_log_prob")
+        x, ladj = self.bijector(z) if context is None else self.bijector(z, context=context)
         return x, self.base.log_prob(z) - ladj
 
-    def as_distribution(self, validate_args: bool | None = None) -> FlowDistribution:
-        """This flow as a ``torch.distributions.Distribution`` (``event_shape (dim,)``, ``rsample``, ...)."""
+    def as_distribution(self, validate_args: bool | None = None, *, context: Tensor | None = None) -> FlowDistribution:
+        """This flow as a ``torch.distributions.Distribution`` (``event_shape (dim,)``, ``rsample``, ...); a
+        conditional flow at one ``context`` of shape ``[context_dim]``."""
         from flowlab.distribution import FlowDistribution
 
-        return FlowDistribution(self, validate_args=validate_args)
+        return FlowDistribution(self, validate_args=validate_args, context=context)
+
+    def context_for(self, context: Tensor | None, rows: int, owner: str) -> Tensor | None:
+        """The context of ``rows`` rows as the bijector takes it: ``None``, or ``[rows, context_dim]`` (a
+        ``[context_dim]`` context expanded, a view). Presence and shape are checked always, dtype, device and
+        values with ``validate``; ``owner`` names the caller in the error."""
+        if context is None and not self.context_dim:
+            return None
+        if self.validate:
+            return check_context(context, self.context_dim, rows, owner=owner, module=self, shared=True)
+        return require_context(context, self.context_dim, rows, owner=owner, shared=True)
 
     def _draw(self, n: int) -> Tensor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

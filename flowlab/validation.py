@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flowlab.errors import DeviceError, DtypeError, NonFiniteError, ShapeError
+from flowlab.errors import ContextError, DeviceError, DtypeError, NonFiniteError, ShapeError
 
 
 def module_dtype_device(module: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
@@ -60,3 +60,63 @@ def check_points(
         shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
         raise NonFiniteError(f"{name}: expected finite values, got NaN or inf in {len(bad)} row(s): {shown}")
     return x
+
+
+def require_context(
+    context: object, context_dim: int, rows: int, *, owner: str, shared: bool = False
+) -> torch.Tensor | None:
+    """The presence and shape of a conditioning context (no pass over its values: cheap enough for every layer).
+
+    The convention (``docs/conditioning.md``): a flow built with ``context_dim = k > 0`` needs a context of shape
+    ``[rows, k]``, one per row of its input; with ``shared=True`` (``Flow``'s methods) a context of shape ``[k]``
+    is also accepted and is the context of every row (returned expanded to ``[rows, k]``, a view). A flow with
+    ``context_dim = 0`` takes none. Returns ``None`` for an unconditional flow without a context; raises
+    :class:`~flowlab.errors.ContextError` for a context given to an unconditional flow or missing for a
+    conditional one, :class:`~flowlab.errors.DtypeError` for a non-tensor, :class:`~flowlab.errors.ShapeError`
+    for a wrong shape. ``owner`` names the caller in the message (``"Flow.log_prob"``).
+    """
+    expected = f"[{rows}, {context_dim}]" + (f" (one per row) or [{context_dim}] (one for every row)" if shared else "")
+    if context is None:
+        if context_dim == 0:
+            return None
+        raise ContextError(
+            f"{owner}: this flow is conditional (context_dim {context_dim}): expected a context of shape {expected}, "
+            "got none; pass context=..."
+        )
+    given = list(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
+    if context_dim == 0:
+        raise ContextError(
+            f"{owner}: this flow is unconditional (context_dim 0) and takes no context, got a context {given}; "
+            "build a conditional flow to condition on it (a flow with a context_dim option, e.g. "
+            "flowlab.build('nsf', 3, context_dim=2))"
+        )
+    if not isinstance(context, torch.Tensor):
+        raise DtypeError(f"{owner}: expected a context tensor of shape {expected}, got {given}")
+    if shared and context.dim() == 1 and context.shape[0] == context_dim:
+        return context.expand(rows, context_dim)
+    if context.dim() != 2 or context.shape[1] != context_dim:
+        raise ShapeError(f"{owner}: expected a context of shape {expected} (context_dim {context_dim}), got {given}")
+    if context.shape[0] != rows:
+        raise ShapeError(
+            f"{owner}: expected a context of shape {expected}: one row per point ({rows}), got {context.shape[0]} "
+            f"rows (shape {given})"
+        )
+    return context
+
+
+def check_context(
+    context: object,
+    context_dim: int,
+    rows: int,
+    *,
+    owner: str,
+    module: nn.Module | None = None,
+    shared: bool = False,
+    finite: bool = True,
+) -> torch.Tensor | None:
+    """:func:`require_context`, then the checks of :func:`check_points` on the context's values: a floating dtype
+    equal to ``module``'s, its device, finite values (``finite=True``)."""
+    checked = require_context(context, context_dim, rows, owner=owner, shared=shared)
+    if checked is not None:
+        check_points(checked, context_dim, name="context", module=module, finite=finite)
+    return checked

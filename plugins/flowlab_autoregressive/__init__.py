@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from flowlab import Compose, FlowSpec, Option, hookimpl
+from flowlab.flow import CONTEXT_OPTION
 from flowlab_autoregressive.bijector import ACTIVATIONS, AffineAutoregressive, Reads, ordering
 
 #: per flow: the side its conditioner reads, the direction that is one parallel pass, the sequential one
@@ -47,6 +48,12 @@ is dead at a point or `hidden < d − 1` (then some hidden degrees are missing).
 input (the kit's stress case: d = 32, inputs of scale 25, float32). With `identity_init=True` the MADE's output
 layer and skip are zero: every layer starts as the identity. On R^1 a layer is the elementwise affine map
 `x = z·exp(s) + m` with constant `s, m` (the MADE reads no input).
+
+**Conditioning** (`context_dim=k`, `docs/conditioning.md`). The MADE also reads a context `c ∈ R^k`, which feeds
+every unit of its first hidden layer without a mask (hidden degrees then start at 0: units that read only `c`,
+so the first coordinate is conditioned too): `(m_i, ŝ_i)` depend on `({reads}_{{<i}}, c)`. At fixed `c`
+the Jacobian in `z` keeps its triangle, so the log-det is still `Σ_i s_i`; the sequential direction passes the
+same `c` to each of its d passes.
 
 **Sign convention.** `forward(z) -> (x, +Σ_k Σ_i s_i)`, `inverse(x) -> (z, −Σ_k Σ_i s_i)`;
 `log p(x) = log p_z(z) − Σ_k Σ_i s_i` with `z = inverse(x)`.
@@ -99,6 +106,7 @@ OPTIONS = {
         choices=("reverse", "random"),
     ),
     "seed": Option(0, "seed of the random permutations", low=0),
+    "context_dim": CONTEXT_OPTION,
 }
 
 REFERENCES = (

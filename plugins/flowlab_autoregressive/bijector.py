@@ -12,6 +12,11 @@ whose Jacobian ``∂x/∂z`` is lower-triangular with diagonal ``exp(s_i)``, so 
   (``x`` is known); ``forward`` needs ``dim`` sequential passes (``x_i`` needs ``x_{<i}`` first).
 - IAF (``reads="z"``): ``m_i, ŝ_i`` are functions of ``z_{<i}``. ``forward`` is one parallel pass; ``inverse``
   needs ``dim`` sequential passes.
+
+With ``context_dim = k > 0`` the MADE also reads a context ``c`` (``[batch, k]``): ``m_i, ŝ_i`` are functions of
+``(u_{<i}, c)``. The context feeds every unit of the first hidden layer, unmasked (it is not a coordinate of the
+map, so any dependence on it keeps the Jacobian in ``z`` triangular), and hidden units of degree 0 (reading the
+context alone) reach the first coordinate too; the log-det is the same ``Σ_i s_i``.
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ class MaskedLinear(nn.Linear):
         return functional.linear(u, self.weight * self.mask, self.bias)
 
 
-def hidden_degrees(dim: int, width: int) -> Tensor:
+def hidden_degrees(dim: int, width: int, *, conditional: bool = False) -> Tensor:
     """MADE degrees of one hidden layer: ``1, 2, ..., dim−1, 1, 2, ...`` (cyclic, so every degree is present
-    when ``width ≥ dim − 1``); all ``0`` for ``dim = 1`` (units that read no input)."""
-    return torch.arange(width) % max(1, dim - 1) + min(1, dim - 1)
+    when ``width ≥ dim − 1``); all ``0`` for ``dim = 1`` (units that read no input). ``conditional``: ``0, 1, ...,
+    dim−1, 0, ...``: units of degree 0 read the context alone, so that the first output depends on it too."""
+    lowest = 0 if conditional else min(1, dim - 1)
+    return torch.arange(width) % max(1, dim - lowest) + lowest
 
 
 class MADE(nn.Module):
@@ -57,17 +64,24 @@ class MADE(nn.Module):
     sees the units of degree ``≤ k`` below it, output ``i`` (degree ``i``) the units of degree ``< i``. A masked
     linear *skip* connection from the input to the output (strictly lower-triangular) gives every dependence
     ``u_j -> (m_i, ŝ_i)``, ``j < i``, a path that no dead ReLU and no ``hidden < dim − 1`` can cut.
+
+    ``context_dim = k > 0``: ``k`` more inputs, the context, that every unit of the first hidden layer reads (their
+    mask columns are all ones), and hidden degrees from 0 (units that read the context alone), so every output,
+    the first included, may depend on it.
     """
 
-    def __init__(self, dim: int, *, hidden: int, depth: int, activation: str) -> None:
+    def __init__(self, dim: int, *, hidden: int, depth: int, activation: str, context_dim: int = 0) -> None:
         super().__init__()
         inputs = torch.arange(1, dim + 1)
         outputs = inputs.repeat(2)  # m_1..m_d, ŝ_1..ŝ_d
         layers: list[nn.Module] = []
         below = inputs
-        for _ in range(depth):
-            degrees = hidden_degrees(dim, hidden)
-            layers += [MaskedLinear(degrees[:, None] >= below[None, :]), ACTIVATIONS[activation]()]
+        for k in range(depth):
+            degrees = hidden_degrees(dim, hidden, conditional=context_dim > 0)
+            mask = degrees[:, None] >= below[None, :]
+            if k == 0 and context_dim:
+                mask = torch.cat([mask, torch.ones(hidden, context_dim, dtype=torch.bool)], dim=1)
+            layers += [MaskedLinear(mask), ACTIVATIONS[activation]()]
             below = degrees
         self.hidden = nn.Sequential(*layers)
         self.out = MaskedLinear(outputs[:, None] > below[None, :])
@@ -79,8 +93,10 @@ class MADE(nn.Module):
             nn.init.zeros_(layer.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        shift, raw_scale = (self.out(self.hidden(u)) + self.skip(u)).chunk(2, dim=-1)
+    def forward(self, u: Tensor, conditioned: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(m, ŝ)`` from ``u``; ``conditioned``: ``[u, c]``, what the first hidden layer reads when conditional."""
+        hidden = self.hidden(u if conditioned is None else conditioned)
+        shift, raw_scale = (self.out(hidden) + self.skip(u)).chunk(2, dim=-1)
         return shift, raw_scale
 
 
@@ -98,6 +114,7 @@ class AffineAutoregressive(Bijector):
         activation: str = "relu",
         scale_bound: float = 3.0,
         identity_init: bool = True,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         if dim < 1:
@@ -105,41 +122,46 @@ class AffineAutoregressive(Bijector):
         if reads not in ("x", "z"):
             raise OptionError(f"autoregressive layer: expected reads='x' (MAF) or 'z' (IAF), got {reads!r}")
         self.dim = dim
+        self.context_dim = int(context_dim)
         self.reads = reads
         self.scale_bound = float(scale_bound)
-        self.made = MADE(dim, hidden=hidden, depth=depth, activation=activation)
+        self.made = MADE(dim, hidden=hidden, depth=depth, activation=activation, context_dim=self.context_dim)
         if identity_init:
             self.made.zero_output()
 
-    def conditioner(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """``(m, s)`` from the side the layer reads (``x`` for MAF, ``z`` for IAF), ``s`` soft-clamped."""
-        shift, raw_scale = self.made(u)
+    def conditioner(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(m, s)`` from the side the layer reads (``x`` for MAF, ``z`` for IAF) and the context, ``s``
+        soft-clamped."""
+        conditioned = None if context is None and not self.context_dim else self.conditioner_input(u, context)
+        shift, raw_scale = self.made(u, conditioned)
         return shift, soft_clamp(raw_scale, self.scale_bound)
 
-    def _sequential(self, given: Tensor, step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    def _sequential(
+        self, given: Tensor, step: Callable[[Tensor, Tensor, Tensor], Tensor], context: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """Solve for the read side ``u`` from the other side ``given``: ``dim`` passes of ``u <- step(given, m(u),
         s(u))`` from ``u = 0``. After pass ``k`` the first ``k`` coordinates are exact (coordinate ``i`` needs only
         ``u_{<i}``), so after ``dim`` passes all are; the last pass's ``s`` was computed from exact ``u_{<i}``."""
         u = torch.zeros_like(given)
         for _ in range(self.dim):
-            shift, s = self.conditioner(u)
+            shift, s = self.conditioner(u, context)
             u = step(given, shift, s)
         return u, s
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.reads == "z":  # IAF: one pass
-            shift, s = self.conditioner(z)
+            shift, s = self.conditioner(z, context)
             x = affine(z, shift, s)
         else:  # MAF: dim passes
-            x, s = self._sequential(z, affine)
+            x, s = self._sequential(z, affine, context)
         return x, s.sum(dim=-1)
 
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.reads == "x":  # MAF: one pass
-            shift, s = self.conditioner(x)
+            shift, s = self.conditioner(x, context)
             z = unaffine(x, shift, s)
         else:  # IAF: dim passes
-            z, s = self._sequential(x, unaffine)
+            z, s = self._sequential(x, unaffine, context)
         return z, -s.sum(dim=-1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab import FlowSpec, Option, hookimpl
+from flowlab.flow import CONTEXT_OPTION
 from flowlab_coupling.bijector import ACTIVATIONS, AffineCoupling
 
 EXPLANATION = r"""
@@ -33,6 +34,10 @@ between them (see `stacked`) so every coordinate is transformed.
 **Initialisation.** With `identity_init=True` the conditioner's last layer is zero, so the layer starts as the
 identity (`s = 0`, `t = 0`): a deep stack starts as a well-conditioned map.
 
+**Conditioning** (`context_dim=k`, `docs/conditioning.md`). The conditioner reads the context `c ∈ R^k`
+appended to `z_a`: `s(z_a, c)`, `t(z_a, c)`. For each `c` the layer is a bijection of `z` with the same
+triangular Jacobian, so `log|det ∂x/∂z| = Σ_j s_j(z_a, c)`.
+
 **Sign convention.** `forward(z) -> (x, +Σ s)`, `inverse(x) -> (z, −Σ s)`; `log p(x) = log p_z(z) − Σ s`.
 """
 
@@ -55,6 +60,7 @@ SPEC = FlowSpec(
         "activation": Option("relu", "conditioner activation", choices=tuple(ACTIVATIONS)),
         "scale_bound": Option(3.0, "B in s = B·tanh(ŝ/B)", low=1e-3),
         "identity_init": Option(True, "zero the conditioner's last layer", choices=(True, False)),
+        "context_dim": CONTEXT_OPTION,
     },
     references=(
         "Dinh, Sohl-Dickstein & Bengio (2017). Density estimation using Real NVP. https://arxiv.org/abs/1605.08803",

@@ -31,6 +31,9 @@ class AffineCoupling(Bijector):
 
     ``x_a = z_a``,  ``x_b = z_b · exp(s(z_a)) + t(z_a)``,  ``s = B · tanh(ŝ / B)``,
     ``log|det ∂x/∂z| = Σ_j s_j(z_a)``.
+
+    With ``context_dim = k > 0`` the conditioner reads ``[z_a, c]`` (the context ``c``, ``[batch, k]``, appended to
+    its input): ``s(z_a, c)``, ``t(z_a, c)``; the log-det is that of the map in ``z`` at fixed ``c``, the same sum.
     """
 
     def __init__(
@@ -43,23 +46,25 @@ class AffineCoupling(Bijector):
         activation: str = "relu",
         scale_bound: float = 3.0,
         identity_init: bool = True,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         self.dim = dim
+        self.context_dim = int(context_dim)
         self.scale_bound = float(scale_bound)
         start = 0 if parity == "even" else 1
         # strided slices (views) rather than index tensors: splitting and joining cost ~4x less than gathers
         self.kept, self.moved = slice(start, None, 2), slice(1 - start, None, 2)
         n_kept = len(range(dim)[self.kept])
-        self.conditioner = mlp(n_kept, 2 * (dim - n_kept), hidden, depth, activation)
+        self.conditioner = mlp(n_kept + self.context_dim, 2 * (dim - n_kept), hidden, depth, activation)
         if identity_init:
             last = self.conditioner[-1]
             assert isinstance(last, nn.Linear)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
-    def _scale_shift(self, kept: Tensor) -> tuple[Tensor, Tensor]:
-        raw_scale, shift = self.conditioner(kept).chunk(2, dim=-1)
+    def _scale_shift(self, kept: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        raw_scale, shift = self.conditioner(self.conditioner_input(kept, context)).chunk(2, dim=-1)
         return soft_clamp(raw_scale, self.scale_bound), shift
 
     def _join(self, kept: Tensor, moved: Tensor) -> Tensor:
@@ -68,14 +73,14 @@ class AffineCoupling(Bijector):
         out[:, self.moved] = moved
         return out
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z_a = z[:, self.kept]
-        s, t = self._scale_shift(z_a)
+        s, t = self._scale_shift(z_a, context)
         x_b = z[:, self.moved] * s.exp() + t
         return self._join(z_a, x_b), s.sum(dim=-1)
 
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a = x[:, self.kept]
-        s, t = self._scale_shift(x_a)
+        s, t = self._scale_shift(x_a, context)
         z_b = (x[:, self.moved] - t) * (-s).exp()
         return self._join(x_a, z_b), -s.sum(dim=-1)

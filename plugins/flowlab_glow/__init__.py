@@ -8,6 +8,7 @@ from flowlab_coupling.bijector import ACTIVATIONS
 from flowlab_stacked.bijector import MIN_STD
 
 from flowlab import Compose, FlowSpec, Option, hookimpl
+from flowlab.flow import CONTEXT_OPTION
 from flowlab_glow.bijector import glow_step
 
 EXPLANATION = rf"""
@@ -44,13 +45,33 @@ singular one raises `SingularMatrixError`). Both start at a random rotation (`|d
 ActNorm, O(d) with `lu=True` besides the coupling network's cost. The linear map mixes every coordinate, so one
 step already has a dense Jacobian (`flowlab explain glow --jacobian`).
 
+**Conditioning** (`context_dim=k`, `docs/conditioning.md`). Each step's coupling conditioner reads the context
+`c ∈ R^k` appended to `g_a` (as in `coupling`); ActNorm and `W` do not depend on `c`. The log-det at fixed `c` is
+the same sum.
+
 **Sign convention.** `forward(z) -> (x, +Σ_k log|det J_k|)`, `inverse(x) -> (z, −Σ_k log|det J_k|)`;
 `log p(x) = log p_z(z) + log|det ∂z/∂x|`.
 """
 
 
-def build(dim: int, *, steps: int, hidden: int, depth: int, activation: str, scale_bound: float, lu: bool) -> Compose:
-    coupling = {"hidden": hidden, "depth": depth, "activation": activation, "scale_bound": scale_bound}
+def build(
+    dim: int,
+    *,
+    steps: int,
+    hidden: int,
+    depth: int,
+    activation: str,
+    scale_bound: float,
+    lu: bool,
+    context_dim: int = 0,
+) -> Compose:
+    coupling = {
+        "hidden": hidden,
+        "depth": depth,
+        "activation": activation,
+        "scale_bound": scale_bound,
+        "context_dim": context_dim,
+    }
     return Compose(glow_step(dim, ("even", "odd")[k % 2], lu=lu, **coupling) for k in range(steps))
 
 
@@ -70,6 +91,7 @@ SPEC = FlowSpec(
         "lu": Option(
             True, "LU-parametrised W, O(d) log-det; False: a plain W with slogdet, O(d³)", choices=(True, False)
         ),
+        "context_dim": CONTEXT_OPTION,
     },
     # a small conditioner and two steps keep `flowlab check glow` within a few seconds of CPU per property; the
     # kit still draws `lu` and `activation`, and two steps already alternate the coupling's parity

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab import Compose, FlowSpec, Option, hookimpl
+from flowlab.flow import CONTEXT_OPTION
 from flowlab_spline.bijector import ACTIVATIONS, neural_spline_flow
 from flowlab_spline.spline import MIN_DERIVATIVE, MIN_HEIGHT, MIN_WIDTH
 
@@ -49,6 +50,10 @@ next. From 4 layers on (3 for even `d`) every output depends on every input; a r
 **Cost per layer.** One MLP pass (O(hidden · (d + hidden · depth + d · 3K))) plus O(d log K) for the bin search and
 O(d) for the spline, in either direction.
 
+**Conditioning** (`context_dim=k`, `docs/conditioning.md`). Each layer's MLP reads the context `c ∈ R^k`
+appended to the kept part: `θ(x_a, c)`. At fixed `c` every layer is the same kind of monotone spline coupling, so
+the log-det is the same sum of `log S'`.
+
 **Sign convention.** `forward(z) -> (x, log|det ∂x/∂z|)` is sampling and uses `S⁻¹`; `inverse(x) -> (z, Σ log
 S'(x_b))` is the density direction; `log p(x) = log p_z(z) + Σ_layers Σ_b log S'(x_b)`.
 """
@@ -77,6 +82,7 @@ SPEC = FlowSpec(
         "identity_init": Option(
             True, "zero the conditioner's last layer (each layer starts as the identity)", choices=(True, False)
         ),
+        "context_dim": CONTEXT_OPTION,
     },
     # a small conditioner keeps `flowlab check nsf` cheap (the kit's cost is the MLP's; the spline is O(d))
     check_options={"hidden": 16, "depth": 1},

@@ -38,6 +38,8 @@ class SplineCoupling(Bijector):
     ``z_a = x_a``,  ``z_b = S(x_b; θ(x_a))`` (density direction),  ``x_b = S⁻¹(z_b; θ(z_a))`` (sampling),
     ``log|det ∂z/∂x| = Σ_b log S'(x_b)``. ``θ``: per moved coordinate, ``3K − 1`` values (``K`` widths, ``K``
     heights, ``K − 1`` interior derivatives) from one MLP, made valid by :func:`flowlab_spline.spline.constrain`.
+    With ``context_dim = k > 0`` the MLP reads ``[x_a, c]``, the context ``c`` (``[batch, k]``) appended:
+    ``θ(x_a, c)``; the log-det at fixed ``c`` is the same sum.
     """
 
     def __init__(
@@ -50,27 +52,29 @@ class SplineCoupling(Bijector):
         depth: int,
         activation: str,
         identity_init: bool,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         self.dim, self.bins, self.bound = dim, bins, float(bound)
+        self.context_dim = int(context_dim)
         self.split = dim // 2
         self.conditioner = conditioner(
-            self.split, (dim - self.split) * (3 * bins - 1), hidden, depth, activation, identity_init
+            self.split + self.context_dim, (dim - self.split) * (3 * bins - 1), hidden, depth, activation, identity_init
         )
 
-    def _couple(self, kept: Tensor, moved: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        raw = self.conditioner(kept).view(*moved.shape, 3 * self.bins - 1)
+    def _couple(self, kept: Tensor, moved: Tensor, inverse: bool, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        raw = self.conditioner(self.conditioner_input(kept, context)).view(*moved.shape, 3 * self.bins - 1)
         widths, heights, derivatives = constrain(raw, self.bins)
         out, log_slope = rational_quadratic(
             moved, widths, heights, derivatives, inverse=inverse, bound=self.bound, check=False
         )
         return torch.cat([kept, out], dim=-1), log_slope.sum(dim=-1)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self._couple(z[:, : self.split], z[:, self.split :], inverse=True)
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._couple(z[:, : self.split], z[:, self.split :], True, context)
 
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._couple(x[:, : self.split], x[:, self.split :], inverse=False)
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._couple(x[:, : self.split], x[:, self.split :], False, context)
 
 
 def roll(dim: int) -> Permutation:

@@ -10,6 +10,7 @@ from torch import nn
 
 import flowlab
 from flowlab import Compose, FlowSpec, Option, OptionError, Permutation, hookimpl
+from flowlab.flow import CONTEXT_OPTION
 from flowlab_stacked.bijector import ActNorm
 
 EXPLANATION = r"""
@@ -35,6 +36,10 @@ permutations).
 **ActNorm** (`actnorm=True`): `x = z ⊙ exp(σ) + μ` per coordinate, initialised from the first training batch so
 the data enter each block standardised; afterwards it is batch-independent.
 
+**Conditioning** (`context_dim=k`, `docs/conditioning.md`): every block is built with `context_dim=k` (the block
+must have that option: `coupling` has), and the stack passes the context to each of them; permutations and
+ActNorm do not depend on it.
+
 **Sign convention.** `forward(z) -> (x, Σ_k log|det ∂f_k|)`; `log p(x) = log p_z(z) + log|det ∂z/∂x|`.
 """
 
@@ -48,6 +53,7 @@ def build(
     actnorm: bool,
     seed: int,
     block_options: dict[str, Any],
+    context_dim: int = 0,
 ) -> Compose:
     discrete = [name for name, spec in flowlab.flows().items() if spec.kind == "discrete" and name != "stacked"]
     if block not in discrete:
@@ -56,6 +62,7 @@ def build(
             f"{', '.join(repr(n) for n in discrete)}"
         )
     spec = flowlab.flow_spec(block)
+    block_options = with_context(block, spec, block_options, context_dim)
     pick_parity = "parity" in spec.options and "parity" not in block_options and permutation != "none"
     generator = torch.Generator().manual_seed(seed)
     order = torch.arange(dim)  # order[i]: the input coordinate found at position i
@@ -74,6 +81,24 @@ def build(
             options["parity"], kept = choose_parity(order, moves, kept, k)
         layers.append(flowlab.build(block, dim, **options))
     return Compose(layers)
+
+
+def with_context(block: str, spec: FlowSpec, block_options: dict[str, Any], context_dim: int) -> dict[str, Any]:
+    """``block_options`` with the stack's ``context_dim`` for every block; :class:`OptionError` if the block cannot
+    be conditioned (it has no ``context_dim`` option) or ``block_options`` asks for another ``context_dim``."""
+    if not context_dim:
+        return block_options
+    if "context_dim" not in spec.options:
+        raise OptionError(
+            f"stacked: option context_dim={context_dim} needs a block that can be conditioned (one with a "
+            f"context_dim option), got block={block!r}"
+        )
+    if block_options.get("context_dim", context_dim) != context_dim:
+        raise OptionError(
+            f"stacked: option context_dim={context_dim} and block_options context_dim="
+            f"{block_options['context_dim']!r} disagree; give it once"
+        )
+    return {**block_options, "context_dim": context_dim}
 
 
 def choose_parity(order: torch.Tensor, moves: torch.Tensor, previous: set[int], k: int) -> tuple[str, set[int]]:
@@ -121,6 +146,7 @@ SPEC = FlowSpec(
         "actnorm": Option(False, "ActNorm before each block", choices=(False, True)),
         "seed": Option(0, "seed of the random permutations", low=0),
         "block_options": Option({}, "options passed to every block, e.g. {'hidden': 32}"),
+        "context_dim": CONTEXT_OPTION,
     },
     references=(
         "Dinh, Sohl-Dickstein & Bengio (2017). Density estimation using Real NVP. https://arxiv.org/abs/1605.08803",
