@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "flowlab.cli.eval_cmd",
     "flowlab.cli.sample_cmd",
     "flowlab.cli.plot_cmd",
+    "flowlab.cli.compare_cmd",
 )
 
 
