@@ -1,0 +1,380 @@
+"""Speed and quality of ``stacked`` (affine coupling), ``maf`` and ``nsf`` against zuko, nflows and normflows.
+
+    python benchmarks/families.py speed [--dims 2 16 64] [--families stacked maf nsf] [--threads 2 1] [--rounds 5]
+    python benchmarks/families.py compile [--dims 16] [--families stacked maf nsf]
+    OMP_NUM_THREADS=1 python benchmarks/families.py quality [--families nsf maf] [--seeds 0 1 2] [--steps 2000]
+    OMP_NUM_THREADS=1 python benchmarks/families.py directions [--dims 2 16]
+
+``speed``: for each thread count (``torch.set_num_threads``), dimension and family, flowlab's flow and each peer of
+(nearly) the same parameter count are timed in interleaved rounds (``torch.utils.benchmark``, the median of each
+measurement; flowlab and the peers alternate within a round): ``log_prob`` and ``sample`` at batch 4096 under
+``no_grad``, one training step (forward, backward, Adam) at batch 512. The table gives the median over rounds and
+the ratio flowlab / fastest peer (≤ 1: as fast or faster); the load average is printed before and after. Peers'
+hidden widths are chosen so that their parameter counts come closest to flowlab's (both counts are printed); a
+missing peer is reported, not fatal.
+
+``compile``: the same timings for flowlab's flows eager and under ``torch.compile`` (``Flow(validate=False)``: the
+finiteness check's ``bool()`` is a graph break), with the compile time.
+
+``quality``: ``nsf`` against zuko's ``NSF`` and ``maf`` against zuko's ``MAF`` at equal parameter counts, trained on
+exactly the same batches (the flowlab trainer's ``(seed, "batch", k)`` stream), same steps, batch and learning
+rate, evaluated on the same 20000 held-out points; one row per seed, then the median over seeds.
+
+``directions``: the cost of each direction (``log_prob``: data -> noise; ``sample``: noise -> data) of every
+family at its defaults, for the tutorial's table (docs/tutorial/04-families.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from training import (
+    EVAL_POINTS,
+    Model,
+    median_ms,
+    nflows_realnvp,
+    normflows_realnvp,
+    peer_nll,
+    train_peer,
+    train_step,
+    zuko_realnvp,
+)
+
+import flowlab
+from flowlab.evaluation import held_out_nll
+from flowlab.seeding import generator
+from flowlab.training import TrainConfig, Trainer
+
+FAMILIES = ("stacked", "maf", "nsf")
+#: flowlab's options per family for the speed table (stacked as in benchmarks/training.py, maf and nsf at defaults)
+SPEED_OPTIONS: dict[str, dict[str, Any]] = {
+    "stacked": {"blocks": 8, "block_options": {"hidden": 64}},
+    "maf": {},
+    "nsf": {},
+}
+#: quality: flowlab's options and zuko's flow, at equal parameter counts in 2D (printed by the run)
+QUALITY: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
+    # nsf moves one of the two coordinates per layer, zuko's NSF both: 5 layers of nsf have the parameters of 4 of NSF
+    "nsf": ({"layers": 5}, "NSF", {"transforms": 4, "hidden_features": (64, 64)}),
+    "maf": ({}, "MAF", {"transforms": 4, "hidden_features": (64, 64)}),
+}
+
+
+def parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def nearest(make: Callable[[int], nn.Module], target: int) -> tuple[int, nn.Module]:
+    """The hidden width ``h`` whose ``make(h)`` has the parameter count closest to ``target`` (counts grow with
+    ``h``: bisection), and that module."""
+    low, high = 2, 2048
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if parameters(make(middle)) < target else (low, middle)
+    best = min((low, high), key=lambda h: abs(parameters(make(h)) - target))
+    return best, make(best)
+
+
+# -- models -----------------------------------------------------------------------------------------------------------
+def flowlab_model(family: str, dim: int, *, validate: bool = True, **options: Any) -> Model:
+    flow = flowlab.Flow(flowlab.build(family, dim, **{**SPEED_OPTIONS[family], **options}), validate=validate)
+    return Model(f"flowlab {family}", flow, flow.log_prob, flow.sample)
+
+
+def zuko_model(name: str, flow: nn.Module) -> Model:
+    return Model(name, flow, lambda x: flow().log_prob(x), lambda n: flow().sample((n,)))
+
+
+def normflows_model(name: str, dim: int, layers: list[nn.Module]) -> Model:
+    import normflows as nf
+
+    flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), layers)
+    return Model(name, flow, flow.log_prob, lambda n: flow.sample(n)[0])
+
+
+def maf_peers(dim: int, target: int) -> list[Callable[[], Model]]:
+    def zuko_maf() -> Model:
+        import zuko
+
+        h, flow = nearest(lambda h: zuko.flows.MAF(dim, transforms=4, hidden_features=(h, h)), target)
+        return zuko_model(f"zuko MAF (hidden {h})", flow)
+
+    def nflows_maf() -> Model:
+        from nflows.flows.autoregressive import MaskedAutoregressiveFlow
+
+        def make(h: int) -> nn.Module:
+            return MaskedAutoregressiveFlow(dim, h, num_layers=4, num_blocks_per_layer=1, use_residual_blocks=False)
+
+        h, flow = nearest(make, target)
+        return Model(f"nflows MAF (hidden {h})", flow, flow.log_prob, flow.sample)
+
+    def normflows_maf() -> Model:
+        import normflows as nf
+
+        def layers(h: int) -> nn.ModuleList:
+            stack: list[nn.Module] = []
+            for _ in range(4):
+                # normflows' layer alone runs as an IAF (its `forward`, sampling, is the parallel pass): `Reverse`
+                # makes it a MAF, the density in one pass and sampling in d
+                layer = nf.flows.MaskedAffineAutoregressive(dim, h, num_blocks=1, use_residual_blocks=False)
+                stack += [nf.flows.Reverse(layer), nf.flows.Permute(dim, mode="swap")]
+            return nn.ModuleList(stack)
+
+        h, stack = nearest(layers, target)
+        return normflows_model(f"normflows MAF (hidden {h})", dim, list(stack))
+
+    return [zuko_maf, nflows_maf, normflows_maf]
+
+
+def nsf_peers(dim: int, target: int) -> list[Callable[[], Model]]:
+    def zuko_nsf() -> Model:
+        import zuko
+
+        def make(h: int) -> nn.Module:  # passes=2: coupling, as nsf (zuko's default is autoregressive)
+            return zuko.flows.NSF(dim, transforms=4, bins=8, hidden_features=(h, h), passes=2)
+
+        h, flow = nearest(make, target)
+        return zuko_model(f"zuko NSF coupling (hidden {h})", flow)
+
+    def nflows_nsf() -> Model:
+        from flowlab_peers.nflows_flows import rqs
+        from nflows.distributions.normal import StandardNormal
+        from nflows.flows.base import Flow
+
+        def make(h: int) -> nn.Module:  # the peers plugin's nflows.rqs, its transform back in an nflows Flow
+            return Flow(rqs(dim, transforms=4, hidden=h, bins=8, tail_bound=5.0).peer, StandardNormal([dim]))
+
+        h, flow = nearest(make, target)
+        return Model(f"nflows RQS coupling (hidden {h})", flow, flow.log_prob, flow.sample)
+
+    def normflows_nsf() -> Model:
+        import normflows as nf
+
+        def layers(h: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                nf.flows.CoupledRationalQuadraticSpline(dim, 1, h, num_bins=8, tail_bound=5.0, reverse_mask=k % 2 == 1)
+                for k in range(4)
+            )
+
+        h, stack = nearest(layers, target)
+        return normflows_model(f"normflows RQS coupling (hidden {h})", dim, list(stack))
+
+    return [zuko_nsf, nflows_nsf, normflows_nsf]
+
+
+def stacked_peers(dim: int, target: int) -> list[Callable[[], Model]]:
+    return [lambda: zuko_realnvp(dim), lambda: nflows_realnvp(dim, target), lambda: normflows_realnvp(dim)]
+
+
+PEERS = {"stacked": stacked_peers, "maf": maf_peers, "nsf": nsf_peers}
+
+
+def peer_models(family: str, dim: int, target: int) -> list[Model]:
+    models = []
+    for make in PEERS[family](dim, target):
+        try:
+            models.append(make())
+        except ImportError as exc:
+            print(f"(skipped a peer: {exc})")
+    return models
+
+
+# -- speed ------------------------------------------------------------------------------------------------------------
+def load() -> str:
+    return "load average " + " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def time_models(models: list[Model], dim: int, rounds: int, min_run_time: float) -> dict[str, list[float]]:
+    """Median ms of ``log_prob`` 4096, ``sample`` 4096 and a training step 512 per model: the median over
+    ``rounds`` interleaved rounds (every model once per round) of ``torch.utils.benchmark``'s medians."""
+    x_eval, x_train = torch.randn(4096, dim), torch.randn(512, dim)
+    steps = {model.name: train_step(model, x_train) for model in models}
+    samples: dict[str, list[tuple[float, float, float]]] = {model.name: [] for model in models}
+    for _ in range(rounds):
+        for model in models:
+            with torch.no_grad():
+                lp = median_ms(lambda m=model, x=x_eval: m.log_prob(x), min_run_time)
+                sm = median_ms(lambda m=model: m.sample(4096), min_run_time)
+            tr = median_ms(steps[model.name], min_run_time)
+            samples[model.name].append((lp, sm, tr))
+    return {name: [statistics.median(column) for column in zip(*rows, strict=True)] for name, rows in samples.items()}
+
+
+def speed(args: argparse.Namespace) -> None:
+    print(f"torch {torch.__version__}; median ms over {args.rounds} interleaved rounds (lower is better)")
+    summary = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"\n### {threads} thread(s) ({load()})\n")
+        print("| d | model | parameters | log_prob 4096 | sample 4096 | train step 512 |")
+        print("|---|---|---|---|---|---|")
+        for dim, family in itertools.product(args.dims, args.families):
+            torch.manual_seed(0)
+            ours = flowlab_model(family, dim)
+            models = [ours, *peer_models(family, dim, ours.parameters)]
+            times = time_models(models, dim, args.rounds, args.min_run_time)
+            for model in models:
+                cells = " | ".join(f"{t:.2f}" for t in times[model.name])
+                print(f"| {dim} | {model.name} | {model.parameters} | {cells} |", flush=True)
+            peers = [model.name for model in models[1:]]
+            if peers:
+                fastest = [min(peers, key=lambda name, i=i: times[name][i]) for i in range(3)]
+                ratios = [times[ours.name][i] / times[fastest[i]][i] for i in range(3)]
+                cells = " | ".join(
+                    f"**{r:.2f}** ({name.split(' (')[0]})" for r, name in zip(ratios, fastest, strict=True)
+                )
+                print(f"| {dim} | ratio {ours.name} / fastest peer | | {cells} |", flush=True)
+                summary.append((threads, dim, family, ratios))
+        print(f"\n({load()} at the end)")
+    if summary:
+        print("\n| threads | d | family | log_prob | sample | train step |\n|---|---|---|---|---|---|")
+        for threads, dim, family, ratios in summary:
+            print(f"| {threads} | {dim} | {family} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+
+
+def compiled(model: Model) -> Model:
+    """``model`` with ``log_prob`` and ``sample`` under ``torch.compile`` (the training step compiles log_prob)."""
+    return Model(
+        model.name + " (torch.compile)", model.module, torch.compile(model.log_prob), torch.compile(model.sample)
+    )
+
+
+def compile_speed(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {load()}; median ms over {args.rounds} rounds\n")
+    print("| d | model | log_prob 4096 | sample 4096 | train step 512 | compile + first calls (s) |")
+    print("|---|---|---|---|---|---|")
+    for dim, family in itertools.product(args.dims, args.families):
+        torch.manual_seed(0)
+        eager = flowlab_model(family, dim, validate=False)
+        fast = compiled(flowlab_model(family, dim, validate=False))
+        x_eval, x_train = torch.randn(4096, dim), torch.randn(512, dim)
+        start = time.perf_counter()
+        with torch.no_grad():
+            fast.log_prob(x_eval), fast.sample(4096)
+        train_step(fast, x_train)()
+        seconds = time.perf_counter() - start
+        times = time_models([eager, fast], dim, args.rounds, args.min_run_time)
+        for model, extra in ((eager, "–"), (fast, f"{seconds:.1f}")):
+            cells = " | ".join(f"{t:.2f}" for t in times[model.name])
+            print(f"| {dim} | {model.name} (validate=False) | {cells} | {extra} |", flush=True)
+
+
+# -- quality ----------------------------------------------------------------------------------------------------------
+def zuko_flow(family: str, seed: int) -> nn.Module:
+    import zuko
+
+    _, name, options = QUALITY[family]
+    torch.manual_seed(seed)
+    return getattr(zuko.flows, name)(2, **options)
+
+
+def quality(args: argparse.Namespace) -> None:
+    print(f"{args.steps} steps, batch {args.batch_size}, Adam lr {args.lr}, held-out NLL on {EVAL_POINTS} points\n")
+    print("| family | dataset | seed | flowlab NLL ± SE | zuko NLL ± SE | flowlab − zuko | train s (flowlab / zuko) |")
+    print("|---|---|---|---|---|---|---|")
+    results: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    for data, seed, family in itertools.product(args.datasets, args.seeds, args.families):
+        points = flowlab.dataset_spec(data).sample(EVAL_POINTS, generator(1, "eval"))
+        options = QUALITY[family][0]
+        config = TrainConfig(
+            family, data, options, steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.steps,
+            seed=seed,
+        )  # fmt: skip
+        trainer = Trainer(config)
+        start = time.perf_counter()
+        trainer.fit()
+        ours_seconds = time.perf_counter() - start
+        ours = held_out_nll(trainer.flow, points)
+        peer = zuko_model("zuko", zuko_flow(family, seed))
+        start = time.perf_counter()
+        train_peer(peer, trainer, args.steps)
+        peer_seconds = time.perf_counter() - start
+        nats, se = peer_nll(peer, points)
+        results.setdefault((family, data), []).append((ours.nats, ours.se, nats, se))
+        print(
+            f"| {family} ({parameters(trainer.flow)}) | {data} | {seed} | {ours.nats:.3f} ± {ours.se:.3f} | "
+            f"{nats:.3f} ± {se:.3f} ({peer.parameters}) | {ours.nats - nats:+.3f} | "
+            f"{ours_seconds:.0f} / {peer_seconds:.0f} |",
+            flush=True,
+        )
+    print("\n| family | dataset | entropy | flowlab: median NLL (SE) | zuko: median NLL (SE) | difference | met |")
+    print("|---|---|---|---|---|---|---|")
+    for (family, data), rows in sorted(results.items()):
+        ours_row = sorted(rows, key=lambda r: r[0])[len(rows) // 2]
+        peer_row = sorted(rows, key=lambda r: r[2])[len(rows) // 2]
+        difference = ours_row[0] - peer_row[2]
+        met = (
+            "yes"
+            if difference <= 0
+            else ("within 2 SE" if difference <= 2 * math.hypot(ours_row[1], peer_row[3]) else "no")
+        )
+        print(
+            f"| {family} | {data} | {flowlab.dataset_spec(data).entropy} | {ours_row[0]:.3f} ({ours_row[1]:.3f}) | "
+            f"{peer_row[2]:.3f} ({peer_row[3]:.3f}) | {difference:+.3f} | {met} |"
+        )
+
+
+# -- the cost of each direction ---------------------------------------------------------------------------------------
+DIRECTION_FLOWS = ("stacked", "maf", "iaf", "nsf", "residual")
+
+
+def directions(args: argparse.Namespace) -> None:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, {load()}\n")
+    print("| flow | d | parameters | log_prob (density) ms | sample ms | sample / log_prob |")
+    print("|---|---|---|---|---|---|")
+    for flow_name, dim in itertools.product(args.flows, args.dims):
+        torch.manual_seed(0)
+        flow = flowlab.Flow(flowlab.build(flow_name, dim)).eval()
+        x = torch.randn(args.batch, dim)
+        with torch.no_grad():
+            density = median_ms(lambda f=flow, x=x: f.log_prob(x), args.min_run_time)
+            sampling = median_ms(lambda f=flow: f.sample(args.batch), args.min_run_time)
+        print(
+            f"| {flow_name} | {dim} | {parameters(flow)} | {density:.2f} | {sampling:.2f} | {sampling / density:.1f} |",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--dims", type=int, nargs="+", default=[2, 16, 64])
+    s.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    s.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads(), 1])
+    s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median of each cell is reported")
+    s.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per measurement")
+    c = sub.add_parser("compile")
+    c.add_argument("--dims", type=int, nargs="+", default=[16])
+    c.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--min-run-time", type=float, default=0.1)
+    q = sub.add_parser("quality")
+    q.add_argument("--families", nargs="+", default=list(QUALITY), choices=tuple(QUALITY))
+    q.add_argument("--datasets", nargs="+", default=["8gaussians", "checkerboard", "2spirals", "moons"])
+    q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    q.add_argument("--steps", type=int, default=2000)
+    q.add_argument("--batch-size", type=int, default=256)
+    q.add_argument("--lr", type=float, default=1e-3)
+    d = sub.add_parser("directions")
+    d.add_argument("--flows", nargs="+", default=list(DIRECTION_FLOWS))
+    d.add_argument("--dims", type=int, nargs="+", default=[2, 16])
+    d.add_argument("--batch", type=int, default=1024)
+    d.add_argument("--min-run-time", type=float, default=0.2)
+    args = parser.parse_args(argv)
+    {"speed": speed, "compile": compile_speed, "quality": quality, "directions": directions}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

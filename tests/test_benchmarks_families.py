@@ -1,0 +1,73 @@
+"""benchmarks/families.py: its peers match flowlab's parameter counts and directions, and each subcommand runs.
+
+No timing is asserted (speed lives in the benchmark's output, docs/benchmarks.md); these tests keep the script
+working and its comparisons fair: equal sizes, and every MAF peer with the density in one pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+for peer in ("zuko", "nflows", "normflows"):
+    pytest.importorskip(peer)
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def families():
+    sys.path.insert(0, str(BENCHMARKS))  # families.py imports its helpers from benchmarks/training.py
+    try:
+        spec = importlib.util.spec_from_file_location("families", BENCHMARKS / "families.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def flops(call) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        call()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("family", ["stacked", "maf", "nsf"])
+def test_peers_have_flowlabs_parameter_count(families, family):
+    ours = families.flowlab_model(family, 6)
+    peers = families.peer_models(family, 6, ours.parameters)
+    assert len(peers) == 3
+    for peer in peers:
+        assert abs(peer.parameters / ours.parameters - 1) < 0.05, (peer.name, peer.parameters, ours.parameters)
+
+
+def test_every_maf_evaluates_the_density_in_one_pass_and_samples_in_d(families):
+    dim = 6
+    ours = families.flowlab_model("maf", dim)
+    for model in (ours, *families.peer_models("maf", dim, ours.parameters)):
+        x = torch.randn(8, dim)
+        density, sampling = flops(lambda m=model, x=x: m.log_prob(x)), flops(lambda m=model: m.sample(8))
+        assert sampling / density > dim / 2, model.name  # normflows' layer unwrapped would be the other way round
+
+
+def test_nearest_width(families):
+    width, module = families.nearest(lambda h: torch.nn.Linear(3, h), 41)  # 4 parameters per unit
+    assert width == 10 and families.parameters(module) == 40
+
+
+def test_quality_and_speed_run(families, capsys):
+    families.main(["quality", "--families", "maf", "--datasets", "moons", "--seeds", "0", "--steps", "2"])
+    out = capsys.readouterr().out
+    assert "| maf (18480) | moons | 0 |" in out and "| maf | moons | 2.39 |" in out
+    families.main(
+        ["speed", "--dims", "2", "--families", "nsf", "--threads", "1", "--rounds", "1", "--min-run-time", "1e-3"]
+    )
+    out = capsys.readouterr().out
+    assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out
