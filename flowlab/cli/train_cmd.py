@@ -52,6 +52,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--eval-every", type=int, help="steps between held-out evaluations (default 200)")
     parser.add_argument("--eval-size", type=int, help="held-out points (default 4096)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        help="train on N local processes (torch.distributed, DDP: gloo on CPU, nccl on CUDA), the global batch split "
+        "across them; see docs/distributed.md for several machines",
+    )
     parser.add_argument("--out", default=None, help="run directory (default runs/FLOW-DATA)")
     parser.add_argument("--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT}")
     add_plugin_argument(parser)
@@ -122,9 +128,13 @@ CONFIG_ARGS = ("flow", "data", "steps", "batch_size", "lr", "seed", "eval_every"
 def run(args: argparse.Namespace) -> int:
     from flowlab.datafiles import canonical, display_name
     from flowlab.errors import CheckpointError, OptionError
-    from flowlab.training import RESUMABLE_OPTIONS, TrainConfig, Trainer
+    from flowlab.training import RESUMABLE_OPTIONS, TrainConfig
 
     load_plugin_files(args.plugins)
+    from flowlab.distributed import launch, launched, trainer_class
+
+    if args.nproc is not None and not launched():
+        return launch(args)  # re-runs this command in N workers (torch's elastic launcher)
     given = {name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None}
     if args.option:
         given["options"] = parse_options(args.option)
@@ -134,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         given["data"] = canonical(given["data"])
     path = Path(args.out or f"runs/{args.flow}-{Path(display_name(args.data or '')).stem}") / CHECKPOINT
     if args.resume:
-        trainer = Trainer.resume(
+        trainer = trainer_class().resume(
             str(path), args.device, steps=given.pop("steps", None), options=given.pop("options", None)
         )
         saved = trainer.config.to_dict()
@@ -152,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(
             f"{path} already exists; continue it with --resume, or choose another --out (nothing was overwritten)"
         )
-    return fit(Trainer(TrainConfig(**given), args.device), path)
+    return fit(trainer_class()(TrainConfig(**given), args.device), path)
 
 
 def fit(trainer: Trainer, path: Path) -> int:
