@@ -125,6 +125,7 @@ class Comparison:
     batch_size: int
     lr: float
     runs: list[RunResult] = field(default_factory=list)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summaries(self) -> list[FlowSummary]:
         flows = list(dict.fromkeys(r.flow for r in self.runs))
@@ -138,6 +139,7 @@ class Comparison:
             "seeds": self.seeds,
             "batch_size": self.batch_size,
             "lr": self.lr,
+            "options": self.options,
             "flows": [asdict(s) for s in self.summaries()],
             "runs": [asdict(r) for r in self.runs],
         }
@@ -213,17 +215,38 @@ def _same_run(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
 
 
 def configs(
-    flows: Sequence[str], data: str, seeds: Sequence[int], budget: Budget, *, batch_size: int, lr: float
+    flows: Sequence[str],
+    data: str,
+    seeds: Sequence[int],
+    budget: Budget,
+    *,
+    batch_size: int,
+    lr: float,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[TrainConfig]:
-    """The runs of a comparison, flow-major: every flow at every seed, the same data, batch, lr and budget."""
+    """The runs of a comparison, flow-major: every flow at every seed, the same data, batch, lr and budget;
+    ``options[flow]`` are that flow's options (e.g. to give a peer library's flow the same architecture)."""
+    options = options or {}
     if not flows:
         raise OptionError("compare: expected at least one flow")
     if len(set(flows)) != len(flows):
         raise OptionError(f"compare: each flow once, got {list(flows)}")
+    stray = sorted(set(options) - set(flows))
+    if stray:
+        raise OptionError(f"compare: options for {', '.join(stray)}, which is not among the flows {list(flows)}")
     steps = budget.steps if budget.steps is not None else MAX_STEPS
     every = max(1, math.ceil(steps / SAVES)) if budget.steps is not None else MAX_STEPS
     return [
-        TrainConfig(flow=f, data=data, steps=steps, batch_size=batch_size, lr=lr, seed=s, eval_every=every)
+        TrainConfig(
+            flow=f,
+            data=data,
+            options=dict(options.get(f, {})),
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=s,
+            eval_every=every,
+        )
         for f in flows
         for s in seeds
     ]
@@ -239,6 +262,7 @@ def compare(
     batch_size: int = 256,
     lr: float = 1e-3,
     device: str = "cpu",
+    options: dict[str, dict[str, Any]] | None = None,
     on_run: Callable[[TrainConfig, RunResult], None] | None = None,
 ) -> Comparison:
     """Run (or resume) every (flow, seed) of the comparison under ``out`` and write ``OUT/compare.json``."""
@@ -247,8 +271,8 @@ def compare(
     data = canonical(data)
     dataset = resolve_dataset(data)
     out = Path(out)
-    comparison = Comparison(data, dataset.dim, budget, list(seeds), batch_size, lr)
-    for config in configs(flows, data, seeds, budget, batch_size=batch_size, lr=lr):
+    comparison = Comparison(data, dataset.dim, budget, list(seeds), batch_size, lr, options=dict(options or {}))
+    for config in configs(flows, data, seeds, budget, batch_size=batch_size, lr=lr, options=options):
         result = run_one(config, budget, run_dir(out, config.flow, config.seed), device)
         comparison.runs.append(result)
         if on_run is not None:

@@ -87,3 +87,21 @@ def test_one_seed_shows_the_held_out_se_of_its_run():
     run = RunResult("affine", 0, 3.0, 0.25, 3.0 / (2 * math.log(2)), 100, 4, 1.0, 3, None)
     summary = FlowSummary.of([run], dim=2)
     assert (summary.nll, summary.se, summary.seeds) == (3.0, 0.25, 1)
+
+
+def test_options_go_to_their_flow_only():
+    from flowlab.cli.compare_cmd import flow_options
+
+    options = flow_options(["coupling:hidden=8", "coupling:depth=1", "affine:seed=3"])
+    assert options == {"coupling": {"hidden": 8, "depth": 1}, "affine": {"seed": 3}}
+    runs = configs(["affine", "coupling"], "moons", [0, 1], Budget(steps=3), options=options, **TINY)
+    assert [(c.flow, c.seed, c.options) for c in runs] == [
+        ("affine", 0, {"seed": 3}),
+        ("affine", 1, {"seed": 3}),
+        ("coupling", 0, {"hidden": 8, "depth": 1}),
+        ("coupling", 1, {"hidden": 8, "depth": 1}),
+    ]
+    with pytest.raises(OptionError, match="options for maf, which is not among the flows"):
+        configs(["affine"], "moons", [0], Budget(steps=3), options={"maf": {}}, **TINY)
+    with pytest.raises(OptionError, match="expected -o FLOW:KEY=VALUE"):
+        flow_options(["hidden=8"])

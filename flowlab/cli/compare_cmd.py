@@ -32,6 +32,13 @@ def add_parser(subparsers: Any) -> None:
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="optimizer steps per run")
     budget.add_argument("--seconds", type=float, help="seconds of training per run (steps vary by flow)")
+    parser.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        metavar="FLOW:KEY=VALUE",
+        help="an option of one of the flows, repeatable; VALUE is JSON or a string, e.g. -o zuko.maf:transforms=4",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="runs per flow, seeds 0..N-1 (default 1)")
     parser.add_argument("--batch-size", type=int, default=256, help="points per step (default 256)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise OptionError(f"compare: expected --seeds >= 1, got {args.seeds}")
     budget = Budget(steps=args.steps, seconds=args.seconds)
+    options = flow_options(args.option or [])
     if not args.no_plot:
         pyplot()  # fail before training, not after, if matplotlib is missing
     out = Path(args.out or f"runs/compare-{Path(display_name(args.data)).stem}")
@@ -75,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         device=args.device,
+        options=options,
         on_run=on_run,
     )
     written = [out / "compare.json"]
@@ -87,6 +96,20 @@ def run(args: argparse.Namespace) -> int:
         console().print(table(comparison))
     log.print("wrote " + ", ".join(map(str, written)))
     return 0
+
+
+def flow_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["maf:hidden=32", "maf:layers=2"]`` -> ``{"maf": {"hidden": 32, "layers": 2}}``."""
+    from flowlab.cli.options import parse_options
+    from flowlab.errors import OptionError
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        flow, colon, setting = item.partition(":")
+        if not colon or not flow or "=" not in setting:
+            raise OptionError(f"compare: expected -o FLOW:KEY=VALUE, got {item!r}")
+        options.setdefault(flow, {}).update(parse_options([setting]))
+    return options
 
 
 def table(comparison: Comparison) -> Table:
