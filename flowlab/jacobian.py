@@ -30,16 +30,18 @@ class JacobianView:
         return self.matrix == 0
 
 
-def jacobian_view(bijector: nn.Module, point: Tensor) -> JacobianView:
-    """Evaluate the forward Jacobian of ``bijector`` at ``point`` (shape ``[dim]``) in float64.
+def jacobian_view(bijector: nn.Module, point: Tensor, context: Tensor | None = None) -> JacobianView:
+    """Evaluate the forward Jacobian ``∂x/∂z`` of ``bijector`` at ``point`` (shape ``[dim]``) in float64; a
+    conditional bijector at ``context`` (shape ``[context_dim]``, held fixed: the Jacobian is in ``z`` only).
 
     The bijector and the point are moved to float64 on a copy, so the caller's module is not changed.
     """
     module = copy.deepcopy(bijector).double()
     z = point.detach().to(torch.float64)
-    matrix = torch.autograd.functional.jacobian(lambda v: module(v[None])[0][0], z)
+    kwargs = {} if context is None else {"context": context.detach().to(torch.float64).reshape(1, -1)}
+    matrix = torch.autograd.functional.jacobian(lambda v: module(v[None], **kwargs)[0][0], z)
     with torch.no_grad():
-        _, ladj = module(z[None])
+        _, ladj = module(z[None], **kwargs)
     return JacobianView(
         point=z,
         matrix=matrix.detach(),

@@ -113,7 +113,8 @@ def test_a_flow_without_explanation_gets_a_warning_not_a_failure(capsys):
 def test_drawn_cases_respect_the_spec(case: Case):
     spec = flowlab.flow_spec("stacked")
     assert spec.min_dim <= case.dim <= spec.min_dim + 4 and 1 <= case.batch <= 8
-    assert set(case.options) == {name for name, option in spec.options.items() if option.choices}
+    drawn = {name for name, option in spec.options.items() if option.choices} | {"context_dim"}
+    assert set(case.options) == drawn and case.options["context_dim"] in (0, 2)
     spec.resolve_options(case.options)  # every drawn option is allowed
 
 

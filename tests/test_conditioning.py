@@ -3,8 +3,14 @@ extra or mis-shaped context, a context-less third-party bijector, and the condit
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 import torch
+from hypothesis import given, settings
+from rich.console import Console
 from torch import Tensor, nn
 
 import flowlab
@@ -20,9 +26,30 @@ from flowlab import (
     Permutation,
     ShapeError,
 )
-from flowlab.checks.cases import perturb_
+from flowlab.checks.base import Case, checks
+from flowlab.checks.cases import case_context, perturb_
+from flowlab.checks.measure import InputModifiedError, apply
+from flowlab.checks.profiles import PROFILES
+from flowlab.checks.runner import Counterexample, PropertyRun, run_property
+from flowlab.checks.strategies import CONTEXT_DIMS, cases
+from flowlab.cli import main
+from flowlab.jacobian import jacobian_view
+from flowlab.reports.checks import failure_panel
 
 CONDITIONAL = ("coupling", "stacked", "maf", "iaf", "nsf", "glow")
+#: the kit's general properties (plugins/flowlab_checks)
+GENERAL = (
+    "invertibility",
+    "logdet",
+    "normalization",
+    "sample_consistency",
+    "batch_independence",
+    "gradients",
+    "dtype_device",
+    "mixing",
+    "stress",
+    "context_dependence",
+)
 #: small networks keep these tests cheap; the options each flow has
 SMALL = {
     "coupling": {"hidden": 8},
@@ -259,3 +286,113 @@ def test_a_conditional_flow_still_has_every_gradient():
     grads = torch.autograd.grad(flow.log_prob(x, context=context).sum(), [x, context, *flow.parameters()])
     assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
     assert float(grads[1].abs().max()) > 0  # the density depends on the context, so does its gradient
+
+
+# --- the conformance kit at drawn contexts -------------------------------------------------------------------------
+
+
+def quick_cases(spec: flowlab.FlowSpec) -> list[Case]:
+    """The cases the ``quick`` profile draws for ``spec`` (derandomized: the same on every run)."""
+    drawn: list[Case] = []
+
+    @settings(PROFILES["quick"])
+    @given(cases(spec))
+    def collect(case: Case) -> None:
+        drawn.append(case)
+
+    collect()
+    return drawn
+
+
+def test_the_kit_draws_the_context_dim_as_an_option_with_choices():
+    """Both values of ``CONTEXT_DIMS`` among the ``quick`` profile's 10 cases of a conditional flow (so every
+    property runs at a context, in the same number of cases); never for a flow without the option; never when the
+    flow pins it in ``check_options``."""
+    spec = flowlab.flow_spec("nsf")
+    assert {case.options["context_dim"] for case in quick_cases(spec)} == set(CONTEXT_DIMS)
+    assert all("context_dim" not in case.options for case in quick_cases(flowlab.flow_spec("affine")))
+    pinned = replace(spec, check_options={**spec.check_options, "context_dim": 3})
+    assert {case.options["context_dim"] for case in quick_cases(pinned)} == {3}
+
+
+def test_case_contexts_are_drawn_from_the_seed_one_per_point():
+    case = Case(dim=3, batch=4, seed=7, options={"context_dim": 2}, dtype="float32")
+    context = case_context(case)
+    assert context is not None and context.shape == (4, 2) and context.dtype == torch.float32
+    torch.testing.assert_close(context, case_context(case))
+    assert not torch.equal(context, case_context(case, salt=1))
+    assert case_context(case, batch=9).shape == (9, 2)
+    assert case_context(replace(case, options={})) is None
+
+
+def test_done_when_nsf_with_a_context_passes_the_kit():
+    """``flowlab.build("nsf", 3, context_dim=2)`` (the kit's small conditioner) passes every general property at a
+    drawn context, and ``flowlab check nsf --property context_dependence`` exits 0."""
+    spec = flowlab.flow_spec("nsf")
+    case = Case(dim=3, batch=4, seed=3, options={**spec.check_options, "context_dim": 2}, scale=1.5)
+    for name in GENERAL:
+        run = run_property(checks()[name], spec, case=case)
+        assert run.status == "passed", (name, run.detail)
+    assert main(["check", "nsf", "--property", "context_dependence"]) == 0
+
+
+def test_apply_checks_that_the_context_is_left_unchanged():
+    class WritesContext(ContextFree):
+        context_dim = 2
+
+        def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            assert context is not None
+            context.mul_(2)
+            return super().forward(z)
+
+    with pytest.raises(InputModifiedError, match="forward modified its context in place"):
+        apply(WritesContext(3), points(2, 3), "forward", points(2, 2))
+    apply(ContextFree(3), points(2, 3), "forward")  # no context: called without the keyword
+
+
+def test_the_failure_panel_names_the_context_dim():
+    case = Case(dim=3, batch=1, seed=0, options={"context_dim": 2})
+    run = PropertyRun("f", "logdet", "cpu", "failed", counterexample=Counterexample(case=case, detail="wrong"))
+    console = Console(width=200, record=True)
+    console.print(failure_panel(run))
+    assert "dim=3 context_dim=2 (contexts drawn from the seed)" in console.export_text()
+
+
+def test_the_jacobian_view_at_a_context():
+    bijector = conditional("glow")
+    z, c = points(1, 3)[0], points(1, 2, seed=2)[0]
+    view = jacobian_view(bijector, z, c)
+    assert abs(view.logdet_flow - view.logdet_autograd) < 1e-10
+    assert abs(view.logdet_flow - jacobian_view(bijector, z, c + 1).logdet_flow) > 1e-6
+
+
+# --- the documentation's code --------------------------------------------------------------------------------------
+
+
+def doc_block(page: str, marker: str) -> dict:
+    """Execute the Python block of ``docs/<page>`` that contains ``marker``; its namespace."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+    [code] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if marker in b]
+    namespace: dict = {}
+    exec(compile(code, f"{page}:{marker}", "exec"), namespace)
+    return namespace
+
+
+def test_the_conditioning_page_runs():
+    namespace = doc_block("conditioning.md", "context_dim=2")
+    assert namespace["log_p"].shape == (5,) and namespace["samples"].shape == (100, 3)
+    assert namespace["paired"].shape == (5, 3) and namespace["log_q"].shape == (5,)
+
+
+def test_the_conditional_plugin_example_is_a_conditional_bijector():
+    namespace = doc_block("writing-plugins.md", "class ConditionalScaleShift")
+    layer = perturb_(namespace["ConditionalScaleShift"](3, context_dim=2).double(), 0)
+    z, c = points(4, 3), points(4, 2, seed=2)
+    x, ladj = layer(z, context=c)
+    torch.testing.assert_close(layer.inverse(x, context=c), (z, -ladj))
+    jacobian = torch.autograd.functional.jacobian(lambda v: layer(v[None], context=c[:1])[0][0], z[0])
+    torch.testing.assert_close(ladj[0], torch.linalg.slogdet(jacobian).logabsdet)
+    assert float((layer(z, context=c + 1)[0] - x).detach().abs().max()) > 1e-3
+    with pytest.raises(ContextError):
+        layer(z)
+    assert namespace["OPTIONS"]["context_dim"].default == 0

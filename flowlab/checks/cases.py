@@ -11,6 +11,10 @@ counterexample reproduces exactly:
   two).
 - :func:`case_points`: ``[batch, dim]`` standard-normal points times ``scale``, drawn on the CPU from a generator
   seeded by ``(seed, salt)`` and then moved, so CPU and CUDA cases see the same numbers.
+- :func:`case_context`: for a case of a conditional flow (its options hold ``context_dim = k > 0``), the
+  ``[batch, k]`` standard-normal contexts of its points, drawn like them from ``(seed, salt)`` (another stream);
+  ``None`` for an unconditional case. Every check passes it wherever it passes points, so each property holds
+  at a drawn context (``docs/conditioning.md``).
 - :func:`float64_cpu`: the case moved to float64 on the CPU, for checks whose reference needs the precision.
 - :func:`seeded`: a block where the global RNG (used by ``nn.Linear`` initialisation and ``Flow.sample``) is seeded,
   restored afterwards.
@@ -28,12 +32,15 @@ from torch import Tensor
 
 from flowlab.bijector import Bijector
 from flowlab.checks.base import Case
+from flowlab.checks.strategies import CONTEXT_OPTION_NAME
 from flowlab.flow import Flow
 from flowlab.registry import build_from_spec
 from flowlab.spec import FlowSpec
 
 #: standard deviation of the noise added to every parameter of a case's bijector
 PERTURBATION = 0.3
+#: offset of the contexts' seeds from the points' (``case_context`` and ``case_points`` draw independently)
+CONTEXT_STREAM = 500_009
 
 
 def dtype_of(case: Case) -> torch.dtype:
@@ -81,7 +88,8 @@ def build_case_bijector(spec: FlowSpec, case: Case, *, train: bool = False, **pi
     options = {**case.options, **{name: value for name, value in pinned.items() if name in spec.options}}
     with seeded(case.seed):
         bijector = build_from_spec(spec, case.dim, **options)
-    perturb_(bijector.double(), case.seed)
+    if not getattr(spec, "fixed_parameters", False):  # a trained flow is checked as it is (flowlab.checks.trained)
+        perturb_(bijector.double(), case.seed)
     return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).train(train))
 
 
@@ -97,6 +105,23 @@ def float64_cpu(case: Case, dim: int | None = None) -> Case:
     """``case`` in float64 on the CPU (in ``dim`` dimensions if given): for checks whose reference needs the
     precision (autograd Jacobians, quadrature, CLT bounds) and does not depend on the device."""
     return replace(case, dim=case.dim if dim is None else dim, dtype="float64", device="cpu")
+
+
+def context_dim_of(case: Case) -> int:
+    """The number of context features of the case's flow: its ``context_dim`` option, 0 if it has none."""
+    return int(case.options.get(CONTEXT_OPTION_NAME, 0))
+
+
+def case_context(case: Case, salt: int = 0, *, batch: int | None = None) -> Tensor | None:
+    """``[batch, k]`` contexts ``N(0, 1)`` for a case with ``context_dim = k > 0`` (``None`` when ``k = 0``): one per
+    point of ``case_points(case, salt, batch=batch)``, from a stream of their own (the points do not change)."""
+    k = context_dim_of(case)
+    if not k:
+        return None
+    generator = torch.Generator().manual_seed(case.seed * 1_000_003 + CONTEXT_STREAM + salt)
+    rows = case.batch if batch is None else batch
+    context = torch.randn(rows, k, generator=generator, dtype=torch.float64)
+    return context.to(device=case.device, dtype=dtype_of(case))
 
 
 def case_points(case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None) -> Tensor:

@@ -6,7 +6,9 @@ the verdict then names the non-finite values and the largest magnitudes the flow
 ill-conditioned flow (values that overflow) can be told from a wrong formula (finite values that disagree).
 
 :func:`apply` is how every check calls a bijector: besides the shapes it verifies that the call left its input
-unchanged (a flow that writes into its argument corrupts the caller's data: ``x`` after ``log_prob(x)``).
+(and its context) unchanged (a flow that writes into its argument corrupts the caller's data: ``x`` after
+``log_prob(x)``). The context goes to the bijector only when there is one, so a bijector written without a
+``context`` parameter is called as before.
 """
 
 from __future__ import annotations
@@ -29,24 +31,36 @@ class InputModifiedError(FlowlabError):
     """A bijector wrote into the tensor it was given."""
 
 
-def apply(bijector: nn.Module, points: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
-    """``bijector.forward`` or ``.inverse`` on ``points``, checking the shapes ``[batch, dim]`` and ``[batch]``
-    and that ``points`` is unchanged afterwards (:class:`InputModifiedError` otherwise)."""
-    original = points.detach().clone()
-    out, ladj = bijector(points) if direction == "forward" else bijector.inverse(points)  # type: ignore[operator]
-    changed = ~((points.detach() == original) | (points.detach().isnan() & original.isnan())).all(dim=1)
-    if bool(changed.any()):
-        rows = changed.nonzero().flatten().tolist()
-        raise InputModifiedError(
-            f"{direction} modified its input in place (rows {rows[:8]}{', ...' if len(rows) > 8 else ''}): a flow "
-            "must not write into the tensor it is given (clone before an in-place operation)"
-        )
+def apply(
+    bijector: nn.Module, points: Tensor, direction: Direction, context: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``bijector.forward`` or ``.inverse`` on ``points`` (at ``context``, ``[batch, context_dim]``, if given),
+    checking the shapes ``[batch, dim]`` and ``[batch]`` and that ``points`` and ``context`` are unchanged
+    afterwards (:class:`InputModifiedError` otherwise)."""
+    inputs = {"input": points} if context is None else {"input": points, "context": context}
+    originals = {name: value.detach().clone() for name, value in inputs.items()}
+    method = bijector if direction == "forward" else bijector.inverse
+    out, ladj = method(points) if context is None else method(points, context=context)  # type: ignore[operator]
+    for name, value in inputs.items():
+        original = originals[name]
+        changed = ~((value.detach() == original) | (value.detach().isnan() & original.isnan())).all(dim=1)
+        if bool(changed.any()):
+            rows = changed.nonzero().flatten().tolist()
+            raise InputModifiedError(
+                f"{direction} modified its {name} in place (rows {rows[:8]}{', ...' if len(rows) > 8 else ''}): a "
+                "flow must not write into the tensor it is given (clone before an in-place operation)"
+            )
     batch, dim = points.shape
     if tuple(out.shape) != (batch, dim):
         raise ShapeError(f"{direction} returned points of shape {list(out.shape)}, expected [{batch}, {dim}]")
     if tuple(ladj.shape) != (batch,):
         raise ShapeError(f"{direction} returned a log-det of shape {list(ladj.shape)}, expected [{batch}]")
     return out, ladj
+
+
+def with_context(values: dict[str, Tensor], context: Tensor | None) -> dict[str, Tensor]:
+    """``values`` with the context added (when there is one), so a failure shows the context of its worst row."""
+    return values if context is None else {**values, "context": context}
 
 
 def mixed_error(got: Tensor, expected: Tensor) -> Tensor:

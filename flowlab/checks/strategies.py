@@ -6,7 +6,9 @@ A case (:class:`~flowlab.checks.base.Case`) is drawn from:
 - ``batches()``: 1 to ``MAX_BATCH`` rows;
 - ``seeds()``: the seed of the parameters (and their perturbation) and of the inputs;
 - ``option_values(spec)``: ``spec.check_options`` as given; every other option that lists ``choices`` takes one of
-  them (the rest keep their defaults);
+  them, and a ``context_dim`` option (a conditional flow, ``docs/conditioning.md``) one of ``CONTEXT_DIMS`` (the
+  rest keep their defaults): every property then runs at drawn contexts in some of its cases, in the same number of
+  cases;
 - ``scales()``: the inputs' standard deviation, up to ``MAX_SCALE`` (inputs reach several standard deviations).
 
 Everything shrinks towards the simplest case: the smallest dim and batch, seed 0, the first choice, scale 1.
@@ -29,14 +31,21 @@ EXTRA_DIMS = 4
 MAX_BATCH = 8
 MAX_SEED = 2**16
 MIN_SCALE, MAX_SCALE = 0.1, 4.0
+#: the build option of a conditional flow (``flowlab.flow.CONTEXT_OPTION``'s name)
+CONTEXT_OPTION_NAME = "context_dim"
+#: the values the kit draws for a ``context_dim`` option: unconditional (the simplest, where shrinking ends) and
+#: a two-feature context
+CONTEXT_DIMS = (0, 2)
 
 
 def dims(
     spec: FlowSpec | None = None, *, min_dim: int | None = None, extra: int = EXTRA_DIMS
 ) -> st.SearchStrategy[int]:
-    """Dimensions from the flow's ``min_dim`` (or ``min_dim``, default 1) to ``extra`` more."""
+    """Dimensions from the flow's ``min_dim`` (or ``min_dim``, default 1) to ``extra`` more, at most its
+    ``max_dim``."""
     low = min_dim if min_dim is not None else (spec.min_dim if spec is not None else 1)
-    return st.integers(low, low + extra)
+    high = low + extra if spec is None or spec.max_dim is None else max(low, min(low + extra, spec.max_dim))
+    return st.integers(low, high)
 
 
 def batches(max_batch: int = MAX_BATCH) -> st.SearchStrategy[int]:
@@ -55,15 +64,25 @@ def scales(low: float = MIN_SCALE, high: float = MAX_SCALE) -> st.SearchStrategy
 
 
 def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
-    """The spec's ``check_options`` as given, and a drawn value for every other option that lists ``choices``;
-    options without choices are left out (they keep their defaults)."""
+    """The spec's ``check_options`` as given, and a drawn value for every other option that lists ``choices`` (for
+    ``context_dim``: one of ``CONTEXT_DIMS``); options without choices are left out (they keep their defaults)."""
     drawn = {
         name: st.sampled_from(list(option.choices))
         for name, option in spec.options.items()
         if option.choices and name not in spec.check_options
     }
+    context = context_dims(spec)
+    if context is not None:
+        drawn[CONTEXT_OPTION_NAME] = context
     pinned = {name: st.just(value) for name, value in spec.check_options.items()}
     return st.fixed_dictionaries({**pinned, **drawn})
+
+
+def context_dims(spec: FlowSpec) -> st.SearchStrategy[int] | None:
+    """``CONTEXT_DIMS`` for a flow with a ``context_dim`` option the kit does not pin; ``None`` otherwise."""
+    if CONTEXT_OPTION_NAME in spec.options and CONTEXT_OPTION_NAME not in spec.check_options:
+        return st.sampled_from(CONTEXT_DIMS)
+    return None
 
 
 def cases(

@@ -154,9 +154,11 @@ def failure_panel(run: PropertyRun) -> Panel:
     example = run.counterexample
     if example is not None:
         case = example.case
+        context_dim = case.options.get("context_dim", 0)
+        conditional = f" context_dim={context_dim} (contexts drawn from the seed)" if context_dim else ""
         parts.append(
             Text(
-                f"counterexample: dim={case.dim} batch={case.batch} seed={case.seed} scale={case.scale:g} "
+                f"counterexample: dim={case.dim}{conditional} batch={case.batch} seed={case.seed} scale={case.scale:g} "
                 f"options={dict(case.options)} dtype={case.dtype} device={case.device}",
                 style="bold",
             )

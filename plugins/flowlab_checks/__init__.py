@@ -10,6 +10,7 @@ from typing import Any
 from flowlab import hookimpl
 from flowlab_checks import (
     batch_independence,
+    context_dependence,
     dtype_device,
     gradients,
     invertibility,
@@ -30,6 +31,7 @@ CHECKS = (
     dtype_device.CHECK,
     mixing.CHECK,
     stress.CHECK,
+    context_dependence.CHECK,
 )
 
 

@@ -8,7 +8,8 @@ on that batch: two instances with the same parameters disagree.
 
 For each direction, two fresh instances (the same seed, so the same parameters) are called: the first on the case's
 rows alone, as its first call; the second first on other rows put in front of them, then with other rows appended.
-The case's rows must come out the same from all three calls.
+The case's rows must come out the same from all three calls. A conditional flow gets each row's drawn context
+with it (the other rows their own): a layer that reads another row's context fails here.
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ from __future__ import annotations
 import torch
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_points
-from flowlab.checks.measure import Direction, Measurement, apply, judge, row_errors
+from flowlab.checks.cases import build_case_bijector, case_context, case_points
+from flowlab.checks.measure import Direction, Measurement, apply, judge, row_errors, with_context
 from flowlab.spec import FlowSpec
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
     rows = case.batch
     others = case_points(case, salt=2, scale=3 * case.scale + 1)
+    context, other_context = case_context(case), case_context(case, salt=2)
     measurements = []
     directions: tuple[tuple[Direction, int], ...] = (("forward", 0), ("inverse", 1))
     for direction, salt in directions:
         points = case_points(case, salt=salt)
-        alone, ladj_alone = apply(build_case_bijector(spec, case), points, direction)
+        alone, ladj_alone = apply(build_case_bijector(spec, case), points, direction, context)
         second = build_case_bijector(spec, case)
-        before, ladj_before = apply(second, torch.cat([others, points]), direction)
-        after, ladj_after = apply(second, torch.cat([points, others]), direction)
+        before, ladj_before = apply(second, torch.cat([others, points]), direction, _cat(other_context, context))
+        after, ladj_after = apply(second, torch.cat([points, others]), direction, _cat(context, other_context))
         for label, out, ladj in (
             ("put in front, on the first call of a second instance", before[rows:], ladj_before[rows:]),
             ("appended, on a later call", after[:rows], ladj_after[:rows]),
@@ -40,10 +42,14 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
                 Measurement(
                     f"{direction} output changes when other rows are {label}",
                     torch.maximum(row_errors(out, alone), row_errors(ladj, ladj_alone)),
-                    {"input": points, "alone": alone, "with other rows": out},
+                    with_context({"input": points, "alone": alone, "with other rows": out}, context),
                 )
             )
     return judge(measurements, CHECK.tolerance_for(spec))
+
+
+def _cat(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    return None if first is None or second is None else torch.cat([first, second])
 
 
 CHECK = CheckSpec(

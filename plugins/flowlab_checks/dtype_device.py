@@ -2,7 +2,8 @@
 
 The flow is built in float32 and in float64 on the case's device (the same perturbed parameters, rounded), and
 ``forward``, ``inverse``, ``log_prob`` and ``sample_and_log_prob`` must return tensors of that dtype on that device:
-a layer that allocates with ``torch.zeros(n)`` (default dtype, CPU) fails here. ``log_prob`` in float32 must match
+a layer that allocates with ``torch.zeros(n)`` (default dtype, CPU) fails here. A conditional flow gets the case's
+drawn context in the same dtype and on the same device. ``log_prob`` in float32 must match
 float64 to the tolerance (a mixed relative error; float32 keeps about 7 digits), and on a CUDA device the float64
 ``log_prob`` must match the CPU's.
 """
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_flow, case_points, dtype_of, seeded
+from flowlab.checks.cases import build_case_flow, case_context, case_points, dtype_of, seeded
 from flowlab.checks.measure import Measurement, apply, judge, row_errors
 from flowlab.spec import FlowSpec
 
@@ -23,17 +24,17 @@ from flowlab.spec import FlowSpec
 def outputs(spec: FlowSpec, case: Case) -> tuple[dict[str, Tensor], list[str]]:
     """The flow's outputs for ``case`` and the list of those with the wrong dtype or device."""
     flow = build_case_flow(spec, case)
-    points = case_points(case)
+    points, context = case_points(case), case_context(case)
     with seeded(case.seed, case.device):
-        samples, sample_log_prob = flow.sample_and_log_prob(case.batch)
-    forward, forward_ladj = apply(flow.bijector, points, "forward")
-    inverse, inverse_ladj = apply(flow.bijector, points, "inverse")
+        samples, sample_log_prob = flow.sample_and_log_prob(case.batch, context)
+    forward, forward_ladj = apply(flow.bijector, points, "forward", context)
+    inverse, inverse_ladj = apply(flow.bijector, points, "inverse", context)
     results = {
         "forward": forward,
         "forward log-det": forward_ladj,
         "inverse": inverse,
         "inverse log-det": inverse_ladj,
-        "log_prob": flow.log_prob(points),
+        "log_prob": flow.log_prob(points, context),
         "samples": samples,
         "sample log_prob": sample_log_prob,
     }

@@ -13,6 +13,9 @@ the branch it discards: ``0 · NaN = NaN`` in the backward pass) or a parameter 
   points (a spline's identity tails) has a path and passes. A path that exists only for some inputs (a branch on
   the data) is looked for again on ``SPREADS``: points of several scales, before a parameter is called cut off.
 
+A conditional flow is differentiated at the case's drawn contexts, and ``∂ log_prob / ∂context`` must be finite
+too (an embedding network trained upstream of the flow follows it).
+
 The error is the number of offending rows and parameters.
 """
 
@@ -22,7 +25,7 @@ import torch
 from torch import Tensor
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_flow, case_points
+from flowlab.checks.cases import build_case_flow, case_context, case_points
 from flowlab.flow import Flow
 from flowlab.spec import FlowSpec
 
@@ -30,15 +33,18 @@ from flowlab.spec import FlowSpec
 SPREADS, SPREAD_ROWS = (0.1, 1.0, 10.0), 16
 
 
-def _gradients(flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
-    """``∂ Σ log_prob / ∂x`` and ``∂ Σ log_prob / ∂θ`` (``None``: no path) for every trainable parameter."""
+def _gradients(flow: Flow, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor | None]]:
+    """``∂ Σ log_prob / ∂[x, context]`` (the context's columns appended, when there is one) and
+    ``∂ Σ log_prob / ∂θ`` (``None``: no path) for every trainable parameter."""
     named = [(name, p) for name, p in flow.named_parameters() if p.requires_grad]
-    x = x.detach().requires_grad_(True)
+    inputs = [x.detach().requires_grad_(True)]
+    if context is not None:
+        inputs.append(context.detach().requires_grad_(True))
     with torch.enable_grad():
-        total = flow.log_prob(x).sum()
-        grads = torch.autograd.grad(total, [x, *(p for _, p in named)], allow_unused=True)
-    grad_x = grads[0] if grads[0] is not None else torch.zeros_like(x)
-    return grad_x, {name: g for (name, _), g in zip(named, grads[1:], strict=True)}
+        total = flow.log_prob(*inputs).sum()
+        grads = torch.autograd.grad(total, [*inputs, *(p for _, p in named)], allow_unused=True)
+    by_input = torch.cat([torch.zeros_like(v) if g is None else g for v, g in zip(inputs, grads, strict=False)], 1)
+    return by_input, {name: g for (name, _), g in zip(named, grads[len(inputs) :], strict=True)}
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
@@ -48,13 +54,14 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     for train in (True, False):
         mode = "training" if train else "eval"
         flow = build_case_flow(spec, case, train=train)
-        x = case_points(case)
-        grad_x, grads = _gradients(flow, x)
+        x, context = case_points(case), case_context(case)
+        grad_x, grads = _gradients(flow, x, context)
         parameters = len(grads)
         bad_rows = (~torch.isfinite(grad_x).all(dim=1)).nonzero().flatten().tolist()
         non_finite = [name for name, g in grads.items() if g is not None and not bool(torch.isfinite(g).all())]
         if bad_rows:
-            problems.append(f"{mode} mode: non-finite d log_prob/dx in rows {bad_rows}")
+            wrt = "dx" if context is None else "d[x, context]"
+            problems.append(f"{mode} mode: non-finite d log_prob/{wrt} in rows {bad_rows}")
             data[f"{mode}_rows"], data[f"{mode}_x"] = bad_rows, x[bad_rows].cpu().tolist()
         if non_finite:
             problems.append(f"{mode} mode: non-finite gradients of parameters {non_finite}")
@@ -63,7 +70,8 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         if train:
             cut_off = [name for name, g in grads.items() if g is None]
             for scale in SPREADS if cut_off else ():
-                _, again = _gradients(flow, case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale))
+                spread = case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale)
+                _, again = _gradients(flow, spread, case_context(case, salt=7, batch=SPREAD_ROWS))
                 cut_off = [name for name in cut_off if again[name] is None]
             if cut_off:
                 problems.append(

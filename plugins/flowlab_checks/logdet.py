@@ -1,7 +1,8 @@
 """``logdet``: the flow's log-det equals ``log|det J|`` of the autograd Jacobian, per sample, in float64.
 
 ``J = ∂x/∂z`` (forward, at base points) and ``∂z/∂x`` (inverse, at data points) are computed by reverse-mode
-autograd through the flow's own ``forward`` / ``inverse``; ``torch.linalg.slogdet`` gives ``log|det J|``.
+autograd through the flow's own ``forward`` / ``inverse``; ``torch.linalg.slogdet`` gives ``log|det J|``. For a
+conditional flow, at the case's drawn context (one per row), held fixed: the Jacobian is in ``z`` (or ``x``) only.
 Applies to flows with an exact log-det (``FlowSpec.logdet == "exact"``); a stochastic estimate is checked by
 ``normalization`` and by the estimator checks its plugin brings.
 """
@@ -14,8 +15,8 @@ from functools import partial
 import torch
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_points
-from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors
+from flowlab.checks.cases import build_case_bijector, case_context, case_points
+from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
 from flowlab.spec import FlowSpec
 
 
@@ -25,8 +26,10 @@ def applies(spec: FlowSpec) -> bool | str:
     return "its log-det is a stochastic estimate: checked by normalization and its plugin's estimator checks"
 
 
-def _points_of(bijector: torch.nn.Module, direction: Direction, points: torch.Tensor) -> torch.Tensor:
-    return apply(bijector, points, direction)[0]
+def _points_of(
+    bijector: torch.nn.Module, direction: Direction, context: torch.Tensor | None, points: torch.Tensor
+) -> torch.Tensor:
+    return apply(bijector, points, direction, context)[0]
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
@@ -34,16 +37,17 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     bijector = build_case_bijector(spec, case)
     measurements = []
     directions: tuple[tuple[Direction, str, int], ...] = (("forward", "z", 0), ("inverse", "x", 1))
+    context = case_context(case)
     for direction, name, salt in directions:
         points = case_points(case, salt=salt)
-        _, ladj = apply(bijector, points, direction)
-        jacobian = batch_jacobian(partial(_points_of, bijector, direction), points)
+        _, ladj = apply(bijector, points, direction, context)
+        jacobian = batch_jacobian(partial(_points_of, bijector, direction, context), points)
         reference = torch.linalg.slogdet(jacobian).logabsdet
         measurements.append(
             Measurement(
                 f"{direction} log-det vs log|det| of the autograd Jacobian",
                 row_errors(ladj, reference),
-                {name: points, "flow log-det": ladj, "autograd log|det|": reference},
+                with_context({name: points, "flow log-det": ladj, "autograd log|det|": reference}, context),
             )
         )
     return judge(measurements, CHECK.tolerance_for(spec))

@@ -5,7 +5,7 @@ the coordinates (``x_a = z_a``); a stack of them without permutations between th
 Jacobian keeps rows of the identity. A zero at the case's points alone is not structural (a spline's identity
 tails give ``∂x_i/∂z_j = 0`` far out): a pair is reported only if it has no dependence at the case's points nor
 at ``SPREAD_ROWS`` points of each scale in ``SPREADS``. The error is the number of ``(output, input)`` pairs with
-no dependence.
+no dependence. A conditional flow is differentiated in ``z`` at the drawn contexts, held fixed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import replace
 from torch import Tensor
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_points
+from flowlab.checks.cases import build_case_bijector, case_context, case_points
 from flowlab.checks.measure import apply, batch_jacobian
 from flowlab.spec import FlowSpec
 
@@ -34,13 +34,14 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     bijector = build_case_bijector(spec, case)
     points = case_points(case)
 
-    def dependence(at: Tensor) -> Tensor:
-        return batch_jacobian(lambda p: apply(bijector, p, "forward")[0], at).abs().amax(dim=0)
+    def dependence(at: Tensor, context: Tensor | None) -> Tensor:
+        return batch_jacobian(lambda p: apply(bijector, p, "forward", context)[0], at).abs().amax(dim=0)
 
-    seen = dependence(points)
+    seen = dependence(points, case_context(case))
     for scale in SPREADS:
         if bool((seen == 0).any()):
-            seen = seen.maximum(dependence(case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale)))
+            spread = case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale)
+            seen = seen.maximum(dependence(spread, case_context(case, salt=7, batch=SPREAD_ROWS)))
     independent = (seen == 0).nonzero().tolist()
     count = len(independent)
     if count == 0:

@@ -10,6 +10,9 @@
   Pass if ``|Z − 1| ≤ 5·SE + slack``, only when the effective sample size is at least ``MIN_ESS_FRACTION`` of the
   draws; below that the standard error is not trustworthy and the result is *inconclusive*, never a silent pass.
 
+A conditional flow is a density in ``x`` at each context: the check runs at one drawn context ``c`` (samples and
+``log_prob`` at ``c``); ``context_dependence`` repeats it at another.
+
 ``slack`` is the check's tolerance (a FlowSpec may override it, with a reason). Every draw comes from fixed seeds
 derived from the case, so a run is reproducible; at 5 standard errors a correct flow fails with probability below
 one in a million per case.
@@ -23,13 +26,14 @@ with 400 000; ``tests/test_checks_power.py`` plants that error).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import torch
 from torch import Tensor
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec, Status
-from flowlab.checks.cases import build_case_flow, seeded
-from flowlab.checks.integrate import LogDensity, box_mass, box_quadrature, importance_sampling
+from flowlab.checks.cases import build_case_flow, case_context, seeded
+from flowlab.checks.integrate import ImportanceEstimate, LogDensity, box_mass, box_quadrature, importance_sampling
 from flowlab.spec import FlowSpec
 
 QUANTILE = 0.005
@@ -44,15 +48,32 @@ Z_SCORE = 5.0
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
+    return normalization_at(spec, case, salt=0)
+
+
+def normalization_at(spec: FlowSpec, case: Case, *, salt: int) -> CheckResult:
+    """The check on ``case``; a conditional flow at the one context ``case_context(case, salt, batch=1)``."""
     case = replace(case, dtype="float64")
     flow = build_case_flow(spec, case)
     slack = CHECK.tolerance_for(spec)
+    context = case_context(case, salt, batch=1)
+    at = None if context is None else context[0]
+    log_prob = partial(flow.log_prob, context=at)
     with torch.no_grad(), seeded(case.seed, case.device):
-        fit = flow.sample(FIT_SAMPLES)
+        fit = flow.sample(FIT_SAMPLES, at)
         if case.dim <= 2:
-            return _quadrature(flow.log_prob, fit, flow.sample(MASS_SAMPLES), case, slack)
-        generator = torch.Generator().manual_seed(case.seed)
-        estimate = importance_sampling(flow.log_prob, fit, IS_SAMPLES.get(case.profile, IS_SAMPLES["quick"]), generator)
+            result = _quadrature(log_prob, fit, flow.sample(MASS_SAMPLES, at), case, slack)
+        else:
+            generator = torch.Generator().manual_seed(case.seed)
+            samples = IS_SAMPLES.get(case.profile, IS_SAMPLES["quick"])
+            result = _importance(importance_sampling(log_prob, fit, samples, generator), slack)
+    if at is not None:
+        result.data["context"] = at.cpu().tolist()
+        result.detail = f"at context {[round(v, 3) for v in at.tolist()]}: {result.detail}"
+    return result
+
+
+def _importance(estimate: ImportanceEstimate, slack: float) -> CheckResult:
     error = abs(estimate.normalizer - 1)
     tolerance = Z_SCORE * estimate.standard_error + slack
     data = {

@@ -9,7 +9,8 @@ float64, at the case's input scale and at ``STRESS_SCALE``. The log-dets must ag
 every output must be finite on both sides; a non-finite value fails, with the magnitudes reached (to tell overflow
 from a wrong formula). The outputs' own float32 precision is not judged: an ill-conditioned map (an inverse
 autoregressive pass at inputs of ~100 reaches |z| ~ 1e8) loses digits in any implementation, and ``dtype_device``
-compares float32 with float64 ``log_prob`` at the drawn cases.
+compares float32 with float64 ``log_prob`` at the drawn cases. A conditional flow gets the case's contexts (scale 1:
+the magnitudes stressed are the inputs'), rounded to float32 as the inputs are.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import replace
 import torch
 
 from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_points
+from flowlab.checks.cases import build_case_bijector, case_context, case_points
 from flowlab.checks.measure import Direction, Measurement, apply, judge, row_errors
 from flowlab.spec import FlowSpec
 
@@ -43,11 +44,13 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     double = copy.deepcopy(single).double()
     measurements = []
     directions: tuple[tuple[Direction, str, int], ...] = (("forward", "z", 0), ("inverse", "x", 1))
+    context = case_context(replace(case, dtype="float32"))
+    context64 = None if context is None else context.double()
     for scale in (case.scale, STRESS_SCALE):
         for direction, name, salt in directions:
             points = case_points(replace(case, dtype="float64"), salt=salt, scale=scale).float().double()
-            out64, ladj64 = apply(double, points, direction)
-            out32, ladj32 = apply(single, points.float(), direction)
+            out64, ladj64 = apply(double, points, direction, context64)
+            out32, ladj32 = apply(single, points.float(), direction, context)
             finite = torch.isfinite(out32).all(dim=1) & torch.isfinite(out64).all(dim=1)
             errors = torch.where(finite, row_errors(ladj32.double(), ladj64), torch.full_like(ladj64, math.inf))
             measurements.append(
