@@ -32,6 +32,8 @@ from torch.nn import functional
 from flowlab import Bijector, OptionError, Permutation, ShapeError
 
 Reads = Literal["x", "z"]
+#: one coordinate of a sequential pass: ``(given_i, m_i, ŝ_i) -> (u_i, s_i)``
+Solve = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 class MaskedLinear(nn.Linear):
@@ -99,6 +101,43 @@ class MADE(nn.Module):
         shift, raw_scale = (self.out(hidden) + self.skip(u)).chunk(2, dim=-1)
         return shift, raw_scale
 
+    def solve(self, given: Tensor, step: Solve, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Solve ``u_i, s_i = step(given_i, m_i, ŝ_i)`` with ``(m_i, ŝ_i)`` this MADE's output ``i`` at ``(u_{<i}, c)``,
+        for ``i = 1..d`` in turn: ``d`` sequential passes; returns ``u`` and ``s``.
+
+        Output ``i`` reads hidden units of degree ``< i``, which read ``u_{<i}`` only, so pass ``i`` may leave
+        ``u_{≥i}`` at 0 and computes only what output ``i`` needs: the first hidden layer's pre-activation is updated
+        by the column of the coordinate solved last (rank one, instead of a ``d × h`` product), the deeper hidden
+        layers run in full, and of the output and skip layers only the two rows of ``(m_i, ŝ_i)``. Per point and
+        pass that is ``O(h + (depth − 1)·h² + h + d)``, against ``O(d·h + (depth − 1)·h² + 2d·h + 2d²)`` for a full
+        call: the same values as ``d`` full calls (up to rounding), a fraction of their cost at large ``d``.
+        """
+        linears = [layer for layer in self.hidden if isinstance(layer, MaskedLinear)]
+        activations = [layer for layer in self.hidden if not isinstance(layer, MaskedLinear)]
+        dim, rows = self.skip.weight.shape[1], given.shape[0]
+        first, zeros = linears[0], given.new_zeros(rows, dim)
+        # at u = 0: the first layer's bias and context part, the skip's 0 (calls that keep every weight in the graph)
+        pre = first(zeros if context is None else torch.cat([zeros, context], dim=-1))
+        skip = self.skip(zeros)  # the skip connection's output so far: Σ_{j solved} W_skip[:, j] u_j
+        w_first = first.weight * first.mask  # [h, d (+ k)]
+        deeper = [(layer.weight * layer.mask, layer.bias) for layer in linears[1:]]
+        w_out = (self.out.weight * self.out.mask).view(2, dim, -1).transpose(0, 1)  # [d, 2, h]: rows (m_i, ŝ_i)
+        b_out = self.out.bias.view(2, dim).t()  # [d, 2]
+        w_skip = self.skip.weight * self.skip.mask  # [2d outputs, d inputs]
+        solved, scales = [], []
+        for i in range(dim):
+            hidden = activations[0](pre)
+            for (weight, bias), activation in zip(deeper, activations[1:], strict=True):
+                hidden = activation(functional.linear(hidden, weight, bias))
+            shift, raw_scale = (functional.linear(hidden, w_out[i], b_out[i]) + skip[:, i::dim]).unbind(-1)
+            u_i, s_i = step(given[:, i], shift, raw_scale)
+            solved.append(u_i)
+            scales.append(s_i)
+            if i + 1 < dim:
+                pre = torch.addr(pre, u_i, w_first[:, i])  # pre + u_i ⊗ W_first[:, i], one fused pass
+                skip = torch.addr(skip, u_i, w_skip[:, i])
+        return torch.stack(solved, dim=-1), torch.stack(scales, dim=-1)
+
 
 class AffineAutoregressive(Bijector):
     """One affine autoregressive layer ``x_i = z_i · exp(s_i) + m_i`` (see the module docstring); ``reads``:
@@ -139,14 +178,16 @@ class AffineAutoregressive(Bijector):
     def _sequential(
         self, given: Tensor, step: Callable[[Tensor, Tensor, Tensor], Tensor], context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        """Solve for the read side ``u`` from the other side ``given``: ``dim`` passes of ``u <- step(given, m(u),
-        s(u))`` from ``u = 0``. After pass ``k`` the first ``k`` coordinates are exact (coordinate ``i`` needs only
-        ``u_{<i}``), so after ``dim`` passes all are; the last pass's ``s`` was computed from exact ``u_{<i}``."""
-        u = torch.zeros_like(given)
-        for _ in range(self.dim):
-            shift, s = self.conditioner(u, context)
-            u = step(given, shift, s)
-        return u, s
+        """Solve for the read side ``u`` from the other side ``given``, coordinate by coordinate (``u_i`` needs
+        ``u_{<i}`` only): ``dim`` passes of :meth:`MADE.solve`."""
+        if context is not None or self.context_dim:
+            context = self.conditioner_input(given, context)[:, self.dim :]  # the context, checked as in one pass
+
+        def coordinate(given_i: Tensor, shift: Tensor, raw_scale: Tensor) -> tuple[Tensor, Tensor]:
+            s = soft_clamp(raw_scale, self.scale_bound)
+            return step(given_i, shift, s), s
+
+        return self.made.solve(given, coordinate, context)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.reads == "z":  # IAF: one pass
