@@ -51,3 +51,16 @@ def flowlab_register_checks(register: Callable[[Any], None]) -> None:
     property its kind needs (for example a trace-estimator check for stochastic log-dets); ``flowlab check`` runs
     every registered check on every flow the check applies to. Check names are unique across plugins.
     """
+
+
+@hookspec
+def flowlab_register_objectives(register: Callable[[Any], None]) -> None:
+    """Register training objectives: call ``register(ObjectiveSpec(...))`` once per objective.
+
+    Called once per plugin when the registry is first built. ``flowlab train --objective NAME`` (and
+    ``TrainConfig(objective=NAME)``) minimises ``ObjectiveSpec.loss(flow, x, context)`` on each batch; the record
+    (``flowlab/objectives.py``) says which flow kinds it trains, whether it needs a vector field, its options, a
+    ``prepare`` step run once per run, its references and its explanation. Names are unique across plugins. The
+    built-ins (``mle``, ``cfm``, ``otcfm``, ``rectified``) come from ``plugins/flowlab_objectives``. A loss draws
+    its randomness from ``context.generator`` only, so a resumed run repeats the uninterrupted one.
+    """

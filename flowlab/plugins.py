@@ -38,6 +38,7 @@ CATEGORIES: dict[str, str] = {
     "flows": "flowlab_register_flows",
     "datasets": "flowlab_register_datasets",
     "checks": "flowlab_register_checks",
+    "objectives": "flowlab_register_objectives",
 }
 
 #: registry category -> the record type its entries must be an instance of (filled by the modules defining them)

@@ -1,9 +1,12 @@
-"""Fit a flow to a registered dataset by maximum likelihood, with exact resume.
+"""Fit a flow to a registered dataset by a registered objective (maximum likelihood by default), with exact resume.
 
-Each step draws a fresh batch ``x_1..x_B ~ p`` and takes an Adam step on
+Each step draws a fresh batch ``x_1..x_B ~ p`` and takes an Adam step on the objective's loss
+(:mod:`flowlab.objectives`; ``TrainConfig.objective``). The default ``mle`` is
 ``loss = −(1/B) Σ_i log q(x_i) + R``, where ``R = bijector.regularization()`` for flows that have one (the
 weighted kinetic-energy / Jacobian terms of continuous flows), else 0. Minimising the expected NLL
-``E_p[−log q] = H(p) + KL(p‖q)`` minimises ``KL(p‖q)``.
+``E_p[−log q] = H(p) + KL(p‖q)`` minimises ``KL(p‖q)``. The flow-matching objectives (``cfm``, ``otcfm``,
+``rectified``) regress an ODE flow's vector field instead, without solving the ODE; evaluation is the same
+held-out NLL either way.
 
 Reproducibility: the initial parameters come from the global RNG seeded with ``(seed, "init")``, the batch of
 step ``k`` from ``seeding.generator(seed, "batch", k)``, and any randomness inside the flow (Hutchinson probes)
@@ -33,14 +36,16 @@ from flowlab.datafiles import DataFileError, resolve_dataset
 from flowlab.errors import CheckpointError, DeviceError, DivergenceError, NonFiniteError, OptionError, UnknownFlowError
 from flowlab.evaluation import NLL, held_out_nll
 from flowlab.flow import Flow
+from flowlab.objectives import ObjectiveContext, ObjectiveSpec, objective_spec
 from flowlab.preprocess import Preprocessed
 from flowlab.registry import build, flow_spec
 from flowlab.seeding import generator, global_rng
 
 #: a loss above ``first + EXPLOSION_FACTOR * max(1, |first|)`` (first: the first loss of a fit) has exploded
 EXPLOSION_FACTOR = 1e3
-#: options ``--resume`` may change: limits and tolerances of ODE solves, which do not change the parameters
-RESUMABLE_OPTIONS = ("max_nfe", "max_seconds", "rtol", "atol")
+#: options ``--resume`` may change: limits and tolerances of ODE solves and torch.compile, which do not change the
+#: parameters
+RESUMABLE_OPTIONS = ("max_nfe", "max_seconds", "rtol", "atol", "compile")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -72,14 +77,18 @@ def build_flow(name: str, dim: int, options: dict[str, Any], transform: Bijector
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What defines a run: the flow (name and options), the dataset, and the optimisation budget."""
+    """What defines a run: the flow (name and options), the dataset, the objective (name and options; checkpoints
+    written before objectives existed have none and load as ``mle``), and the optimisation budget."""
 
     flow: str
     data: str
     options: dict[str, Any] = field(default_factory=dict)
+    objective: str = "mle"
+    objective_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 2000
     batch_size: int = 256
-    lr: float = 1e-3
+    #: ``None``: the objective's own default (``ObjectiveSpec.lr``: 1e-3 for mle), resolved when the config is made
+    lr: float | None = None
     seed: int = 0
     eval_every: int = 200
     eval_size: int = 4096
@@ -89,6 +98,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"train: expected a positive integer {name}, got {value!r}")
+        if self.lr is None:
+            object.__setattr__(self, "lr", objective_spec(self.objective).lr)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise OptionError(f"train: expected a positive finite learning rate, got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -121,9 +132,19 @@ class Trainer:
         self.config = config
         self.dataset: DatasetSpec = resolve_dataset(config.data)  # a registered name or a data file
         self.device = resolve_device(device)
+        self.objective: ObjectiveSpec = objective_spec(config.objective)
+        objective_options = self.objective.resolve_options(config.objective_options)
         with global_rng(config.seed, "init"):  # initial parameters are a function of the seed too
             self.flow = build_flow(config.flow, self.dataset.dim, config.options, self.dataset.preprocessing())
             self.flow = self.flow.to(self.device)
+        self.objective.check_flow(flow_spec(config.flow), self.flow.bijector)
+        #: the objective's context; its generator is replaced by the step's before every loss
+        self.context = ObjectiveContext(
+            generator(config.seed, "objective"), objective_options, self.device, config.seed
+        )
+        if self.objective.prepare is not None:
+            self.objective.prepare(self.flow, self.context)
+        assert config.lr is not None  # TrainConfig resolves None to the objective's default
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -139,14 +160,12 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------------------------------
     def train_step(self) -> float:
-        """One Adam step on a fresh batch; returns the loss (NLL + regularization)."""
+        """One Adam step on a fresh batch; returns the objective's loss (for ``mle``: NLL + regularization)."""
         x = self.draw(self.config.batch_size, "batch", self.step)
         self.flow.train()
+        self.context.generator = generator(self.config.seed, "objective", self.step)
         with global_rng(self.config.seed, "step", self.step), self._diverges_on_non_finite("the loss", self.step + 1):
-            loss = -self.flow.log_prob(x).mean()
-            regularization = getattr(self.flow.bijector, "regularization", None)
-            if callable(regularization):
-                loss = loss + regularization()
+            loss = self.objective.loss(self.flow, x, self.context)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -26,7 +26,9 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
         help="fit a flow to a dataset",
-        description="Fit a registered flow to a registered dataset by maximum likelihood (Adam). Writes "
+        description="Fit a registered flow to a registered dataset (Adam) by a registered objective: maximum "
+        "likelihood (mle, the default) or, for ODE flows, simulation-free flow matching (cfm, otcfm, rectified; "
+        "'flowlab explain cfm'). Writes "
         f"DIR/{CHECKPOINT} atomically at every evaluation; Ctrl-C stops after the current step and saves; "
         "--resume continues exactly where a run stopped (it may change --steps and the solver limits "
         "-o max_nfe/max_seconds/rtol/atol). A diverging run (loss NaN/inf or exploding) stops with exit 1 and names "
@@ -45,9 +47,27 @@ def add_parser(subparsers: Any) -> None:
         help="a flow option, repeatable; VALUE is JSON or a string, e.g. -o blocks=4 "
         "-o 'block_options={\"hidden\": 32}'",
     )
+    parser.add_argument(
+        "--objective", help="registered training objective: mle (default), cfm, otcfm, rectified ('flowlab list')"
+    )
+    parser.add_argument(
+        "--objective-option",
+        "-O",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an objective option, repeatable, e.g. -O sigma=0.01 (see 'flowlab explain OBJECTIVE')",
+    )
+    parser.add_argument(
+        "--reflow-from",
+        metavar="CKPT",
+        help="rectified flow's reflow: start from this checkpoint and retrain on its couplings (z, T(z)); "
+        "the same as -O reflow_from=CKPT",
+    )
     parser.add_argument("--steps", type=int, help="total optimizer steps (default 2000; with --resume: extend to this)")
     parser.add_argument("--batch-size", type=int, help="points per step (default 256)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    parser.add_argument(
+        "--lr", type=float, help="Adam learning rate (default: the objective's, 1e-3 for mle, 1e-2 for flow matching)"
+    )
     parser.add_argument("--seed", type=int, help="seed of the data stream and the flow's randomness (default 0)")
     parser.add_argument("--eval-every", type=int, help="steps between held-out evaluations (default 200)")
     parser.add_argument("--eval-size", type=int, help="held-out points (default 4096)")
@@ -122,7 +142,7 @@ class Heartbeat:
 
 
 #: TrainConfig fields set by options of the same name; with --resume they come from the checkpoint
-CONFIG_ARGS = ("flow", "data", "steps", "batch_size", "lr", "seed", "eval_every", "eval_size")
+CONFIG_ARGS = ("flow", "data", "objective", "steps", "batch_size", "lr", "seed", "eval_every", "eval_size")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,6 +158,12 @@ def run(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None}
     if args.option:
         given["options"] = parse_options(args.option)
+    objective_options = parse_options(args.objective_option) if args.objective_option else {}
+    if args.reflow_from is not None:
+        objective_options["reflow_from"] = args.reflow_from
+        given.setdefault("objective", "rectified")
+    if objective_options:
+        given["objective_options"] = objective_options
     if args.out is None and (args.flow is None or args.data is None):
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
     if "data" in given:  # a data file is recorded by absolute path and content hash
@@ -173,7 +199,8 @@ def fit(trainer: Trainer, path: Path) -> int:
     entropy = trainer.dataset.entropy
     params = sum(p.numel() for p in trainer.flow.parameters())
     out.print(
-        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{config.data}[/] "
+        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{config.data}[/] by "
+        f"[bold]{config.objective}[/]{_objective_options(trainer)} "
         f"(entropy {_fmt(entropy)} nats): steps {trainer.step}→{config.steps}, batch {config.batch_size}, "
         f"lr {config.lr}, seed {config.seed}"
     )
@@ -242,6 +269,11 @@ def _resume_hint(trainer: Trainer, path: Path) -> str:
         f"to continue from the last checkpoint (step {trainer.saved[1]}) with higher solver limits: flowlab train "
         f"--resume --out {path.parent} {limits}; {diverged}"
     )
+
+
+def _objective_options(trainer: Trainer) -> str:
+    options = trainer.context.options
+    return f" ({', '.join(f'{k}={v!r}' for k, v in options.items())})" if options else ""
 
 
 def _fmt(value: float | None) -> str:

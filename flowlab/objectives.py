@@ -1,0 +1,124 @@
+"""``ObjectiveSpec``: a training objective registered by a plugin through ``flowlab_register_objectives``.
+
+The trainer (:mod:`flowlab.training`) takes one Adam step per batch on ``objective.loss(flow, x, context)``; the
+built-in plugin ``flowlab_objectives`` registers ``mle`` (maximum likelihood, every flow) and the simulation-free
+flow-matching objectives ``cfm``, ``otcfm`` and ``rectified`` (flows whose bijector exposes a vector field).
+
+**Time and direction.** One convention with flowlab's ODE flows (:mod:`flowlab.ode.bijector`): t = 0 is the base,
+t = 1 the data, and sampling integrates ``dz/dt = f(t, z)`` from 0 to 1. A flow-matching objective regresses
+``f(t, x_t)`` onto the velocity ``u_t`` of a path ``x_t`` from a base point ``x_0 = z ~ N(0, I)`` at t = 0 to a data
+point ``x_1 = x`` at t = 1, so the trained field is sampled and evaluated exactly as a field trained by maximum
+likelihood: ``forward`` (0 → 1) samples, ``inverse`` (1 → 0) and the exact trace give ``log q(x)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from flowlab.errors import OptionError
+from flowlab.plugins import RECORD_TYPES, get_registry
+from flowlab.spec import Option
+
+if TYPE_CHECKING:
+    from flowlab.flow import Flow
+    from flowlab.spec import FlowSpec
+
+
+@dataclass
+class ObjectiveContext:
+    """What a loss sees besides the flow and the batch.
+
+    - ``generator``: a CPU ``torch.Generator`` for this step's draws (times, base points, noise), seeded from
+      ``(run seed, "objective", step)`` so a resumed run draws what the uninterrupted one drew; draw on the CPU and
+      move to ``device``.
+    - ``options``: the objective's resolved options (``ObjectiveSpec.options`` defaults updated by the run's).
+    - ``device``: the flow's device.
+    - ``seed``: the run's seed (for draws made once per run, e.g. reflow couplings).
+    - ``state``: a dict the objective may fill in ``prepare`` (e.g. a teacher's couplings) and read in ``loss``.
+    """
+
+    generator: torch.Generator
+    options: Mapping[str, Any]
+    device: torch.device
+    seed: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A training objective (``flowlab train --objective NAME``).
+
+    - ``name``: unique registry name, e.g. ``"cfm"``.
+    - ``summary``: one line for listings.
+    - ``loss(flow, x, context) -> Tensor``: the scalar to minimise on the batch ``x`` (``[batch, dim]``, drawn from
+      the data); ``context`` is an :class:`ObjectiveContext`.
+    - ``kinds``: the flow kinds (``FlowSpec.kind``) it trains; ``needs_field``: whether it needs the bijector to
+      expose a vector field ``bijector.field(t, z)`` (flow matching regresses the field itself).
+    - ``options``: name -> :class:`~flowlab.spec.Option` (e.g. ``sigma``), validated like a flow's.
+    - ``lr``: the Adam learning rate a run takes when it names none (``TrainConfig(lr=None)``, ``flowlab train``
+      without ``--lr``): flow matching's regression onto a known target, with no ODE solve in the loss, trains
+      well at larger steps than a likelihood through an ODE solve (``benchmarks/flow_matching.py``).
+    - ``prepare(flow, context)``: optional, called once when a run is created or resumed, before the first step
+      (e.g. draw a teacher's couplings into ``context.state``); it may set the flow's initial parameters, which a
+      resumed run then overwrites with the checkpoint's.
+    - ``references``: papers, as ``"Authors (year). Title. URL"``; ``explanation``: Markdown (the path, the target,
+      why its minimiser has the right marginal field), shown by ``flowlab explain NAME``.
+    """
+
+    name: str
+    summary: str
+    loss: Callable[[Flow, Tensor, ObjectiveContext], Tensor]
+    kinds: frozenset[str] = frozenset({"discrete", "continuous"})
+    needs_field: bool = False
+    options: Mapping[str, Option] = field(default_factory=dict)
+    lr: float = 1e-3
+    prepare: Callable[[Flow, ObjectiveContext], None] | None = None
+    references: Sequence[str] = ()
+    explanation: str = ""
+
+    def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults updated with ``options``; an unknown name or a disallowed value raises :class:`OptionError`."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(f"{k}={o.default!r}" for k, o in self.options.items()) or "none"
+            raise OptionError(
+                f"objective {self.name}: unknown option {', '.join(map(repr, unknown))}; known options: {known}"
+            )
+        resolved = {name: option.default for name, option in self.options.items()}
+        for name, value in options.items():
+            self.options[name].validate(f"objective {self.name}", name, value)
+            resolved[name] = value
+        return resolved
+
+    def check_flow(self, spec: FlowSpec, bijector: object) -> None:
+        """:class:`OptionError` saying why this objective cannot train the flow ``spec`` built as ``bijector``."""
+        kinds = "/".join(sorted(self.kinds))
+        if spec.kind not in self.kinds:
+            raise OptionError(
+                f"objective {self.name!r} trains {kinds} flows; flow {spec.name!r} is {spec.kind}. "
+                "Use --objective mle, or a flow with a vector field (cnf, ffjord, augmented)"
+            )
+        if self.needs_field and not callable(getattr(bijector, "field", None)):
+            raise OptionError(
+                f"objective {self.name!r} regresses a vector field f(t, z), but flow {spec.name!r}'s bijector "
+                f"({type(bijector).__name__}) exposes none (.field); use --objective mle, or an ODE flow"
+            )
+
+
+RECORD_TYPES["objectives"] = ObjectiveSpec
+
+
+def objectives() -> dict[str, ObjectiveSpec]:
+    """The registered objectives, ``name -> ObjectiveSpec``, built-ins first."""
+    return get_registry().records("objectives")
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    """The objective called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
+    spec: ObjectiveSpec = get_registry().get("objectives", name).record
+    return spec
