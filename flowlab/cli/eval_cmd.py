@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "checkpoint": args.checkpoint,
         "flow": config.flow,
+        "objective": config.objective,
         "data": display_name(dataset.name),
         "step": checkpoint["step"],
         "n": nll.n,
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         "se_bits_per_dim": nll.se_bits_per_dim,
         "entropy_nats": dataset.entropy,
         "gap_nats": nll.gap(dataset.entropy),
+        "nfe": getattr(flow.bijector, "nfe", None),  # an ODE flow's last solve (exact trace in eval mode)
     }
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -77,5 +79,7 @@ def run(args: argparse.Namespace) -> int:
         per_bit = nll.dim * math.log(2)
         table.add_row("entropy H(p)", f"{dataset.entropy:.4f}", f"{dataset.entropy / per_bit:.4f}")
         table.add_row("gap NLL − H", f"{gap:.4f}", f"{gap / per_bit:.4f}")
+    if result["nfe"] is not None:
+        table.add_row("NFE (last solve)", str(result["nfe"]), "")
     console().print(table)
     return 0

@@ -6,7 +6,8 @@ and returns ``log|det ∂z/∂x| = −∫₀¹ tr ∂f/∂z dt``; ``log p(x) = l
 
 Modules, one job each: ``trace`` (exact and Hutchinson estimators), ``field`` (the time-conditioned MLP),
 ``solver`` (torchdiffeq options, ``solve`` and its errors, NFE guard), ``dynamics`` (the augmented ODE),
-``bijector`` (``ODEBijector``), ``options`` (what ODE ``FlowSpec``\\ s share).
+``bijector`` (``ODEBijector``), ``options`` (what ODE ``FlowSpec``\\ s share), ``paths`` (sampling with a chosen
+solver and number of steps; how straight the paths are).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flowlab.ode.options import (
     ode_options,
     ode_tolerances,
 )
+from flowlab.ode.paths import set_solver, straightness
 from flowlab.ode.solver import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, SolverConfig, solve
 from flowlab.ode.trace import ExactTrace, Hutchinson, TraceEstimator
 
@@ -45,5 +47,7 @@ __all__ = [
     "build_ode_bijector",
     "ode_options",
     "ode_tolerances",
+    "set_solver",
     "solve",
+    "straightness",
 ]

@@ -36,6 +36,8 @@ class ODEBijector(Bijector):
     - ``solver``: a :class:`SolverConfig` (method, tolerances, step size, adjoint, max NFE).
     - ``kinetic``, ``jacobian``: RNODE weights; in training mode with a weight > 0 the solve also integrates
       ``∫‖f‖² dt`` and ``∫‖∂f/∂z‖²_F dt`` and :meth:`regularization` returns their weighted batch mean.
+    - ``compile``: ``torch.compile`` the field together with its Jacobian for the exact trace (see ``dynamics.py``;
+      the first solve compiles, later ones reuse it).
     - ``seed``: seeds the ``torch.Generator`` (on the CPU) that stochastic estimators draw their probes from, once
       per solve.
 
@@ -54,6 +56,7 @@ class ODEBijector(Bijector):
         kinetic: float = 0.0,
         jacobian: float = 0.0,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if kinetic < 0 or jacobian < 0:
@@ -62,7 +65,7 @@ class ODEBijector(Bijector):
             )
         self.field = field
         self.dim = int(cast(VectorField, field).dim)
-        self.dynamics = AugmentedDynamics(field)
+        self.dynamics = AugmentedDynamics(field, compile=compile)
         self.train_trace = trace if trace is not None else ExactTrace()
         self.eval_trace = eval_trace if eval_trace is not None else self.train_trace
         self.solver = solver if solver is not None else SolverConfig()

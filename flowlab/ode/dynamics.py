@@ -9,15 +9,43 @@ with ``a = k = j = 0`` at the starting time. Integrated from ``s`` to ``e`` (eit
 ``log|det ∂z(e)/∂z(s)|`` of the solution map from ``s`` to ``e``: integrating backwards flips the sign of the
 integral, which is exactly the log-det of the inverse map. ``k`` and ``j`` (RNODE's kinetic energy and Jacobian
 Frobenius norm, Finlay et al. 2020) are carried only when asked for.
+
+``torch.compile``: the exact trace's batched vector-Jacobian products (``autograd.grad(..., is_grads_batched=True)``,
+a vmap over the backward pass) fail on a compiled field (vmap meets the compiled backward's in-place copies). With
+``compile=True`` the exact trace takes another road: ``J = vmap(jacrev(f))`` with ``torch.func``, the whole
+``(t, z) -> (J, f)`` compiled once (:func:`compiled_jacobian`); its backward to the parameters is a first-order
+backward of the compiled graph, which torch.compile supports. The Hutchinson estimator and trajectories (no trace)
+keep the eager field. A field compiled by hand (``torch.compile(field)``) with the batched exact trace raises an
+:class:`~flowlab.errors.OptionError` saying to build with ``compile=True`` instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
+from flowlab.errors import OptionError
 from flowlab.ode.solver import CountedDynamics
-from flowlab.ode.trace import TraceEstimator
+from flowlab.ode.trace import ExactTrace, TraceEstimator
+
+
+def compiled_jacobian(field: nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``torch.compile`` of ``(t, z) -> (∂f/∂z per row [batch, dim, dim], f [batch, dim])`` with ``torch.func``."""
+
+    def single(t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        out = field(t, z.unsqueeze(0)).squeeze(0)
+        return out, out
+
+    jacobian = torch.func.vmap(torch.func.jacrev(single, argnums=1, has_aux=True), in_dims=(None, 0))
+    return cast(Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], torch.compile(jacobian))
+
+
+def is_compiled(module: object) -> bool:
+    """Whether ``module`` is the result of ``torch.compile`` (an ``OptimizedModule`` wrapping ``_orig_mod``)."""
+    return hasattr(module, "_orig_mod")
 
 
 class AugmentedDynamics(CountedDynamics):
@@ -32,9 +60,12 @@ class AugmentedDynamics(CountedDynamics):
     ``requires_grad_`` on the solver's own tensor, which fails for non-leaves and for views made under no_grad).
     """
 
-    def __init__(self, field: nn.Module) -> None:
+    def __init__(self, field: nn.Module, *, compile: bool = False) -> None:
         super().__init__()
         self.field = field
+        #: whether the exact trace goes through the compiled ``(t, z) -> (J, f)``, built on first use
+        self.use_compile = compile
+        self._jacobian: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
         self.estimator: TraceEstimator | None = None
         self.probe: Tensor | None = None
         self.regularize = False
@@ -51,10 +82,30 @@ class AugmentedDynamics(CountedDynamics):
         if self.estimator is None:
             return (self.field(t, z),)
         record = torch.is_grad_enabled()
+        if isinstance(self.estimator, ExactTrace) and (self.use_compile or is_compiled(self.field)):
+            f, trace, frobenius = self._compiled_exact(t, z)
+        else:
+            f, trace, frobenius = self._eager(t, z, record)
+        out = (f, trace, f.pow(2).sum(-1), frobenius) if self.regularize else (f, trace)
+        return out if record else tuple(part.detach() for part in out)
+
+    def _compiled_exact(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if not self.use_compile:
+            raise OptionError(
+                "a torch.compile'd vector field cannot go through the exact trace's batched vector-Jacobian products "
+                "(vmap over autograd.grad fails on the compiled backward); pass the plain field and build the flow "
+                "with compile=True (e.g. flowlab train -o compile=true), which compiles f and its Jacobian together"
+            )
+        if self._jacobian is None:
+            self._jacobian = compiled_jacobian(self.field)
+        jacobian, f = self._jacobian(t, z)
+        return f, jacobian.diagonal(dim1=1, dim2=2).sum(-1), jacobian.pow(2).sum(dim=(1, 2))
+
+    def _eager(self, t: Tensor, z: Tensor, record: bool) -> tuple[Tensor, Tensor, Tensor]:
         with torch.enable_grad():
             if not (record and z.requires_grad):  # a fresh leaf: also for no-grad views (odeint_adjoint's forward)
                 z = z.detach().requires_grad_(True)
             f = self.field(t, z)
+            assert self.estimator is not None  # forward() handles the trajectory case
             trace, frobenius = self.estimator(f, z, self.probe, record)
-        out = (f, trace, f.pow(2).sum(-1), frobenius) if self.regularize else (f, trace)
-        return out if record else tuple(part.detach() for part in out)
+        return f, trace, frobenius

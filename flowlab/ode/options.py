@@ -35,7 +35,8 @@ of the last adjoint backward solve. Invertibility holds only to the solver's tol
 checks use tolerances tied to it.
 
 **Vector field.** An MLP on `[z, t, sin 2πkt, cos 2πkt]` (`hidden`, `depth`, smooth `activation`,
-`frequencies`), valid for a 0-d `t` and any batch. **RNODE** (`kinetic`, `jacobian` > 0, training mode): the
+`frequencies`), valid for a 0-d `t` and any batch. `compile=True` compiles it (`torch.compile`) together with
+its Jacobian for the exact trace. **RNODE** (`kinetic`, `jacobian` > 0, training mode): the
 solve also integrates `∫‖f‖² dt` and `∫‖∂f/∂z‖²_F dt`; add `bijector.regularization()` to the loss to get straighter
 paths that need fewer function evaluations.
 """
@@ -66,13 +67,19 @@ def ode_options() -> dict[str, Option]:
         "max_seconds": Option(60.0, "stop a solve after this many seconds of wall-clock time", low=1e-3),
         "kinetic": Option(0.0, "RNODE weight of the kinetic energy ∫‖f‖² dt (training mode)", low=0.0),
         "jacobian": Option(0.0, "RNODE weight of the Jacobian Frobenius norm ∫‖∂f/∂z‖²_F dt (training mode)", low=0.0),
+        "compile": Option(
+            False,
+            "torch.compile the field with its Jacobian for the exact trace (first solve compiles)",
+            choices=(False, True),
+        ),
     }
 
 
 #: what the conformance kit builds ODE flows with instead of drawing it (``FlowSpec.check_options``): fixed-step
 #: methods invert only to O(step^order), not to the rtol/atol the tolerances below are tied to (and adaptive_heun is
-#: slow); the flows' own tests cover the other methods
-ODE_CHECK_OPTIONS = {"method": "dopri5"}
+#: slow); the flows' own tests cover the other methods. compile=True computes the same exact trace through
+#: torch.func and costs a compilation per case (tests/test_continuous.py checks it against the eager trace)
+ODE_CHECK_OPTIONS = {"method": "dopri5", "compile": False}
 
 
 def ode_tolerances() -> dict[str, Tolerance]:
@@ -135,5 +142,6 @@ def build_ode_bijector(
         kinetic=float(options["kinetic"]),
         jacobian=float(options["jacobian"]),
         seed=seed,
+        compile=bool(options["compile"]),
         **extra,
     )

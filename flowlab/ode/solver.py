@@ -24,9 +24,11 @@ HINT = "loosen rtol/atol, add RNODE regularisation (kinetic/jacobian weights), o
 @dataclass(frozen=True)
 class SolverConfig:
     """How to integrate: torchdiffeq ``method``; ``rtol``/``atol`` (adaptive methods); ``step_size`` (fixed-step
-        methods); ``adjoint`` (backpropagate by solving the adjoint ODE backwards, O(1) memory in the number of steps,
-        instead of through the solver's operations); ``max_nfe`` and ``max_seconds`` (stop a runaway solve, forward or
-    adjoint, after this many function evaluations or this much wall-clock time; each solve has its own clock)."""
+    methods), or ``steps`` > 0: exactly that many equal steps over the interval (NFE = steps × the method's stages:
+    rk4 4, midpoint 2, euler 1); ``adjoint`` (backpropagate by solving the adjoint ODE backwards, O(1) memory in the
+    number of steps, instead of through the solver's operations); ``max_nfe`` and ``max_seconds`` (stop a runaway
+    solve, forward or adjoint, after this many function evaluations or this much wall-clock time; each solve has its
+    own clock)."""
 
     method: str = "dopri5"
     rtol: float = 1e-5
@@ -35,6 +37,7 @@ class SolverConfig:
     adjoint: bool = False
     max_nfe: int = 10_000
     max_seconds: float = 60.0
+    steps: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -47,6 +50,8 @@ class SolverConfig:
             raise OptionError(f"solver: step_size must be at most 1 (the whole interval), got {self.step_size!r}")
         if isinstance(self.max_nfe, bool) or not isinstance(self.max_nfe, int) or self.max_nfe < 1:
             raise OptionError(f"solver: max_nfe must be a positive integer, got {self.max_nfe!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise OptionError(f"solver: steps must be a non-negative integer (0: use step_size), got {self.steps!r}")
         seconds = self.max_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise OptionError(f"solver: max_seconds must be a positive number (inf: no limit), got {seconds!r}")
@@ -57,11 +62,15 @@ class SolverConfig:
 
     def odeint_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``torchdiffeq.odeint``."""
-        options = {} if self.adaptive else {"step_size": self.step_size}
+        options: dict[str, Any] = {}
+        if not self.adaptive:
+            options = {"grid_constructor": _uniform_grid(self.steps)} if self.steps else {"step_size": self.step_size}
         return {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": options}
 
     def describe(self) -> str:
         tolerance = f"rtol={self.rtol:g}, atol={self.atol:g}" if self.adaptive else f"step_size={self.step_size:g}"
+        if not self.adaptive and self.steps:
+            tolerance = f"{self.steps} steps"
         return f"{self.method} ({tolerance}{', adjoint' if self.adjoint else ''})"
 
 
@@ -146,6 +155,16 @@ def solve(
     if not all(bool(torch.isfinite(part[-1]).all()) for part in solution):
         raise _failure(dynamics, times, config, "the solution is NaN or infinite")
     return tuple(solution)
+
+
+def _uniform_grid(steps: int) -> Callable[[Any, Tensor, Tensor], Tensor]:
+    """torchdiffeq's ``grid_constructor`` for ``steps`` equal steps from ``t[0]`` to ``t[-1]`` (a ``step_size`` of
+    ``1/steps`` can round to one step more)."""
+
+    def grid(func: Any, y0: Tensor, t: Tensor) -> Tensor:
+        return torch.linspace(float(t[0]), float(t[-1]), steps + 1, dtype=t.dtype, device=t.device)
+
+    return grid
 
 
 def _rms_of_first(parts: int) -> Callable[[tuple[Tensor, ...]], Tensor]:
