@@ -4,6 +4,9 @@ Exit status: 0 when nothing failed (skipped and inconclusive results are shown, 
 failed, 2 for usage errors (an unknown flow or property, a malformed ``--case``, a ``--plugin`` file that does not
 load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``).
 
+``--checkpoint PATH`` checks the flow trained in PATH at its trained parameters, dimension and options
+(:mod:`flowlab.checks.trained`): only the inputs (batch, seed, scale) are drawn.
+
 With no NAME only the flows whose ``FlowSpec.checked_by_default`` is true are checked; one line names the others.
 Torch runs on one thread per process unless asked otherwise (:mod:`flowlab.threads`). ``-n N`` spreads the runs
 over N pytest-xdist processes (:mod:`flowlab.testing.parallel`) and renders them as the serial path does. Progress
@@ -75,6 +78,13 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="run one case only (as printed by a failure's reproduce command); needs one NAME and one --property",
     )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        default=None,
+        help="check the flow trained in this checkpoint at its trained parameters (no NAME; its dim and options "
+        "are the checkpoint's, only the inputs are drawn)",
+    )
     add_plugin_argument(parser)
     parser.add_argument(
         "-n",
@@ -103,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     errors = error_console()
     try:
         load_plugin_files(args.plugins)
+        if args.checkpoint is not None:
+            args.names = [_register_checkpoint(args)]
         pairs = selection(args.names, args.properties)
         profile = profile_name(args.profile)
         case = _parse_case(args.case, pairs, args.device) if args.case is not None else None
@@ -127,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             runs = _run_serial(planned, profile, case, errors)
     _mention_plugin_files(runs, args.plugins)
+    if args.checkpoint is not None:
+        _mention_checkpoint(runs, args.names[0], args.checkpoint)
     data = document_for(runs, profile, devices, __version__, warnings)
     out = console() if args.json != "-" else error_console()
     from flowlab.reports.checks import failure_panel, notes, reproduce_line, results_table
@@ -181,6 +195,27 @@ def _mention_plugin_files(runs: list[PropertyRun], paths: list[str]) -> None:
         if run.counterexample is not None:
             run.counterexample.reproduce = run.counterexample.reproduce.replace(
                 "flowlab check ", f"flowlab check {options} ", 1
+            )
+
+
+def _register_checkpoint(args: argparse.Namespace) -> str:
+    """Register the trained flow of ``--checkpoint`` for this process; its name."""
+    from flowlab.checks.trained import register_checkpoint
+    from flowlab.errors import OptionError
+
+    if args.names:
+        raise OptionError(f"--checkpoint checks the flow trained in {args.checkpoint}: give no NAME (got {args.names})")
+    if args.workers not in ("0", 0):
+        raise OptionError("--checkpoint runs in this process (its flow is registered here only): drop -n")
+    return register_checkpoint(args.checkpoint)
+
+
+def _mention_checkpoint(runs: list[PropertyRun], name: str, path: str) -> None:
+    """Make the reproduce commands name the checkpoint instead of the flow registered for it."""
+    for run in runs:
+        if run.counterexample is not None:
+            run.counterexample.reproduce = run.counterexample.reproduce.replace(
+                f"flowlab check {shlex.quote(name)} ", f"flowlab check --checkpoint {shlex.quote(path)} ", 1
             )
 
 

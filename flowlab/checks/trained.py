@@ -1,0 +1,107 @@
+"""The conformance kit on a trained flow, at its trained parameters (``flowlab check --checkpoint PATH``).
+
+A bare ``flowlab check`` builds flows at parameters it draws (and perturbs), in dimensions and with options it
+draws. A trained flow is one point of that space: its dimension, its options and its parameters are fixed. So
+:func:`register_checkpoint` registers, for this process, a ``FlowSpec`` derived from the checkpoint's flow:
+
+- ``min_dim = max_dim = `` the checkpoint's dimension (the kit draws no other);
+- ``check_options``: the checkpoint's options, then the flow's own pins on top (e.g. ODE flows are checked with
+  dopri5, to which the kit's tolerances are tied: solver options change how the flow is integrated, never its
+  parameters), so the kit draws no option;
+- ``build`` builds the flow with those options (and any a property pins, such as tighter solver tolerances) and
+  loads the trained parameters; ``fixed_parameters = True`` tells :func:`flowlab.checks.cases.build_case_bijector`
+  not to perturb them.
+
+What still varies per case: the batch, the seed of the inputs and their scale, the dtype and device, which is what
+makes sense at fixed parameters. A property that needs the flow in another dimension, or with options that change
+its architecture, cannot be run on these parameters: building it raises :class:`FixedParametersError`, which the
+runner reports as a skipped case with that reason (never a failure).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowlab.bijector import Bijector
+from flowlab.errors import CheckpointError, FlowlabError
+from flowlab.spec import FlowSpec
+
+
+class FixedParametersError(FlowlabError):
+    """A property asked for a trained flow in another dimension or architecture than its checkpoint's."""
+
+    #: the runner turns this into a skipped case (see ``flowlab.checks.runner.run_case``)
+    skip_case = True
+
+
+@dataclass(frozen=True)
+class TrainedFlowSpec(FlowSpec):
+    """A :class:`FlowSpec` whose ``build`` returns the trained flow of ``checkpoint`` (see the module docstring)."""
+
+    checkpoint: str = ""
+    #: the kit checks these parameters as they are (no perturbation)
+    fixed_parameters: bool = True
+
+
+def trained_spec(path: str) -> TrainedFlowSpec:
+    """The derived spec of the flow trained in ``path`` (:class:`CheckpointError` if it cannot be read)."""
+    from flowlab.checkpoint import read_checkpoint
+    from flowlab.registry import flow_spec
+    from flowlab.training import _installed, build_flow, config_from, load_state
+
+    checkpoint = read_checkpoint(path)
+    config = config_from(checkpoint, path)
+    dim = int(checkpoint["dim"])
+    with _installed(path):
+        spec = flow_spec(config.flow)
+        trained = spec.resolve_options(config.options)
+    architecture = {name: value for name, value in trained.items() if name not in spec.check_options}
+
+    def build(at: int, **options: Any) -> Bijector:
+        if at != dim:
+            raise FixedParametersError(
+                f"this property builds the flow in {at} dimensions; the trained flow of {path} is {dim}-dimensional"
+            )
+        try:
+            flow = build_flow(config.flow, dim, options)
+            load_state(flow, checkpoint, path)
+        except CheckpointError as exc:
+            changed = {name: options[name] for name in architecture if options.get(name) != architecture[name]}
+            raise FixedParametersError(
+                f"this property builds the flow with options {changed or options} that the trained parameters do "
+                f"not fit ({exc})"
+            ) from None
+        return flow.bijector
+
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).parent.name or Path(path).stem)
+    fields = {name: getattr(spec, name) for name in FlowSpec.__dataclass_fields__}
+    fields.update(
+        name=f"{spec.name}@{label}",
+        summary=f"{spec.name} trained on {config.data} by {config.objective} ({path}, step {checkpoint['step']})",
+        build=build,
+        min_dim=dim,
+        max_dim=dim,
+        check_options={**trained, **spec.check_options},
+    )
+    return TrainedFlowSpec(**fields, checkpoint=path)
+
+
+def register_checkpoint(path: str) -> str:
+    """Register the trained flow of ``path`` with the process-wide registry; returns its name (``FLOW@RUN``)."""
+    from flowlab.hookspecs import hookimpl
+    from flowlab.plugins import get_registry
+
+    spec = trained_spec(path)
+
+    class Plugin:
+        @hookimpl
+        def flowlab_register_flows(self, register: Any) -> None:
+            register(spec)
+
+    info = get_registry().add_plugin(Plugin(), f"checkpoint:{path}")
+    if not info.ok:
+        raise CheckpointError(f"{path}: could not register its trained flow: {info.error}")
+    return spec.name
