@@ -4,6 +4,8 @@ vector field ``f(t, ·)`` at a few times. Needs matplotlib (the ``plot`` extra).
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import torch
@@ -214,3 +216,63 @@ def plot_images(
     fig = image_figure(flow, dataset, count=count, seed=seed, title=title)
     fig.savefig(path, dpi=72, format=fmt)
     pyplot().close(fig)
+
+
+def animate_flow(
+    flow: Flow,
+    dataset: DatasetSpec,
+    path: str,
+    *,
+    n: int = 1000,
+    frames: int = 48,
+    fps: int = 12,
+    seed: int = 0,
+    title: str | None = None,
+) -> None:
+    """A GIF of ``n`` base points ``z ~ N(0, I)`` carried by a continuous flow's ODE from t = 0 (base) to t = 1
+    (data), one frame per time of ``frames`` equally spaced ones (then held), over the data in grey; written with
+    matplotlib's ``PillowWriter`` (pillow comes with matplotlib). 2D continuous flows only."""
+    bijector: Any = flow.bijector
+    if not callable(getattr(bijector, "trajectory", None)) or getattr(bijector, "field", None) is None:
+        raise OptionError(
+            f"plot --animate: an animation follows the ODE of a continuous flow; this flow's bijector "
+            f"({type(bijector).__name__}) has no trajectory"
+        )
+    if flow.dim != 2 or dataset.dim != 2:
+        raise OptionError(f"plot --animate: 2D flows and data only, got dim {flow.dim} and {dataset.dim}")
+    plt = pyplot()
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    like = reference(flow)
+    times = torch.linspace(0, 1, frames, dtype=like.dtype, device=like.device)
+    with global_rng(seed, "plot-animate"), torch.enable_grad():
+        z = flow.base.sample((n,))
+        paths = bijector.trajectory(z, times).detach().cpu().numpy()
+    data = dataset.sample(n, generator(seed, "plot-data")).numpy()
+    limits = square_limits(torch.from_numpy(data))
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))  # a layout engine would re-run at every frame: placed once instead
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.07, top=0.88)
+    ax.scatter(data[:, 0], data[:, 1], s=2, color="0.82", linewidths=0, label=f"data: {dataset.name}")
+    points = ax.scatter(paths[0, :, 0], paths[0, :, 1], s=2, color="tab:orange", linewidths=0, label="z(t)")
+    ax.set_xlim(*limits)
+    ax.set_ylim(*limits)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="upper right")
+    heading = ax.set_title("")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    held = frames + max(1, fps // 2)  # the last frame held for half a second
+
+    def draw(frame: int) -> Any:
+        k = min(frame, frames - 1)
+        points.set_offsets(paths[k])
+        heading.set_text(f"t = {float(times[k]):.2f} (0: base, 1: data)")
+        return (points, heading)
+
+    animation = FuncAnimation(fig, draw, frames=held, blit=False)
+    # pillow picks the format from the file name: write a .gif beside ``path`` (which may be a temporary name)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as folder:
+        gif = os.path.join(folder, "animation.gif")
+        animation.save(gif, writer=PillowWriter(fps=fps), dpi=72)
+        os.replace(gif, path)
+    plt.close(fig)

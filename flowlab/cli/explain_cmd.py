@@ -1,4 +1,5 @@
-"""``flowlab explain NAME [--jacobian]``: a flow's math, options and references; its Jacobian at a point."""
+"""``flowlab explain NAME [--jacobian]``: a flow's math, options and references; its Jacobian at a point. NAME may
+also be a training objective (``mle``, ``cfm``, ``otcfm``, ``rectified``): its path, target and references."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 
 if TYPE_CHECKING:
     from flowlab.jacobian import JacobianView
+    from flowlab.objectives import ObjectiveSpec
     from flowlab.spec import FlowSpec
 
 #: shades from small to large magnitude; an exact zero is drawn blank
@@ -31,11 +33,13 @@ def add_parser(subparsers: Any) -> None:
         help="explain a flow's math; --jacobian also draws its Jacobian at a random point",
         description=(
             "Render a flow's explanation (transform, inverse, log-det and its cost, sign convention), its options "
-            "and references. With --jacobian, also compute the Jacobian ∂x/∂z at a random point and draw its structure "
-            "(exact zeros blank), with log|det| from the flow and from torch.linalg.slogdet."
+            "and references, or a training objective's (mle, cfm, otcfm, rectified: the path, the regression "
+            "target and why it has the right marginal field). With --jacobian, also compute the Jacobian ∂x/∂z at a "
+            "random point and draw its structure (exact zeros blank), with log|det| from the flow and from "
+            "torch.linalg.slogdet."
         ),
     )
-    parser.add_argument("name", help="a registered flow (see 'flowlab list')")
+    parser.add_argument("name", help="a registered flow (see 'flowlab list') or training objective (e.g. cfm)")
     parser.add_argument("--jacobian", action="store_true", help="draw the Jacobian at a random point")
     parser.add_argument("--dim", type=int, default=None, help="dimension for --jacobian (default: 6, or min_dim)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the parameters and the point (default 0)")
@@ -50,9 +54,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowlab.objectives import objectives
     from flowlab.registry import flow_spec
 
     load_plugin_files(args.plugins)
+    if args.name in objectives() and not args.jacobian:
+        console().print(render_objective(objectives()[args.name]))
+        return 0
     spec = flow_spec(args.name)
     view = None
     if args.jacobian:  # computed first: a bad --dim or --option is reported before anything is printed
@@ -83,6 +91,25 @@ def render_explanation(spec: FlowSpec) -> Panel:
     if spec.references:
         parts.append(Markdown("**References**\n\n" + "\n".join(f"- {ref}" for ref in spec.references)))
     return Panel(Group(*parts), title=f"flowlab explain {spec.name}", title_align="left")
+
+
+def render_objective(spec: ObjectiveSpec) -> Panel:
+    """A training objective's summary, what it trains, its explanation, options and references."""
+    trains = "/".join(sorted(spec.kinds)) + " flows" + (" with a vector field" if spec.needs_field else "")
+    parts: list[Any] = [
+        Text.from_markup(f"[bold]{escape(spec.summary)}[/]\ntrains: {trains}; default lr {spec.lr:g}"),
+        Markdown(spec.explanation),
+    ]
+    if spec.options:
+        options = Table(title="options (flowlab train -O NAME=VALUE)", title_justify="left")
+        for column in ("name", "default", "allowed", "meaning"):
+            options.add_column(column, overflow="fold")
+        for name, option in spec.options.items():
+            options.add_row(name, escape(repr(option.default)), escape(option.describe()), escape(option.help))
+        parts.append(options)
+    if spec.references:
+        parts.append(Markdown("**References**\n\n" + "\n".join(f"- {ref}" for ref in spec.references)))
+    return Panel(Group(*parts), title=f"flowlab explain {spec.name} (training objective)", title_align="left")
 
 
 def compute(spec: FlowSpec, dim: int, seed: int, options: dict[str, Any]) -> JacobianView:
