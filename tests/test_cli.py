@@ -57,6 +57,15 @@ def test_list_json(capsys):
     assert coupling["options"]["activation"]["allowed"] == "'relu' | 'tanh' | 'elu' | 'silu'"
 
 
+def test_list_json_shows_the_flow_families(capsys):
+    assert main(["list", "--json"]) == 0
+    flows = {f["name"]: f for f in json.loads(capsys.readouterr().out)["flows"]}
+    families = {"maf": "autoregressive", "iaf": "autoregressive", "nsf": "spline", "glow": "glow"}
+    families["residual"] = "residual"
+    assert {name: flows[name]["plugin"] for name in families} == families
+    assert flows["residual"]["logdet"] == "stochastic" and flows["nsf"]["options"]["bins"]["default"] == 8
+
+
 def test_info_json(capsys):
     assert main(["info", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
