@@ -37,6 +37,14 @@ def test_every_flow_draws_its_jacobian(name, capsys, monkeypatch):
     assert "log|det ∂x/∂z| from the flow" in out and "slogdet" in out
 
 
+def test_a_conditional_flow_draws_its_jacobian_in_z_at_a_drawn_context(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["explain", "nsf", "--jacobian", "--dim", "3", "--option", "context_dim=2"]) == 0
+    out = capsys.readouterr().out
+    difference = float(out.split("(difference")[1].split(")")[0])
+    assert difference < 1e-10
+
+
 def test_coupling_jacobian_is_block_triangular_with_exact_zeros():
     layer = build_case_bijector(flowlab.flow_spec("coupling"), Case(dim=4, batch=1, seed=0))
     view = jacobian_view(layer, torch.randn(4, dtype=torch.float64))

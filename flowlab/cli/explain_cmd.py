@@ -125,8 +125,11 @@ def compute(spec: FlowSpec, dim: int, seed: int, options: dict[str, Any]) -> Jac
 
         raise OptionError(f"{spec.name}: --dim must be at least {spec.min_dim}, got {dim}")
     bijector = build_case_bijector(spec, Case(dim=dim, batch=1, seed=seed, options=options))
-    point = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return jacobian_view(bijector, point)
+    draw = torch.Generator().manual_seed(seed)
+    point = torch.randn(dim, generator=draw, dtype=torch.float64)
+    context_dim = int(getattr(bijector, "context_dim", 0))  # a conditional flow: the Jacobian in z at a drawn context
+    context = torch.randn(context_dim, generator=draw, dtype=torch.float64) if context_dim else None
+    return jacobian_view(bijector, point, context)
 
 
 def render_jacobian(spec: FlowSpec, view: JacobianView) -> Group:
