@@ -81,6 +81,15 @@ def test_default_base_follows_dtype():
     assert flow.log_prob(torch.zeros(1, 2, dtype=torch.float64)).dtype == torch.float64
 
 
+@pytest.mark.parametrize("dim", [1, 5])
+def test_default_base_log_prob_in_closed_form_is_the_standard_normal(dim):
+    flow = flowlab.Flow(flowlab.build("affine", dim)).double()
+    z = 3 * torch.randn(64, dim, dtype=torch.float64)
+    torch.testing.assert_close(flow.base_log_prob(z), flow.base.log_prob(z), rtol=0, atol=1e-12)
+    x, log_prob = flow.sample_and_log_prob(8)  # identity at init: both are log N(x; 0, I)
+    torch.testing.assert_close(log_prob, flow.base.log_prob(x), rtol=0, atol=1e-12)
+
+
 def test_flow_is_a_bijector_protocol_user():
     assert isinstance(flowlab.build("stacked", 2), flowlab.Bijector)
     assert not isinstance(object(), flowlab.VectorField)
