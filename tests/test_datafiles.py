@@ -142,3 +142,14 @@ def test_train_on_a_file_records_it_and_eval_finds_it_from_elsewhere_until_it_ch
     assert "the file changed since the run was made" in capsys.readouterr().err
     with pytest.raises(DataFileError, match="changed"):
         resolve_dataset(data)
+
+
+def test_an_ode_flow_behind_a_transform_still_shows_its_regulariser_nfe_and_field():
+    """The trainer reads ``regularization()``, ``nfe`` and ``field`` of the flow's bijector: ``Preprocessed`` reads
+    them through from the learned flow (model space), and nothing else."""
+    learned = flowlab.build("cnf", 2)
+    wrapped = Preprocessed(learned, Standardize(torch.zeros(2), torch.full((2,), 2.0)))
+    flowlab.Flow(wrapped).log_prob(torch.randn(3, 2))
+    assert wrapped.nfe == learned.nfe > 0 and wrapped.field is learned.field
+    assert torch.equal(wrapped.regularization(), learned.regularization())
+    assert not hasattr(wrapped, "trajectory"), "a trajectory would be in model space: not read through"
