@@ -60,6 +60,8 @@ def trained_spec(path: str) -> TrainedFlowSpec:
     """The derived spec of the flow trained in ``path`` (:class:`CheckpointError` if it cannot be read)."""
     from flowlab.checkpoint import read_checkpoint
     from flowlab.registry import flow_spec
+    from flowlab.datafiles import resolve_dataset
+    from flowlab.preprocess import Preprocessed
     from flowlab.training import _installed, build_flow, config_from, load_state
 
     checkpoint = read_checkpoint(path)
@@ -68,6 +70,7 @@ def trained_spec(path: str) -> TrainedFlowSpec:
     with _installed(path):
         spec = flow_spec(config.flow)
         trained = spec.resolve_options(config.options)
+        dataset = resolve_dataset(config.data)  # its preprocessing is saved with the flow (checked: the learned part)
     architecture = {name: value for name, value in trained.items() if name not in spec.check_options}
 
     def build(at: int, **options: Any) -> Bijector:
@@ -76,7 +79,7 @@ def trained_spec(path: str) -> TrainedFlowSpec:
                 f"this property builds the flow in {at} dimensions; the trained flow of {path} is {dim}-dimensional"
             )
         try:
-            flow = build_flow(config.flow, dim, options)
+            flow = build_flow(config.flow, dim, options, dataset.preprocessing())
             load_state(flow, checkpoint, path)
         except CheckpointError as exc:
             changed = {name: options[name] for name in architecture if options.get(name) != architecture[name]}
@@ -84,7 +87,8 @@ def trained_spec(path: str) -> TrainedFlowSpec:
                 f"this property builds the flow with options {changed or options} that the trained parameters do "
                 f"not fit ({exc})"
             ) from None
-        return flow.bijector
+        bijector = flow.bijector
+        return bijector.learned if isinstance(bijector, Preprocessed) else bijector
 
     label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).parent.name or Path(path).stem)
     fields = {name: getattr(spec, name) for name in FlowSpec.__dataclass_fields__}
@@ -108,6 +112,8 @@ def tighter_solver(spec: FlowSpec, options: dict[str, Any]) -> dict[str, Any]:
             continue
         if (value > options[name]) if name == "max_seconds" else (value < options[name]):
             pinned[name] = value
+    if options.get("compile"):  # the same trace, eagerly: a compilation per case would cost minutes
+        pinned["compile"] = False
     return pinned
 
 
