@@ -297,9 +297,10 @@ def quality(args: argparse.Namespace) -> None:
         ours = held_out_nll(trainer.flow, points)
         peer = zuko_model("zuko", zuko_flow(family, seed))
         start = time.perf_counter()
-        train_peer(peer, trainer, args.steps)
+        if args.zuko:
+            train_peer(peer, trainer, args.steps)
         peer_seconds = time.perf_counter() - start
-        nats, se = peer_nll(peer, points)
+        nats, se = peer_nll(peer, points) if args.zuko else (math.nan, math.nan)
         results.setdefault((family, data), []).append((ours.nats, ours.se, nats, se))
         print(
             f"| {family} ({parameters(trainer.flow)}) | {data} | {seed} | {ours.nats:.3f} ± {ours.se:.3f} | "
@@ -318,6 +319,7 @@ def quality(args: argparse.Namespace) -> None:
             if difference <= 0
             else ("within 2 SE" if difference <= 2 * math.hypot(ours_row[1], peer_row[3]) else "no")
         )
+        met = met if args.zuko else "–"
         print(
             f"| {family} | {data} | {flowlab.dataset_spec(data).entropy} | {ours_row[0]:.3f} ({ours_row[1]:.3f}) | "
             f"{peer_row[2]:.3f} ({peer_row[3]:.3f}) | {difference:+.3f} | {met} |"
@@ -367,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--steps", type=int, default=2000)
     q.add_argument("--batch-size", type=int, default=256)
     q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--no-zuko", dest="zuko", action="store_false", help="train flowlab's flows only")
     d = sub.add_parser("directions")
     d.add_argument("--flows", nargs="+", default=list(DIRECTION_FLOWS))
     d.add_argument("--dims", type=int, nargs="+", default=[2, 16])

@@ -42,7 +42,7 @@ def test_on_r1_a_layer_is_the_elementwise_affine_map(reads):
     z = torch.tensor([[-2.0], [0.0], [1.5]], dtype=torch.float64)
     x, ladj = layer(z)
     s = clamp(4.0)
-    torch.testing.assert_close(x, z * math.exp(s) + 0.5)
+    torch.testing.assert_close(x, (z + 0.5) * math.exp(s))
     torch.testing.assert_close(ladj, torch.full((3,), s, dtype=torch.float64))
     z_back, ladj_inverse = layer.inverse(x)
     torch.testing.assert_close(z_back, z)
@@ -50,27 +50,27 @@ def test_on_r1_a_layer_is_the_elementwise_affine_map(reads):
 
 
 def test_maf_layer_by_hand_conditions_on_x():
-    """x_1 = z_1 e^{s_1} + m_1, x_2 = z_2 e^{s_2(x_1)} + a x_1 with s_2 = B tanh(b x_1 / B)."""
+    """x_1 = (z_1 + m_1) e^{s_1}, x_2 = (z_2 + a x_1) e^{s_2(x_1)} with s_2 = B tanh(b x_1 / B)."""
     layer = zeroed_layer(2, "x")
     m1, s1_raw, a, b = 0.3, -0.7, 0.8, 0.5
     set_skip(layer, [m1, 0.0, s1_raw, 0.0], {(1, 0): a, (3, 0): b})
     z1, z2 = 1.2, -0.4
-    x1 = z1 * math.exp(clamp(s1_raw)) + m1
+    x1 = (z1 + m1) * math.exp(clamp(s1_raw))
     s2 = clamp(b * x1)
-    x2 = z2 * math.exp(s2) + a * x1
+    x2 = (z2 + a * x1) * math.exp(s2)
     x, ladj = layer(torch.tensor([[z1, z2]], dtype=torch.float64))
     torch.testing.assert_close(x, torch.tensor([[x1, x2]], dtype=torch.float64))
     torch.testing.assert_close(ladj, torch.tensor([clamp(s1_raw) + s2], dtype=torch.float64))
 
 
 def test_iaf_layer_by_hand_conditions_on_z():
-    """x_1 = z_1 e^{s_1} + m_1, x_2 = z_2 e^{s_2(z_1)} + a z_1."""
+    """x_1 = (z_1 + m_1) e^{s_1}, x_2 = (z_2 + a z_1) e^{s_2(z_1)}."""
     layer = zeroed_layer(2, "z")
     m1, s1_raw, a, b = 0.3, -0.7, 0.8, 0.5
     set_skip(layer, [m1, 0.0, s1_raw, 0.0], {(1, 0): a, (3, 0): b})
     z1, z2 = 1.2, -0.4
-    x1 = z1 * math.exp(clamp(s1_raw)) + m1
-    x2 = z2 * math.exp(clamp(b * z1)) + a * z1
+    x1 = (z1 + m1) * math.exp(clamp(s1_raw))
+    x2 = (z2 + a * z1) * math.exp(clamp(b * z1))
     x, ladj = layer(torch.tensor([[z1, z2]], dtype=torch.float64))
     torch.testing.assert_close(x, torch.tensor([[x1, x2]], dtype=torch.float64))
     torch.testing.assert_close(ladj, torch.tensor([clamp(s1_raw) + clamp(b * z1)], dtype=torch.float64))
