@@ -85,6 +85,14 @@ def add_parser(subparsers: Any) -> None:
         help="check the flow trained in this checkpoint at its trained parameters (no NAME; its dim and options "
         "are the checkpoint's, only the inputs are drawn)",
     )
+    parser.add_argument(
+        "--dim",
+        type=int,
+        metavar="N",
+        default=None,
+        help="draw dimensions N..N+4 instead of each flow's min_dim..min_dim+4 (e.g. --dim 64, the dimension of "
+        "digits); runs in this process (no -n)",
+    )
     add_plugin_argument(parser)
     parser.add_argument(
         "-n",
@@ -115,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         load_plugin_files(args.plugins)
         if args.checkpoint is not None:
             args.names = [_register_checkpoint(args)]
-        pairs = selection(args.names, args.properties)
+        at_dim = _register_at_dim(args) if args.dim is not None else {}
+        pairs = selection(list(at_dim) or args.names, args.properties)
         profile = profile_name(args.profile)
         case = _parse_case(args.case, pairs, args.device) if args.case is not None else None
         workers = worker_count(args.workers)
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             runs = _run_serial(planned, profile, case, errors)
     _mention_plugin_files(runs, args.plugins)
+    _mention_at_dim(runs, at_dim)
     if args.checkpoint is not None:
         _mention_checkpoint(runs, args.names[0], args.checkpoint)
     data = document_for(runs, profile, devices, __version__, warnings)
@@ -217,6 +227,49 @@ def _mention_checkpoint(runs: list[PropertyRun], name: str, path: str) -> None:
             run.counterexample.reproduce = run.counterexample.reproduce.replace(
                 f"flowlab check {shlex.quote(name)} ", f"flowlab check --checkpoint {shlex.quote(path)} ", 1
             )
+
+
+def _mention_at_dim(runs: list[PropertyRun], at_dim: dict[str, str]) -> None:
+    """Make the reproduce commands of ``--dim`` runs name the flow itself: the case records its dim."""
+    for run in runs:
+        if run.counterexample is not None and run.flow in at_dim:
+            run.counterexample.reproduce = run.counterexample.reproduce.replace(
+                f" {shlex.quote(run.flow)} ", f" {shlex.quote(at_dim[run.flow])} ", 1
+            )
+
+
+def _register_at_dim(args: argparse.Namespace) -> dict[str, str]:
+    """Register, for this process, each flow to check as ``FLOW@dN``: its FlowSpec with ``min_dim = N``, so that
+    the kit draws dimensions N..N+4 (:func:`flowlab.checks.strategies.dims`). Returns ``{FLOW@dN: FLOW}``."""
+    import dataclasses
+
+    from flowlab.errors import OptionError
+    from flowlab.hookspecs import hookimpl
+    from flowlab.plugins import get_registry
+    from flowlab.registry import flow_spec, flows
+
+    if args.dim < 1 or args.checkpoint is not None or args.workers not in ("0", 0):
+        raise OptionError(
+            f"--dim: expected N >= 1, without --checkpoint and -n (got {args.dim}): it registers its "
+            "flows in this process"
+        )
+    names = args.names or [name for name, spec in flows().items() if spec.checked_by_default]
+    specs = [flow_spec(name) for name in names]
+    small = [f"{s.name} (max_dim {s.max_dim})" for s in specs if s.max_dim is not None and s.max_dim < args.dim]
+    if small:
+        raise OptionError(f"--dim {args.dim}: above the largest dimension of {', '.join(small)}")
+    at_dim = [dataclasses.replace(s, name=f"{s.name}@d{args.dim}", min_dim=max(args.dim, s.min_dim)) for s in specs]
+
+    class Plugin:
+        @hookimpl
+        def flowlab_register_flows(self, register: Any) -> None:
+            for spec in at_dim:
+                register(spec)
+
+    info = get_registry().add_plugin(Plugin(), f"dim:{args.dim}")
+    if not info.ok:
+        raise OptionError(f"--dim {args.dim}: could not register the flows: {info.error}")
+    return {spec.name: name for spec, name in zip(at_dim, names, strict=True)}
 
 
 def _warnings(names: set[str]) -> dict[str, list[str]]:
