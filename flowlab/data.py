@@ -13,6 +13,10 @@ Two kinds of dataset share the record:
 A dataset may also bring a fixed ``transform`` (a :class:`~flowlab.bijector.Bijector` from model space to data
 space, :mod:`flowlab.preprocess`): the trainer learns in model space and composes the transform after the flow, so
 ``log_prob``, ``eval``, ``sample`` and ``plot`` work in data units and the NLL counts the transform's log-det.
+
+A finite dataset may declare a *context* for conditional flows (``docs/conditioning.md``): class labels
+``0..num_classes-1`` per row, which :meth:`DatasetSpec.encode_context` turns into the flow's context, the one-hot
+vector ``e_label ∈ R^num_classes``; so a flow conditioned on them is built with ``context_dim = num_classes``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from flowlab.errors import OptionError
+from flowlab.errors import ContextError, OptionError
 from flowlab.plugins import RECORD_TYPES
 
 if TYPE_CHECKING:
@@ -91,6 +95,8 @@ class DatasetSpec:
     - ``transform``: a factory of the fixed preprocessing bijector (model space -> data space), or ``None``.
     - ``discrete``: whether the data are integers dequantised by ``U(0, 1)`` noise, so that bits/dim of the
       dequantised points bound the discrete data's code length (``−log₂ P(k) ≤ E_u[−log₂ q(k + u)]``).
+    - ``num_classes``: for a finite dataset whose split has per-row class labels ``0..num_classes-1``, their number
+      (the ``context_dim`` of a flow conditioned on them, :meth:`encode_context`); 0: no context.
     """
 
     name: str
@@ -104,6 +110,33 @@ class DatasetSpec:
     split: Callable[[], Split] | None = None
     transform: Callable[[], Bijector] | None = None
     discrete: bool = False
+    num_classes: int = 0
+
+    @property
+    def context_dim(self) -> int:
+        """The context features a flow conditioned on this dataset takes: ``num_classes`` (0: no context)."""
+        return self.num_classes
+
+    def encode_context(self, labels: Tensor) -> Tensor:
+        """The flows' context of class labels ``[n]`` (integers ``0..num_classes-1``): one-hot rows
+        ``[n, num_classes]``, float32, on the labels' device. The one place labels become contexts (training,
+        evaluation, ``sample --label``, plots); a :class:`~flowlab.errors.ContextError` where the dataset has no
+        context or a label is out of range."""
+        if not self.num_classes:
+            raise ContextError(f"{self.name}: this dataset has no context (class labels)")
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ContextError(f"{self.name}: expected integer class labels, got dtype {labels.dtype}")
+        outside = labels[(labels < 0) | (labels >= self.num_classes)]
+        if outside.numel():
+            raise ContextError(f"{self.name}: expected labels 0..{self.num_classes - 1}, got {int(outside[0])}")
+        return torch.nn.functional.one_hot(labels.long(), self.num_classes).to(torch.float32)
+
+    def test_labels(self) -> Tensor:
+        """The class labels of the test split, row for row with :meth:`test_points` (``[n]`` int64)."""
+        split = self.split() if self.split is not None else None
+        if split is None or split.test_context is None:
+            raise ContextError(f"{self.name}: this dataset has no context (class labels)")
+        return split.test_context
 
     @property
     def finite(self) -> bool:
@@ -148,6 +181,7 @@ def finite_dataset(
     *,
     transform: Callable[[], Bijector] | None = None,
     discrete: bool = False,
+    num_classes: int = 0,
     description: str = "",
 ) -> DatasetSpec:
     """A :class:`DatasetSpec` over a fixed split whose sampler draws training rows with replacement (and
@@ -168,6 +202,7 @@ def finite_dataset(
         split=split,
         transform=transform,
         discrete=discrete,
+        num_classes=num_classes,
     )
 
 

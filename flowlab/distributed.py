@@ -122,6 +122,8 @@ class DistributedTrainer(Trainer):
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu") -> None:
         from torch.nn.parallel import DistributedDataParallel
 
+        if config.options.get("context_dim"):  # its batches carry contexts, which the shards do not split yet
+            raise OptionError("train --nproc: a conditional flow (-o context_dim) trains on one process only")
         self.rank, self.world, device = setup(str(device))
         if config.batch_size % self.world:
             raise OptionError(

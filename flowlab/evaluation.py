@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flowlab.errors import ShapeError
 from flowlab.flow import Flow
 
 
@@ -44,23 +45,30 @@ def uses_autograd(flow: Flow) -> bool:
     return getattr(flow.bijector, "field", None) is not None
 
 
-def log_probs(flow: Flow, points: Tensor, batch_size: int = 4096) -> Tensor:
-    """``log q(x)`` for every row of ``points`` (in eval mode, in batches), detached, on the CPU in float64."""
+def log_probs(flow: Flow, points: Tensor, batch_size: int = 4096, context: Tensor | None = None) -> Tensor:
+    """``log q(x)`` for every row of ``points`` (in eval mode, in batches), detached, on the CPU in float64; for a
+    conditional flow ``log q(x_i | c_i)`` with ``context`` ``[n, context_dim]`` (one per row, on the flow's
+    device)."""
     was_training = flow.training
     flow.eval()
     out = []
     try:
         with torch.set_grad_enabled(uses_autograd(flow)):
-            for batch in points.split(batch_size):
-                out.append(flow.log_prob(batch).detach().to("cpu", torch.float64))
+            batches = points.split(batch_size)
+            contexts = [None] * len(batches) if context is None else context.split(batch_size)
+            if context is not None and len(context) != len(points):
+                raise ShapeError(f"log_probs: expected one context per point ({len(points)}), got {len(context)}")
+            for batch, at in zip(batches, contexts, strict=True):
+                out.append(flow.log_prob(batch, context=at).detach().to("cpu", torch.float64))
     finally:
         flow.train(was_training)
     return torch.cat(out)
 
 
-def held_out_nll(flow: Flow, points: Tensor, batch_size: int = 4096) -> NLL:
-    """The held-out NLL of ``flow`` on ``points`` (``[n, dim]``, already on the flow's device and dtype)."""
-    nll = -log_probs(flow, points, batch_size)
+def held_out_nll(flow: Flow, points: Tensor, batch_size: int = 4096, context: Tensor | None = None) -> NLL:
+    """The held-out NLL of ``flow`` on ``points`` (``[n, dim]``, already on the flow's device and dtype); of a
+    conditional flow at the rows' ``context`` (``[n, context_dim]``)."""
+    nll = -log_probs(flow, points, batch_size, context)
     n = len(nll)
     se = float(nll.std() / math.sqrt(n)) if n > 1 else math.nan
     return NLL(nats=float(nll.mean()), se=se, n=n, dim=points.shape[-1])

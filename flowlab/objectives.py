@@ -9,6 +9,12 @@ t = 1 the data, and sampling integrates ``dz/dt = f(t, z)`` from 0 to 1. A flow-
 ``f(t, x_t)`` onto the velocity ``u_t`` of a path ``x_t`` from a base point ``x_0 = z ~ N(0, I)`` at t = 0 to a data
 point ``x_1 = x`` at t = 1, so the trained field is sampled and evaluated exactly as a field trained by maximum
 likelihood: ``forward`` (0 → 1) samples, ``inverse`` (1 → 0) and the exact trace give ``log q(x)``.
+
+**Two meanings of "context".** The third argument of a loss, an :class:`ObjectiveContext`, is the objective's *run
+context* (the step's generator, options, device, state). A conditional flow's *conditioning context*
+(``docs/conditioning.md``: ``Flow.log_prob(x, context=c)``) reaches a loss as the keyword ``condition``
+(``[batch, context_dim]``, the batch's rows' contexts), and only a loss of an objective with ``conditional=True``
+(``mle``): the others fit unconditional densities, and :meth:`ObjectiveSpec.check_flow` refuses a conditional flow.
 """
 
 from __future__ import annotations
@@ -56,7 +62,10 @@ class ObjectiveSpec:
     - ``name``: unique registry name, e.g. ``"cfm"``.
     - ``summary``: one line for listings.
     - ``loss(flow, x, context) -> Tensor``: the scalar to minimise on the batch ``x`` (``[batch, dim]``, drawn from
-      the data); ``context`` is an :class:`ObjectiveContext`.
+      the data); ``context`` is an :class:`ObjectiveContext` (the run context). With ``conditional=True`` it is
+      called as ``loss(flow, x, context, condition=c)`` for a conditional flow, ``c`` the ``[batch, context_dim]``
+      conditioning contexts of the batch's rows (``Flow.log_prob(x, context=c)``).
+    - ``conditional``: whether it trains conditional flows (``context_dim > 0``); ``mle`` does.
     - ``kinds``: the flow kinds (``FlowSpec.kind``) it trains; ``needs_field``: whether it needs the bijector to
       expose a vector field ``bijector.field(t, z)`` (flow matching regresses the field itself).
     - ``options``: name -> :class:`~flowlab.spec.Option` (e.g. ``sigma``), validated like a flow's.
@@ -72,9 +81,11 @@ class ObjectiveSpec:
 
     name: str
     summary: str
-    loss: Callable[[Flow, Tensor, ObjectiveContext], Tensor]
+    #: ``loss(flow, x, context)``, and ``condition=`` for a conditional flow (see above): hence ``...``
+    loss: Callable[..., Tensor]
     kinds: frozenset[str] = frozenset({"discrete", "continuous"})
     needs_field: bool = False
+    conditional: bool = False
     options: Mapping[str, Option] = field(default_factory=dict)
     lr: float = 1e-3
     prepare: Callable[[Flow, ObjectiveContext], None] | None = None
@@ -107,6 +118,12 @@ class ObjectiveSpec:
             raise OptionError(
                 f"objective {self.name!r} regresses a vector field f(t, z), but flow {spec.name!r}'s bijector "
                 f"({type(bijector).__name__}) exposes none (.field); use --objective mle, or an ODE flow"
+            )
+        context_dim = int(getattr(bijector, "context_dim", 0))
+        if context_dim and not self.conditional:
+            raise OptionError(
+                f"objective {self.name!r} fits unconditional densities; flow {spec.name!r} is conditional "
+                f"(context_dim {context_dim}): use --objective mle, or build it without -o context_dim"
             )
 
 

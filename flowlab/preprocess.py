@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowlab.bijector import Bijector
+from flowlab.bijector import Bijector, context_dim_of
 from flowlab.errors import OptionError, ShapeError
 
 
@@ -101,6 +101,8 @@ class Preprocessed(Bijector):
     What the trainer and the CLI read of a learned bijector (:data:`DELEGATED`: an ODE flow's regulariser, NFE
     counts and vector field) is read through from ``learned``; those describe model space. Its parameters are
     those of ``learned`` (the transform has buffers only), under the ``learned.`` prefix of the state dict.
+    A conditional ``learned`` (``context_dim > 0``, ``docs/conditioning.md``) makes this one conditional: the
+    context goes to ``learned``; the fixed transform does not depend on it.
     """
 
     #: attributes of the learned bijector read through this one (training's regulariser, the NFE counters, the
@@ -112,6 +114,7 @@ class Preprocessed(Bijector):
         if int(learned.dim) != int(transform.dim):
             raise ShapeError(f"Preprocessed: the flow is {learned.dim}-d, the transform {transform.dim}-d")
         self.dim = int(learned.dim)
+        self.context_dim = context_dim_of(learned)
         self.learned = learned
         self.transform = transform
 
@@ -120,12 +123,12 @@ class Preprocessed(Bijector):
             return getattr(self._modules["learned"], name)
         return super().__getattr__(name)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        y, inner = self.learned(z)
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        y, inner = self.learned(z) if context is None else self.learned(z, context=context)
         x, outer = self.transform(y)
         return x, inner + outer
 
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y, outer = self.transform.inverse(x)
-        z, inner = self.learned.inverse(y)
+        z, inner = self.learned.inverse(y) if context is None else self.learned.inverse(y, context=context)
         return z, inner + outer

@@ -8,6 +8,11 @@ weighted kinetic-energy / Jacobian terms of continuous flows), else 0. Minimisin
 ``rectified``) regress an ODE flow's vector field instead, without solving the ODE; evaluation is the same
 held-out NLL either way.
 
+Conditional flows (``context_dim = k > 0``, ``docs/conditioning.md``): the dataset must declare a context of ``k``
+features (digits: the one-hot of its 10 labels, :meth:`~flowlab.data.DatasetSpec.encode_context`,
+:func:`check_dataset_context`); each batch is drawn with its rows' labels and the loss is
+``−(1/B) Σ_i log q(x_i | c_i)``, the held-out NLL ``−mean log q(x | c)`` over the test split at its rows' labels.
+
 Reproducibility: the initial parameters come from the global RNG seeded with ``(seed, "init")``, the batch of
 step ``k`` from ``seeding.generator(seed, "batch", k)``, and any randomness inside the flow (Hutchinson probes)
 from the global RNG seeded with ``(seed, "step", k)``; parameters, optimizer state and step are checkpointed, so a
@@ -38,7 +43,7 @@ from flowlab.evaluation import NLL, held_out_nll
 from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext, ObjectiveSpec, objective_spec
 from flowlab.preprocess import Preprocessed
-from flowlab.registry import build, flow_spec
+from flowlab.registry import build, datasets, flow_spec
 from flowlab.seeding import generator, global_rng
 
 #: a loss above ``first + EXPLOSION_FACTOR * max(1, |first|)`` (first: the first loss of a fit) has exploded
@@ -73,6 +78,29 @@ def build_flow(name: str, dim: int, options: dict[str, Any], transform: Bijector
     the flow's density is one of the data in their own units."""
     learned = cast(Bijector, build(name, dim, **options))
     return Flow(learned if transform is None else Preprocessed(learned, transform))
+
+
+def check_dataset_context(dataset: DatasetSpec, context_dim: int) -> None:
+    """An :class:`OptionError` unless ``dataset`` supplies the contexts of a flow conditioned on ``context_dim``
+    features: its declared context (:attr:`~flowlab.data.DatasetSpec.context_dim`, the one-hot of its class labels)
+    has exactly that many. Nothing to check for an unconditional flow (``context_dim = 0``)."""
+    if not context_dim or dataset.context_dim == context_dim:
+        return
+    if not dataset.context_dim:
+        having = [f"{name} ({spec.context_dim} classes)" for name, spec in datasets().items() if spec.context_dim]
+        raise OptionError(
+            f"the flow is conditional (context_dim {context_dim}) but dataset {dataset.name!r} has no context (class "
+            f"labels); datasets with one: {', '.join(having) or 'none installed'}. Train it without -o context_dim"
+        )
+    raise OptionError(
+        f"dataset {dataset.name!r}'s context is the one-hot of its {dataset.context_dim} class labels: expected a "
+        f"flow with -o context_dim={dataset.context_dim}, got context_dim {context_dim}"
+    )
+
+
+def dataset_context(dataset: DatasetSpec, labels: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """The conditioning contexts of ``labels`` (``[n]`` class labels of ``dataset``), on ``device``."""
+    return dataset.encode_context(labels).to(device)
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,7 @@ class Trainer:
             self.flow = build_flow(config.flow, self.dataset.dim, config.options, self.dataset.preprocessing())
             self.flow = self.flow.to(self.device)
         self.objective.check_flow(flow_spec(config.flow), self.flow.bijector)
+        check_dataset_context(self.dataset, self.flow.context_dim)
         #: the objective's context; its generator is replaced by the step's before every loss
         self.context = ObjectiveContext(
             generator(config.seed, "objective"), objective_options, self.device, config.seed
@@ -150,6 +179,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         #: the held-out set: the test split of a finite dataset, else eval_size points of the stream (seed, "test")
         self.test_points = self.dataset.test_points(config.eval_size, generator(config.seed, "test")).to(self.device)
+        #: a conditional flow's contexts of the test points (their labels, encoded); None for an unconditional one
+        self.test_context = (
+            dataset_context(self.dataset, self.dataset.test_labels(), self.device) if self.flow.context_dim else None
+        )
         #: where and at which step the last checkpoint was written (or read, for a resumed run)
         self.saved: tuple[str, int] | None = None
 
@@ -158,14 +191,26 @@ class Trainer:
         """``n`` points of the dataset from the stream ``(seed, *keys)``, on the flow's device."""
         return self.dataset.sample(n, generator(self.config.seed, *keys)).to(self.device)
 
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The step's training batch from the stream ``(seed, "batch", step)`` and, for a conditional flow, its rows'
+        contexts (their labels, encoded; the points are those of :meth:`draw`), else ``None``."""
+        if not self.flow.context_dim:
+            return self.draw(self.config.batch_size, "batch", self.step), None
+        stream = generator(self.config.seed, "batch", self.step)
+        x, labels = self.dataset.sample_with_context(self.config.batch_size, stream)
+        return x.to(self.device), dataset_context(self.dataset, labels, self.device)
+
     # -- training ------------------------------------------------------------------------------------------------
     def train_step(self) -> float:
         """One Adam step on a fresh batch; returns the objective's loss (for ``mle``: NLL + regularization)."""
-        x = self.draw(self.config.batch_size, "batch", self.step)
+        x, condition = self.batch()
         self.flow.train()
         self.context.generator = generator(self.config.seed, "objective", self.step)
         with global_rng(self.config.seed, "step", self.step), self._diverges_on_non_finite("the loss", self.step + 1):
-            loss = self.objective.loss(self.flow, x, self.context)
+            if condition is None:
+                loss = self.objective.loss(self.flow, x, self.context)
+            else:
+                loss = self.objective.loss(self.flow, x, self.context, condition=condition)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -176,7 +221,7 @@ class Trainer:
         """The held-out NLL on the run's fixed test set (``eval_size`` points from the stream ``(seed, "test")``)."""
         diverges = self._diverges_on_non_finite("the held-out NLL", self.step)
         with global_rng(self.config.seed, "eval", self.step), diverges:
-            return held_out_nll(self.flow, self.test_points)
+            return held_out_nll(self.flow, self.test_points, context=self.test_context)
 
     @contextmanager
     def _diverges_on_non_finite(self, what: str, step: int) -> Iterator[None]:

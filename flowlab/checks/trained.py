@@ -59,9 +59,9 @@ class TrainedFlowSpec(FlowSpec):
 def trained_spec(path: str) -> TrainedFlowSpec:
     """The derived spec of the flow trained in ``path`` (:class:`CheckpointError` if it cannot be read)."""
     from flowlab.checkpoint import read_checkpoint
-    from flowlab.registry import flow_spec
     from flowlab.datafiles import resolve_dataset
     from flowlab.preprocess import Preprocessed
+    from flowlab.registry import flow_spec
     from flowlab.training import _installed, build_flow, config_from, load_state
 
     checkpoint = read_checkpoint(path)

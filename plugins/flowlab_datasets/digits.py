@@ -10,7 +10,8 @@ their class labels 0..9, as a finite dataset of dimension 64.
   units (0–17) divided by ``64 ln 2``. Its mean over ``u`` bounds the discrete code length:
   ``−log₂ P(k) ≤ E_u[−log₂ q(k + u)]`` (Theis et al. 2016). Uniform noise over 17 levels alone (no model) scores
   ``log₂ 17 = 4.09`` bits/dim.
-- Context: the class labels (``DatasetSpec.sample_with_context``), for conditional flows.
+- Context: the class labels (``DatasetSpec.sample_with_context``), for conditional flows: one-hot vectors of the
+  10 classes (``DatasetSpec.encode_context``), so ``flowlab train --data digits -o context_dim=10``.
 
 Needs scikit-learn (the ``data`` extra); it is imported when the data are first used, not when registered.
 """
@@ -56,5 +57,6 @@ SPEC: DatasetSpec = finite_dataset(
     split,
     transform=transform,
     discrete=True,
+    num_classes=10,
     description=__doc__ or "",
 )
