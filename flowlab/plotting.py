@@ -178,9 +178,30 @@ def mosaic(images: torch.Tensor, side: int, columns: int = 8) -> torch.Tensor:
     return out
 
 
+def labelled_images(flow: Flow, dataset: DatasetSpec, *, columns: int = 8, seed: int = 0) -> tuple[Any, Any, int]:
+    """For a flow conditioned on a dataset's class labels: one row per label ``k``, ``columns`` test images of label
+    ``k`` (the first ones of the test split; NaN, drawn blank, where it has fewer) and ``columns`` samples
+    ``x ~ p(x | k)``: ``(data, samples, classes)``, the images as two ``[classes · columns, dim]`` tensors."""
+    from flowlab.training import check_dataset_context, dataset_context
+
+    check_dataset_context(dataset, flow.context_dim)
+    classes = dataset.num_classes
+    test, labels = dataset.test_points(0, generator(seed, "plot-data")), dataset.test_labels()
+    data = torch.full((classes * columns, dataset.dim), float("nan"))
+    for k in range(classes):
+        rows = test[labels == k][:columns]
+        data[k * columns : k * columns + len(rows)] = rows
+    like = reference(flow)
+    context = dataset_context(dataset, torch.arange(classes).repeat_interleave(columns), like.device).to(like.dtype)
+    with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
+        samples = flow.sample(len(context), context=context).detach().cpu().to(torch.float32)
+    return data, samples, classes
+
+
 def image_figure(flow: Flow, dataset: DatasetSpec, *, count: int = 64, seed: int = 0, title: str | None = None) -> Any:
     """Square-image data (digits): ``count`` test images beside ``count`` samples ``x = f(z)``, each as a grid of
-    8 to a row, on one grey scale from the data's range (samples clamped to it, as pixels are)."""
+    8 to a row, on one grey scale from the data's range (samples clamped to it, as pixels are). A flow conditioned
+    on the dataset's labels: one row per label instead (:func:`labelled_images`), data and samples of that label."""
     side = image_side(flow.dim)
     if side is None or dataset.dim != flow.dim:
         raise OptionError(
@@ -188,14 +209,22 @@ def image_figure(flow: Flow, dataset: DatasetSpec, *, count: int = 64, seed: int
             f"and data of dim {dataset.dim}"
         )
     plt = pyplot()
-    data = dataset.test_points(count, generator(seed, "plot-data"))[:count]
-    with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
-        samples = flow.sample(count).detach().cpu().to(torch.float32)
-    low, high = float(data.min()), float(data.max())
+    if flow.context_dim:
+        data, samples, classes = labelled_images(flow, dataset, seed=seed)
+        what = (
+            f"test data, one row per label 0..{classes - 1}",
+            f"samples x ~ p(x | label), rows: labels 0..{classes - 1}",
+        )
+    else:
+        data = dataset.test_points(count, generator(seed, "plot-data"))[:count]
+        with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
+            samples = flow.sample(count).detach().cpu().to(torch.float32)
+        what = ("test data", "samples x = f(z)")
+    low, high = float(data.nan_to_num(float("inf")).min()), float(data.nan_to_num(float("-inf")).max())
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), layout="constrained")
-    for ax, images, what in ((axes[0], data, "test data"), (axes[1], samples.clamp(low, high), "samples x = f(z)")):
+    for ax, images, heading in ((axes[0], data, what[0]), (axes[1], samples.clamp(low, high), what[1])):
         ax.imshow(mosaic(images, side).numpy(), cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
-        ax.set_title(f"{what} ({len(images)} images, {side}×{side})")
+        ax.set_title(f"{heading} ({len(images)} images, {side}×{side})", fontsize=9)
         ax.set_axis_off()
     if title:
         fig.suptitle(title)

@@ -20,7 +20,8 @@ def add_parser(subparsers: Any) -> None:
         help="held-out NLL of a trained flow",
         description="Draw fresh points from the dataset (the checkpoint's, or --data) and report the mean NLL in nats "
         "and bits/dim with its standard error, and the gap to the dataset's entropy. A finite dataset (digits, a "
-        "data file) is evaluated on its whole test split; digits' bits/dim are those of the dequantised pixels.",
+        "data file) is evaluated on its whole test split; digits' bits/dim are those of the dequantised pixels. A "
+        "conditional flow (trained with -o context_dim) is evaluated at the test rows' labels: -log q(x | label).",
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'flowlab train'")
     parser.add_argument("--data", help="registered dataset to evaluate on (default: the one it was trained on)")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from flowlab.errors import OptionError
     from flowlab.evaluation import held_out_nll
     from flowlab.seeding import generator, global_rng
-    from flowlab.training import load_flow
+    from flowlab.training import check_dataset_context, dataset_context, load_flow
 
     load_plugin_files(args.plugins)
     if args.n < 2:
@@ -48,14 +49,17 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"eval: the flow is {flow.dim}-dimensional but dataset {dataset.name!r} is {dataset.dim}-d")
     # a finite dataset (digits, a file): its whole test split (dequantised by this seed), whatever -n says
     points = dataset.test_points(args.n, generator(args.seed, "eval")).to(args.device)
+    check_dataset_context(dataset, flow.context_dim)  # a conditional flow: at the test rows' labels
+    context = dataset_context(dataset, dataset.test_labels(), args.device) if flow.context_dim else None
     with global_rng(args.seed, "eval-flow"):
-        nll = held_out_nll(flow, points)
+        nll = held_out_nll(flow, points, context=context)
     result = {
         "checkpoint": args.checkpoint,
         "flow": config.flow,
         "objective": config.objective,
         "data": display_name(dataset.name),
         "step": checkpoint["step"],
+        "context_dim": flow.context_dim,
         "n": nll.n,
         "nll_nats": nll.nats,
         "se_nats": nll.se,
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     held_out = f"the test split of {display_name(dataset.name)}" if dataset.finite else display_name(dataset.name)
+    held_out += " at its labels" if flow.context_dim else ""
     table = Table(title=f"{config.flow} after {checkpoint['step']} steps, held-out {held_out} (n={nll.n})")
     for column in ("", "nats", "bits/dim"):
         table.add_column(column, justify="right")

@@ -1,4 +1,5 @@
-"""``flowlab sample CKPT -n N --out FILE``: draw points from a trained flow into .npy, .csv or .pt."""
+"""``flowlab sample CKPT -n N --out FILE``: draw points from a trained flow into .npy, .csv or .pt (of a conditional
+flow: ``--label K``, all ``N`` at the label's context)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ def add_parser(subparsers: Any) -> None:
         description="Draw N points x = f(z), z ~ N(0, I) from a trained flow and write them (atomically) as .npy, "
         ".csv (one row per point, header x0,x1,...) or .pt (a float tensor of shape [N, dim]). For a continuous "
         "flow, --method and --steps choose the ODE solver (e.g. --method rk4 --steps 8: eight fixed steps, 32 "
-        "function evaluations; default: the flow's own, adaptive dopri5) and the NFE of the solve is printed.",
+        "function evaluations; default: the flow's own, adaptive dopri5) and the NFE of the solve is printed. A "
+        "conditional flow (trained with -o context_dim on a dataset with labels, e.g. digits) samples x ~ p(x | "
+        "label): --label K.",
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'flowlab train'")
     parser.add_argument("-n", type=int, default=1000, help="number of points (default 1000)")
     parser.add_argument("--out", required=True, help="output file: .npy, .csv or .pt")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base draw (default 0)")
+    parser.add_argument(
+        "--label", type=int, metavar="K", help="class label to sample at (conditional flows only, e.g. 0..9 for digits)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     add_solver_arguments(parser)
     add_plugin_argument(parser)
@@ -66,14 +72,44 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"sample: expected a positive -n, got {args.n}")
     flow, config, _ = load_flow(args.checkpoint, args.device)
     configure_solver(flow, args)
+    context = label_context(flow, config.data, args.label, args.device)
     with global_rng(args.seed, "sample"), torch.set_grad_enabled(uses_autograd(flow)):
-        points = flow.sample(args.n).detach().cpu()
+        points = flow.sample(args.n, context=context).detach().cpu()
     atomic_write(args.out, lambda tmp: write_points(points, tmp, suffix))
     nfe = getattr(flow.bijector, "nfe", None)
     solver = getattr(flow.bijector, "solver", None)
     how = f" with {solver.describe()}, NFE {nfe}" if nfe is not None and solver is not None else ""
+    how += "" if args.label is None else f" at label {args.label}"
     console().print(f"wrote {args.n} samples of {config.flow} ({config.data}) to {args.out}{how}", soft_wrap=True)
     return 0
+
+
+def label_context(flow: Any, data: str, label: int | None, device: str) -> Any:
+    """The ``[context_dim]`` context of ``--label`` for a conditional flow trained on ``data`` (``None`` for an
+    unconditional flow without ``--label``); an :class:`OptionError` for a label without a conditional flow, a
+    conditional flow without a label, or a label the dataset does not have."""
+    import torch
+
+    from flowlab.datafiles import resolve_dataset
+    from flowlab.errors import OptionError
+    from flowlab.training import check_dataset_context, dataset_context
+
+    if not flow.context_dim:
+        if label is not None:
+            raise OptionError(
+                f"sample --label {label}: the checkpoint's flow is unconditional (context_dim 0); --label needs a "
+                "flow trained with -o context_dim=K on a dataset with labels (e.g. digits, -o context_dim=10)"
+            )
+        return None
+    dataset = resolve_dataset(data)
+    check_dataset_context(dataset, flow.context_dim)
+    if label is None or not 0 <= label < dataset.num_classes:
+        given = "none was given" if label is None else f"got --label {label}"
+        raise OptionError(
+            f"sample: the checkpoint's flow is conditional (context_dim {flow.context_dim}: the labels of "
+            f"{dataset.name}); expected --label K with K in 0..{dataset.num_classes - 1}, {given}"
+        )
+    return dataset_context(dataset, torch.tensor([label]), device)[0]
 
 
 def write_points(points: Any, path: str, suffix: str) -> None:
