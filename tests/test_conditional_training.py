@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import types
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 import flowlab
+from flowlab.checkpoint import read_checkpoint
 from flowlab.cli import main
 from flowlab.errors import ContextError, OptionError
 from flowlab.evaluation import held_out_nll
@@ -47,6 +49,13 @@ def run(tmp_path_factory) -> Path:
     args = ["train", "--flow", "stacked", "--data", "digits", "-o", "context_dim=10", *CLI_TINY, "--steps", "2"]
     assert main([*args, "--eval-every", "2", "--out", str(out)]) == 0
     return out / "checkpoint.pt"
+
+
+def test_train_resume_continues_a_conditional_run_and_says_so(run, tmp_path, capsys):
+    shutil.copy(run, tmp_path / "checkpoint.pt")
+    assert main(["train", "--resume", "--out", str(tmp_path), "--steps", "3"]) == 0
+    assert "on digits conditional on its labels (context_dim 10) by mle" in " ".join(capsys.readouterr().out.split())
+    assert read_checkpoint(str(tmp_path / "checkpoint.pt"))["step"] == 3
 
 
 # -- the encoding: labels -> one-hot contexts ---------------------------------------------------------------------

@@ -191,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
     return fit(trainer_class()(TrainConfig(**given), args.device), path)
 
 
+def _conditioning(trainer: Trainer) -> str:
+    """`` conditional on its labels (context_dim k)`` for a conditional flow, else nothing."""
+    k = trainer.flow.context_dim
+    return f" conditional on its labels (context_dim {k})" if k else ""
+
+
 def fit(trainer: Trainer, path: Path) -> int:
     """Run the trainer under a progress bar; print the final held-out NLL and its gap to the data's entropy."""
     from flowlab.errors import SolverError
@@ -199,7 +205,7 @@ def fit(trainer: Trainer, path: Path) -> int:
     entropy = trainer.dataset.entropy
     params = sum(p.numel() for p in trainer.flow.parameters())
     out.print(
-        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{config.data}[/] by "
+        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{config.data}[/]{_conditioning(trainer)} by "
         f"[bold]{config.objective}[/]{_objective_options(trainer)} "
         f"(entropy {_fmt(entropy)} nats): steps {trainer.step}→{config.steps}, batch {config.batch_size}, "
         f"lr {config.lr}, seed {config.seed}"
