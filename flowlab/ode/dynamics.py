@@ -21,6 +21,7 @@ keep the eager field. A field compiled by hand (``torch.compile(field)``) with t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import cast
 
@@ -66,6 +67,7 @@ class AugmentedDynamics(CountedDynamics):
         #: whether the exact trace goes through the compiled ``(t, z) -> (J, f)``, built on first use
         self.use_compile = compile
         self._jacobian: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+        self._compiled_for: set[tuple[object, ...]] = set()  # shapes, dtypes, devices, grad modes compiled for
         self.estimator: TraceEstimator | None = None
         self.probe: Tensor | None = None
         self.regularize = False
@@ -99,7 +101,13 @@ class AugmentedDynamics(CountedDynamics):
             )
         if self._jacobian is None:
             self._jacobian = compiled_jacobian(self.field)
+        key = (tuple(z.shape), z.dtype, z.device, torch.is_grad_enabled())
+        fresh = key not in self._compiled_for
+        started = time.monotonic()
         jacobian, f = self._jacobian(t, z)
+        if fresh and self.started is not None:  # a (re)compilation is not the solve's time (max_seconds)
+            self.started += time.monotonic() - started
+            self._compiled_for.add(key)
         return f, jacobian.diagonal(dim1=1, dim2=2).sum(-1), jacobian.pow(2).sum(dim=(1, 2))
 
     def _eager(self, t: Tensor, z: Tensor, record: bool) -> tuple[Tensor, Tensor, Tensor]:
