@@ -104,15 +104,15 @@ def setup(device: str) -> tuple[int, int, str]:
 
 
 class _LogProb(nn.Module):
-    """``forward(x) = flow.log_prob(x)``: what DDP wraps (it synchronises the gradients of what its forward
-    computed)."""
+    """``forward(x, context) = flow.log_prob(x, context=context)``: what DDP wraps (it synchronises the gradients of
+    what its forward computed)."""
 
     def __init__(self, flow: Flow) -> None:
         super().__init__()
         self.flow = flow
 
-    def forward(self, x: Tensor) -> Tensor:
-        return Flow.log_prob(self.flow, x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return Flow.log_prob(self.flow, x, context=context)
 
 
 class DistributedTrainer(Trainer):
@@ -122,8 +122,6 @@ class DistributedTrainer(Trainer):
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu") -> None:
         from torch.nn.parallel import DistributedDataParallel
 
-        if config.options.get("context_dim"):  # its batches carry contexts, which the shards do not split yet
-            raise OptionError("train --nproc: a conditional flow (-o context_dim) trains on one process only")
         self.rank, self.world, device = setup(str(device))
         if config.batch_size % self.world:
             raise OptionError(
@@ -141,6 +139,13 @@ class DistributedTrainer(Trainer):
         """The stream's points; for a training batch, this rank's contiguous shard of the global batch."""
         points = super().draw(n, *keys)
         return points.chunk(self.world)[self.rank] if keys[:1] == ("batch",) else points
+
+    def batch(self) -> tuple[Tensor, Tensor | None]:
+        """This rank's shard of the step's batch, and of its rows' contexts for a conditional flow."""
+        x, condition = super().batch()
+        if condition is None:
+            return x, None  # draw() took the shard
+        return x.chunk(self.world)[self.rank], condition.chunk(self.world)[self.rank]
 
     def train_step(self) -> float:
         """The step on this rank's shard, gradients averaged by DDP; returns the global batch's loss (the mean of

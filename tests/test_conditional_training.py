@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -197,8 +200,35 @@ def test_the_kit_checks_a_conditional_checkpoint_at_drawn_contexts(run, capsys):
     assert "stacked@" in out and "2 passed" in out and "skipped" not in out
 
 
-def test_several_processes_refuse_a_conditional_flow():
+def test_a_rank_takes_its_shard_of_the_rows_and_of_their_contexts():
     from flowlab.distributed import DistributedTrainer
 
-    with pytest.raises(OptionError, match=r"conditional flow .* trains on one process only"):
-        DistributedTrainer(config())
+    trainer = Trainer(config())
+    x, context = trainer.batch()
+    trainer.__class__ = DistributedTrainer  # its batch() alone, without a process group
+    trainer.world, trainer.rank = 2, 1
+    shard, shard_context = trainer.batch()
+    assert context is not None and shard_context is not None
+    assert torch.equal(shard, x[8:]) and torch.equal(shard_context, context[8:])
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_conditional_steps_of_one(tmp_path):
+    """Parameters, loss and held-out NLL as one process's (the shards: the test above)."""
+    out = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    args = ["train", "--nproc", "2", "--flow", "stacked", "--data", "digits", "-o", "context_dim=10", *CLI_TINY]
+    args += ["--steps", "3", "--eval-every", "3", "--out", str(out)]
+    command = [sys.executable, "-m", "flowlab", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = read_checkpoint(str(out / "checkpoint.pt"))
+    one = Trainer(config(steps=3, eval_every=3))
+    one.fit()
+    for name, value in one.flow.state_dict().items():
+        # the same sums in another order: float32 rounding after 3 Adam steps (as in tests/test_distributed.py)
+        assert torch.allclose(two["model"][name], value, rtol=1e-5, atol=1e-6), name
+    assert two["history"][-1]["loss"] == pytest.approx(one.history[-1]["loss"], rel=1e-5)
+    assert two["history"][-1]["test_nll"] == pytest.approx(one.history[-1]["test_nll"], rel=1e-5)
