@@ -49,8 +49,8 @@ is dead at a point or `hidden < d − 1` (then some hidden degrees are missing).
 input (the kit's stress case: d = 32, inputs of scale 25, float32). With `identity_init=True` the MADE's output
 layer and skip are zero: every layer starts as the identity. On R^1 a layer is the elementwise affine map
 `x = (z + m)·exp(s)` with constant `s, m` (the MADE reads no input). The density direction is the plain
-affine map `z = x·exp(−s) − m`, as in zuko, nflows and normflows (the MAF paper's `x = z·exp(s) + m` fitted
-0.1–0.2 nats worse on the 2D toys: `docs/families/autoregressive.md`).
+affine map `z = x·exp(−s) − m`, as in zuko, nflows and normflows (the MAF paper's `x = z·exp(s) + m` is the
+same family; its fits compare in `docs/families/autoregressive.md`).
 
 **Conditioning** (`context_dim=k`, `docs/conditioning.md`). The MADE also reads a context `c ∈ R^k`, which feeds
 every unit of its first hidden layer without a mask (hidden degrees then start at 0: units that read only `c`,
