@@ -291,7 +291,7 @@ def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
     from flowlab.evaluation import log_probs, uses_autograd
     from flowlab.plotting import grid, image_side, mosaic, pyplot, reference, square_limits
     from flowlab.seeding import generator, global_rng
-    from flowlab.training import load_flow
+    from flowlab.training import dataset_context, load_flow
 
     plt = pyplot()
     out = Path(out)
@@ -324,8 +324,11 @@ def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
             ax.imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", aspect="equal")
             ax.set_title(label, fontsize=9)
             continue
+        n = 16 if side else 2000
+        # a flow conditioned on the dataset's labels: sample i at label i mod num_classes
+        at = dataset_context(dataset, torch.arange(n) % dataset.num_classes, "cpu") if flow.context_dim else None
         with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
-            show(ax, flow.sample(16 if side else 2000).detach().cpu().float(), label)
+            show(ax, flow.sample(n, context=at).detach().cpu().float(), label)
     fig.suptitle(f"{display_name(comparison.data)}, {comparison.budget.describe()} per run")
     path = out / PICTURE
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=72, format="png"))

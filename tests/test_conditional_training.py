@@ -191,6 +191,14 @@ def test_plot_of_a_conditional_digits_flow_has_one_row_per_label(run, tmp_path, 
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
+def test_compare_trains_a_conditional_flow_and_draws_its_samples_at_the_labels(tmp_path):
+    pytest.importorskip("matplotlib", reason="plotting needs matplotlib (the plot extra)")
+    args = ["compare", "--flows", "stacked", "--data", "digits", "--steps", "1", "--batch-size", "16", "--seeds", "1"]
+    options = ["-o", "stacked:context_dim=10", "-o", "stacked:blocks=2", "-o", 'stacked:block_options={"hidden": 8}']
+    assert main([*args, *options, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "compare.png").stat().st_size > 0
+
+
 def test_the_kit_checks_a_conditional_checkpoint_at_drawn_contexts(run, capsys):
     """The checkpoint's parameters (saved with digits' preprocessing around the learned flow) load into the learned
     flow, which the kit checks at the contexts it draws: the cases run, none is skipped."""
