@@ -24,6 +24,18 @@ def test_list_fits_80_columns_with_one_line_per_flow_and_dataset(narrow, capsys)
         assert spec.summary[:10] in line
     for name in flowlab.datasets():
         assert len([line for line in lines if line.split()[:1] == [name]]) == 1
+    for name in ("mle", "cfm", "otcfm", "rectified"):
+        assert len([line for line in lines if line.split()[:1] == [name]]) == 1
+
+
+def test_list_json_shows_the_training_objectives_with_their_options(capsys):
+    import json
+
+    assert main(["list", "--json"]) == 0
+    objectives = {o["name"]: o for o in json.loads(capsys.readouterr().out)["objectives"]}
+    assert {"mle", "cfm", "otcfm", "rectified"} <= set(objectives)
+    assert objectives["mle"]["conditional"] and not objectives["cfm"]["conditional"]
+    assert objectives["cfm"]["kinds"] == ["continuous"] and "sigma" in objectives["cfm"]["options"]
 
 
 def test_list_options_shows_each_flows_options_with_defaults(narrow, capsys):

@@ -1,4 +1,5 @@
-"""``flowlab list``: the registered flows and the plugins they come from (``--json`` for machines)."""
+"""``flowlab list``: the registered flows, datasets and training objectives, and the plugins they come from
+(``--json`` for machines)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def add_parser(subparsers: Any) -> None:
         "list",
         help="list the registered flows and plugins",
         description="List every registered flow with its plugin, kind and log-det kind (one line each; the full "
-        "summary and the options: flowlab explain NAME, or --options), broken plugins in red, and the datasets.",
+        "summary and the options: flowlab explain NAME, or --options), broken plugins in red, the datasets and the "
+        "training objectives.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--options", action="store_true", help="also list each flow's options with their defaults")
@@ -30,13 +32,15 @@ def add_parser(subparsers: Any) -> None:
 
 
 def catalogue() -> dict[str, Any]:
-    """The registry as plain data: flows (with their plugin and options), datasets (with their entropies) and
-    plugins (with their errors)."""
+    """The registry as plain data: flows (with their plugin and options), datasets (with their entropies),
+    training objectives and plugins (with their errors)."""
+    from flowlab.objectives import objectives
     from flowlab.plugins import get_registry
     from flowlab.registry import flows
 
     registry = get_registry()
     flows()  # registers the FlowSpec record type
+    objectives()  # and the ObjectiveSpec one
     return {
         "flows": [
             {
@@ -64,6 +68,21 @@ def catalogue() -> dict[str, Any]:
                 "summary": entry.record.summary,
             }
             for name, entry in registry.entries["datasets"].items()
+        ],
+        "objectives": [
+            {
+                "name": name,
+                "plugin": entry.plugin.name,
+                "kinds": sorted(entry.record.kinds),
+                "conditional": entry.record.conditional,
+                "lr": entry.record.lr,
+                "summary": entry.record.summary,
+                "options": {
+                    key: {"default": option.default, "allowed": option.describe(), "help": option.help}
+                    for key, option in entry.record.options.items()
+                },
+            }
+            for name, entry in registry.entries["objectives"].items()
         ],
         "plugins": [
             {
@@ -113,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
         for d in data["datasets"]
     ]
     out.print(table("flowlab datasets (for flowlab train --data)", ("name", "dim", "entropy"), rows, out.width))
+    rows = [
+        (o["name"], o["plugin"], ", ".join(KINDS.get(k, k) for k in o["kinds"]), o["summary"])
+        for o in data["objectives"]
+    ]
+    title = "flowlab training objectives (for flowlab train --objective; the math: flowlab explain NAME)"
+    out.print(table(title, ("name", "plugin", "flows"), rows, out.width))
     return 0
 
 
