@@ -186,7 +186,7 @@ def test_resume_may_change_the_solver_limits_and_says_how(tmp_path, capsys):
     assert saved["step"] == 2 and saved["config"]["options"]["max_nfe"] == 500
     capsys.readouterr()
     assert main(["train", "--resume", *out, "--steps", "3", "-o", "hidden=8"]) == EXIT_USAGE
-    one_clean_line(capsys, "hidden=8 would change the model", "max_nfe, max_seconds, rtol, atol may change")
+    one_clean_line(capsys, "hidden=8 would change the model", "max_nfe, max_seconds, rtol, atol, compile may change")
 
 
 def test_a_pickle_weights_only_refuses_gets_flowlabs_words_not_torchs_advice(tmp_path, capsys):
