@@ -4,6 +4,7 @@ also be a training objective (``mle``, ``cfm``, ``otcfm``, ``rectified``): its p
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -19,7 +20,7 @@ from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 if TYPE_CHECKING:
     from flowlab.jacobian import JacobianView
     from flowlab.objectives import ObjectiveSpec
-    from flowlab.spec import FlowSpec
+    from flowlab.spec import FlowSpec, Option
 
 #: shades from small to large magnitude; an exact zero is drawn blank
 SHADES = "·░▒▓█"
@@ -81,15 +82,7 @@ def render_explanation(spec: FlowSpec) -> Panel:
         parts.append(Markdown(spec.explanation))
     else:
         parts.append(Text("This flow's plugin gives no explanation of its math.", style="yellow"))
-    if spec.options:
-        options = Table(title="options", title_justify="left")
-        for column in ("name", "default", "allowed", "meaning"):
-            options.add_column(column, overflow="fold")
-        for name, option in spec.options.items():
-            options.add_row(name, escape(repr(option.default)), escape(option.describe()), escape(option.help))
-        parts.append(options)
-    if spec.references:
-        parts.append(Markdown("**References**\n\n" + "\n".join(f"- {ref}" for ref in spec.references)))
+    parts.extend(options_and_references("options", spec.options, spec.references))
     return Panel(Group(*parts), title=f"flowlab explain {spec.name}", title_align="left")
 
 
@@ -100,16 +93,24 @@ def render_objective(spec: ObjectiveSpec) -> Panel:
         Text.from_markup(f"[bold]{escape(spec.summary)}[/]\ntrains: {trains}; default lr {spec.lr:g}"),
         Markdown(spec.explanation),
     ]
-    if spec.options:
-        options = Table(title="options (flowlab train -O NAME=VALUE)", title_justify="left")
-        for column in ("name", "default", "allowed", "meaning"):
-            options.add_column(column, overflow="fold")
-        for name, option in spec.options.items():
-            options.add_row(name, escape(repr(option.default)), escape(option.describe()), escape(option.help))
-        parts.append(options)
-    if spec.references:
-        parts.append(Markdown("**References**\n\n" + "\n".join(f"- {ref}" for ref in spec.references)))
+    parts.extend(options_and_references("options (flowlab train -O NAME=VALUE)", spec.options, spec.references))
     return Panel(Group(*parts), title=f"flowlab explain {spec.name} (training objective)", title_align="left")
+
+
+def options_and_references(title: str, options: Mapping[str, Option], references: Sequence[str]) -> list[Any]:
+    """A table of the options (name, default, allowed values, meaning) and the list of references, where there
+    are any: the part a flow's and an objective's explanation share."""
+    parts: list[Any] = []
+    if options:
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "default", "allowed", "meaning"):
+            table.add_column(column, overflow="fold")
+        for name, option in options.items():
+            table.add_row(name, escape(repr(option.default)), escape(option.describe()), escape(option.help))
+        parts.append(table)
+    if references:
+        parts.append(Markdown("**References**\n\n" + "\n".join(f"- {ref}" for ref in references)))
+    return parts
 
 
 def compute(spec: FlowSpec, dim: int, seed: int, options: dict[str, Any]) -> JacobianView:

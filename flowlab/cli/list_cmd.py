@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -51,10 +51,7 @@ def catalogue() -> dict[str, Any]:
                 "kind": entry.record.kind,
                 "logdet": entry.record.logdet,
                 "summary": entry.record.summary,
-                "options": {
-                    key: {"default": option.default, "allowed": option.describe(), "help": option.help}
-                    for key, option in entry.record.options.items()
-                },
+                "options": described(entry.record.options),
             }
             for name, entry in registry.entries["flows"].items()
         ],
@@ -77,10 +74,7 @@ def catalogue() -> dict[str, Any]:
                 "conditional": entry.record.conditional,
                 "lr": entry.record.lr,
                 "summary": entry.record.summary,
-                "options": {
-                    key: {"default": option.default, "allowed": option.describe(), "help": option.help}
-                    for key, option in entry.record.options.items()
-                },
+                "options": described(entry.record.options),
             }
             for name, entry in registry.entries["objectives"].items()
         ],
@@ -97,6 +91,11 @@ def catalogue() -> dict[str, Any]:
             for info in registry.plugins.values()
         ],
     }
+
+
+def described(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each option's default, allowed values (in words) and help, as plain data."""
+    return {key: {"default": o.default, "allowed": o.describe(), "help": o.help} for key, o in options.items()}
 
 
 #: the ``kind`` column: the flow's kind and log-det kind in one short word pair
