@@ -72,6 +72,12 @@ class Bijector(nn.Module, abc.ABC):
             if inspect.isfunction(method) and not _takes_context(method):
                 setattr(cls, name, _refusing_context(method))
 
+    def unwrapped(self) -> Bijector:
+        """The bijector whose dynamics this one runs: itself, unless it wraps a learned bijector in fixed maps
+        (``flowlab.preprocess.Preprocessed``: the learned one). What is read of a flow's vector field, solver, NFE
+        and regulariser is read of this (:func:`flowlab.ode.continuous_flow`)."""
+        return self
+
     def conditioner_input(self, h: Tensor, context: Tensor | None) -> Tensor:
         """What a conditional layer's network reads: ``h`` itself when unconditional, else ``[h, context]``
         concatenated along the features. Checks the context's presence and shape (``[batch, context_dim]``,

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from flowlab.errors import ShapeError
 from flowlab.flow import Flow
+from flowlab.ode import continuous_flow
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ class NLL:
 
 def uses_autograd(flow: Flow) -> bool:
     """Whether the flow's log-density needs autograd even without training: ODE flows compute their log-det from
-    vector-Jacobian products of their vector field (they expose ``field``)."""
-    return getattr(flow.bijector, "field", None) is not None
+    vector-Jacobian products of their vector field (:func:`flowlab.ode.continuous_flow`)."""
+    return continuous_flow(flow.bijector) is not None
 
 
 def log_probs(flow: Flow, points: Tensor, batch_size: int = 4096, context: Tensor | None = None) -> Tensor:

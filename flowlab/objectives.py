@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from flowlab.errors import OptionError
+from flowlab.ode import continuous_flow
 from flowlab.plugins import RECORD_TYPES, get_registry
 from flowlab.spec import Option
 
@@ -114,7 +115,7 @@ class ObjectiveSpec:
                 f"objective {self.name!r} trains {kinds} flows; flow {spec.name!r} is {spec.kind}. "
                 "Use --objective mle, or a flow with a vector field (cnf, ffjord, augmented)"
             )
-        if self.needs_field and not callable(getattr(bijector, "field", None)):
+        if self.needs_field and continuous_flow(bijector) is None:
             raise OptionError(
                 f"objective {self.name!r} regresses a vector field f(t, z), but flow {spec.name!r}'s bijector "
                 f"({type(bijector).__name__}) exposes none (.field); use --objective mle, or an ODE flow"

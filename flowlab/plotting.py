@@ -14,6 +14,7 @@ from flowlab.data import DatasetSpec
 from flowlab.errors import MissingDependencyError, OptionError
 from flowlab.evaluation import log_probs, uses_autograd
 from flowlab.flow import Flow
+from flowlab.ode import continuous_flow
 from flowlab.seeding import generator, global_rng
 from flowlab.validation import module_dtype_device
 
@@ -95,7 +96,7 @@ def figure(
     limits = square_limits(torch.from_numpy(data))
     points = grid(limits, resolution, like)
     density = log_probs(flow, points).exp().reshape(resolution, resolution).numpy()
-    continuous = callable(getattr(flow.bijector, "trajectory", None)) and getattr(flow.bijector, "field", None)
+    continuous = continuous_flow(flow.bijector) is not None
     fig = plt.figure(figsize=(12, 7.6 if continuous else 4.2), layout="constrained")
     rows = fig.subfigures(2, 1, height_ratios=(1, 1)) if continuous else [fig]
     top = rows[0].subplots(1, 3)
@@ -261,8 +262,8 @@ def animate_flow(
     """A GIF of ``n`` base points ``z ~ N(0, I)`` carried by a continuous flow's ODE from t = 0 (base) to t = 1
     (data), one frame per time of ``frames`` equally spaced ones (then held), over the data in grey; written with
     matplotlib's ``PillowWriter`` (pillow comes with matplotlib). 2D continuous flows only."""
-    bijector: Any = flow.bijector
-    if not callable(getattr(bijector, "trajectory", None)) or getattr(bijector, "field", None) is None:
+    bijector = continuous_flow(flow.bijector)
+    if bijector is None:
         raise OptionError(
             f"plot --animate: an animation follows the ODE of a continuous flow; this flow's bijector "
             f"({type(bijector).__name__}) has no trajectory"

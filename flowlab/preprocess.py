@@ -16,7 +16,6 @@ of variables through both, a density in data units.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -98,16 +97,12 @@ class Preprocessed(Bijector):
     """``x = transform(learned(z))``: a learned bijector followed by a fixed preprocessing map into data space.
 
     The log-dets add (chain rule): ``log|det ∂x/∂z| = log|det ∂y/∂z| + log|det ∂x/∂y|`` with ``y = learned(z)``.
-    What the trainer and the CLI read of a learned bijector (:data:`DELEGATED`: an ODE flow's regulariser, NFE
-    counts and vector field) is read through from ``learned``; those describe model space. Its parameters are
-    those of ``learned`` (the transform has buffers only), under the ``learned.`` prefix of the state dict.
-    A conditional ``learned`` (``context_dim > 0``, ``docs/conditioning.md``) makes this one conditional: the
-    context goes to ``learned``; the fixed transform does not depend on it.
+    What the trainer and the CLI read of a continuous learned bijector (its regulariser, NFE counts, vector field:
+    :func:`flowlab.ode.continuous_flow`) is read of ``learned`` (:meth:`unwrapped`); those describe model space.
+    Its parameters are those of ``learned`` (the transform has buffers only), under the ``learned.`` prefix of the
+    state dict. A conditional ``learned`` (``context_dim > 0``, ``docs/conditioning.md``) makes this one
+    conditional: the context goes to ``learned``; the fixed transform does not depend on it.
     """
-
-    #: attributes of the learned bijector read through this one (training's regulariser, the NFE counters, the
-    #: field that says the log-density needs autograd)
-    DELEGATED = ("regularization", "nfe", "nfe_backward", "field")
 
     def __init__(self, learned: Bijector, transform: Bijector) -> None:
         super().__init__()
@@ -118,10 +113,8 @@ class Preprocessed(Bijector):
         self.learned = learned
         self.transform = transform
 
-    def __getattr__(self, name: str) -> Any:
-        if name in Preprocessed.DELEGATED:
-            return getattr(self._modules["learned"], name)
-        return super().__getattr__(name)
+    def unwrapped(self) -> Bijector:
+        return self.learned.unwrapped()
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y, inner = self.learned(z) if context is None else self.learned(z, context=context)

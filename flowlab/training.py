@@ -42,6 +42,7 @@ from flowlab.errors import CheckpointError, DeviceError, DivergenceError, NonFin
 from flowlab.evaluation import NLL, held_out_nll
 from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext, ObjectiveSpec, objective_spec
+from flowlab.ode import continuous_flow
 from flowlab.preprocess import Preprocessed
 from flowlab.registry import build, datasets, flow_spec
 from flowlab.seeding import generator, global_rng
@@ -284,7 +285,7 @@ class Trainer:
                 test_nll = self.evaluate()
                 self._check("the held-out NLL", test_nll.nats, loss if first is None else first)
                 self.history.append({"step": self.step, "loss": loss, "test_nll": test_nll.nats, "nfe": self.nfe})
-            report = StepReport(self.step, loss, test_nll, self.nfe, getattr(self.flow.bijector, "nfe_backward", None))
+            report = StepReport(self.step, loss, test_nll, self.nfe, self.nfe_backward)
             if on_step is not None:
                 on_step(report)
             if test_nll is not None and save is not None:
@@ -294,7 +295,14 @@ class Trainer:
     @property
     def nfe(self) -> int | None:
         """Vector-field evaluations of the last ODE solve (ODE flows only)."""
-        return getattr(self.flow.bijector, "nfe", None)
+        ode = continuous_flow(self.flow.bijector)
+        return None if ode is None else ode.nfe
+
+    @property
+    def nfe_backward(self) -> int | None:
+        """Vector-field evaluations of the last adjoint solve (ODE flows only)."""
+        ode = continuous_flow(self.flow.bijector)
+        return None if ode is None else ode.nfe_backward
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def save(self, path: str) -> None:

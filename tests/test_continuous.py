@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import time
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from flowlab import SolverError
 from flowlab.checks.base import Case
 from flowlab.checks.runner import run_case
 from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, SolverConfig, TimeMLP
+from flowlab.ode.solver import CountedDynamics, solve
 from flowlab.plugins import get_registry
 
 CONTINUOUS = ("cnf", "ffjord", "augmented")
@@ -334,3 +336,21 @@ def test_mutant_plugin_registers_every_expected_mutant():
     MUTANTS.PLUGIN.flowlab_register_flows(registered.append)
     assert {spec.name for spec in registered} == set(MUTANTS.EXPECTED)
     assert all(spec.kind == "continuous" for spec in registered)
+
+
+class SlowDynamics(CountedDynamics):
+    """``dz/dt = -z``, each evaluation taking 20 ms (a stand-in for a stiff, expensive field)."""
+
+    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        self.tick(t)
+        time.sleep(0.02)
+        return (-state[0],)
+
+
+def test_max_seconds_stops_a_slow_solve():
+    config = SolverConfig(max_seconds=0.1)
+    started = time.monotonic()
+    with pytest.raises(SolverError, match=r"max_seconds=0.1.*hint: raise max_seconds"):
+        solve(SlowDynamics(), (torch.ones(1, 2),), torch.tensor([0.0, 1.0]), config)
+    assert time.monotonic() - started < 1.0
+    assert flowlab.flow_spec("cnf").options["max_seconds"].default == SolverConfig().max_seconds == 60.0

@@ -16,6 +16,7 @@ import flowlab
 from flowlab.checks.measure import batch_jacobian
 from flowlab.cli import main
 from flowlab.datafiles import FINGERPRINT, DataFileError, canonical, file_dataset, resolve_dataset
+from flowlab.ode import continuous_flow
 from flowlab.preprocess import Preprocessed, Standardize
 
 TINY = ["--flow", "affine", "--steps", "2", "--batch-size", "16", "--eval-every", "2"]
@@ -144,12 +145,13 @@ def test_train_on_a_file_records_it_and_eval_finds_it_from_elsewhere_until_it_ch
         resolve_dataset(data)
 
 
-def test_an_ode_flow_behind_a_transform_still_shows_its_regulariser_nfe_and_field():
-    """The trainer reads ``regularization()``, ``nfe`` and ``field`` of the flow's bijector: ``Preprocessed`` reads
-    them through from the learned flow (model space), and nothing else."""
+def test_an_ode_flow_behind_a_transform_is_found_as_the_continuous_flow_it_runs():
+    """The trainer, the CLI and the checks read an ODE flow's regulariser, NFE and field through
+    ``flowlab.ode.continuous_flow``: behind ``Preprocessed`` that is the learned flow (model space); a discrete
+    flow behind it is not continuous."""
     learned = flowlab.build("cnf", 2)
     wrapped = Preprocessed(learned, Standardize(torch.zeros(2), torch.full((2,), 2.0)))
     flowlab.Flow(wrapped).log_prob(torch.randn(3, 2))
-    assert wrapped.nfe == learned.nfe > 0 and wrapped.field is learned.field
-    assert torch.equal(wrapped.regularization(), learned.regularization())
-    assert not hasattr(wrapped, "trajectory"), "a trajectory would be in model space: not read through"
+    assert continuous_flow(wrapped) is learned and learned.nfe > 0
+    assert continuous_flow(Preprocessed(flowlab.build("affine", 2), Standardize(torch.zeros(2), torch.ones(2)))) is None
+    assert not hasattr(wrapped, "nfe"), "nothing is forwarded by attribute: the protocol says what is read"

@@ -7,6 +7,7 @@ import torch
 
 import flowlab
 from flowlab import errors
+from flowlab.errors import NonFiniteError
 
 
 @pytest.fixture
@@ -114,3 +115,31 @@ def test_every_error_is_a_flowlab_error():
         errors.DuplicateNameError,
     ):
         assert issubclass(cls, errors.FlowlabError)
+
+
+def test_log_prob_of_an_empty_batch_is_empty():
+    flow = flowlab.Flow(flowlab.build("stacked", 2))
+    log_p = flow.log_prob(torch.randn(0, 2))
+    assert log_p.shape == (0,) and log_p.dtype == torch.float32
+
+
+class Scale(flowlab.Bijector):
+    """``x = z · exp(s)``: with a very negative ``s`` the inverse overflows float32 on large inputs."""
+
+    def __init__(self, dim: int, s: float) -> None:
+        super().__init__()
+        self.dim = dim
+        self.s = torch.nn.Parameter(torch.tensor(s))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return z * self.s.exp(), (self.dim * self.s).expand(z.shape[0])
+
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x * (-self.s).exp(), (-self.dim * self.s).expand(x.shape[0])
+
+
+def test_a_non_finite_inverse_is_a_non_finite_error_naming_rows_and_magnitudes():
+    flow = flowlab.Flow(Scale(2, -80.0))  # exp(80) = 5.5e34: rows with |x| > 6e3 overflow
+    x = torch.tensor([[1.0, 1.0], [1e5, 0.0], [0.0, 0.0], [-1e6, 1.0]])
+    with pytest.raises(NonFiniteError, match=r"NaN or inf in z in 2 of 4 row\(s\) \(1, 3; largest finite \|z\|: 5.5"):
+        flow.log_prob(x)

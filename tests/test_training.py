@@ -13,6 +13,7 @@ import flowlab
 from flowlab.checkpoint import read_checkpoint, save_checkpoint
 from flowlab.cli import main
 from flowlab.cli.train_cmd import StopFlag
+from flowlab.ode import ExactTrace, SolverConfig
 from flowlab.plugins import Registry, reset_registry
 from flowlab.training import TrainConfig, Trainer
 
@@ -158,8 +159,11 @@ def test_train_option_errors_are_one_line(tmp_path, capsys, extra, message):
 class LinearODE(flowlab.Bijector):
     """A stand-in for an ODE flow: ``dz/dt = A z`` so ``x = exp(A) z`` and ``log|det ∂x/∂z| = tr A``.
 
-    Exposes the continuous-flow contract: ``nfe``, ``nfe_backward``, ``field``, ``trajectory``, ``regularization``.
+    Implements :class:`flowlab.ode.ContinuousFlow` with a closed-form solution instead of a solver.
     """
+
+    solver = SolverConfig()
+    trace_estimator = ExactTrace()
 
     def __init__(self, dim: int, weight: float = 0.5) -> None:
         super().__init__()
@@ -181,13 +185,16 @@ class LinearODE(flowlab.Bijector):
     def regularization(self) -> Tensor:
         return self.weight * self.a.square().sum()
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def integrate(self, y: Tensor, *, reverse: bool, probe: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self.nfe += 1
-        return z @ torch.linalg.matrix_exp(self.a).T, torch.trace(self.a).expand(len(z))
+        sign = -1.0 if reverse else 1.0
+        return y @ torch.linalg.matrix_exp(sign * self.a).T, sign * torch.trace(self.a).expand(len(y))
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.integrate(z, reverse=False)
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self.nfe += 1
-        return x @ torch.linalg.matrix_exp(-self.a).T, -torch.trace(self.a).expand(len(x))
+        return self.integrate(x, reverse=True)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from flowlab.datafiles import display_name, resolve_dataset
     from flowlab.errors import OptionError
     from flowlab.evaluation import held_out_nll
+    from flowlab.ode import continuous_flow
     from flowlab.seeding import generator, global_rng
     from flowlab.training import check_dataset_context, dataset_context, load_flow
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         "se_bits_per_dim": nll.se_bits_per_dim,
         "entropy_nats": dataset.entropy,
         "gap_nats": nll.gap(dataset.entropy),
-        "nfe": getattr(flow.bijector, "nfe", None),  # an ODE flow's last solve (exact trace in eval mode)
+        # an ODE flow's last solve (exact trace in eval mode)
+        "nfe": None if (ode := continuous_flow(flow.bijector)) is None else ode.nfe,
     }
     if args.json:
         json.dump(result, sys.stdout, indent=2)

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from flowlab.checkpoint import atomic_write
     from flowlab.errors import OptionError
     from flowlab.evaluation import uses_autograd
+    from flowlab.ode import continuous_flow
     from flowlab.seeding import global_rng
     from flowlab.training import load_flow
 
@@ -76,9 +77,8 @@ def run(args: argparse.Namespace) -> int:
     with global_rng(args.seed, "sample"), torch.set_grad_enabled(uses_autograd(flow)):
         points = flow.sample(args.n, context=context).detach().cpu()
     atomic_write(args.out, lambda tmp: write_points(points, tmp, suffix))
-    nfe = getattr(flow.bijector, "nfe", None)
-    solver = getattr(flow.bijector, "solver", None)
-    how = f" with {solver.describe()}, NFE {nfe}" if nfe is not None and solver is not None else ""
+    ode = continuous_flow(flow.bijector)
+    how = "" if ode is None else f" with {ode.solver.describe()}, NFE {ode.nfe}"
     how += "" if args.label is None else f" at label {args.label}"
     console().print(f"wrote {args.n} samples of {config.flow} ({config.data}) to {args.out}{how}", soft_wrap=True)
     return 0

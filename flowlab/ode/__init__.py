@@ -6,8 +6,9 @@ and returns ``log|det ∂z/∂x| = −∫₀¹ tr ∂f/∂z dt``; ``log p(x) = l
 
 Modules, one job each: ``trace`` (exact and Hutchinson estimators), ``field`` (the time-conditioned MLP),
 ``solver`` (torchdiffeq options, ``solve`` and its errors, NFE guard), ``dynamics`` (the augmented ODE),
-``bijector`` (``ODEBijector``), ``options`` (what ODE ``FlowSpec``\\ s share), ``paths`` (sampling with a chosen
-solver and number of steps; how straight the paths are).
+``bijector`` (``ODEBijector``), ``protocol`` (``ContinuousFlow``: what the rest of flowlab asks of an ODE flow),
+``options`` (what ODE ``FlowSpec``\\ s share), ``paths`` (sampling with a chosen solver and number of steps; how
+straight the paths are).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flowlab.ode.options import (
     ode_tolerances,
 )
 from flowlab.ode.paths import set_solver, straightness
+from flowlab.ode.protocol import ContinuousFlow, continuous_flow
 from flowlab.ode.solver import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, SolverConfig, solve
 from flowlab.ode.trace import ExactTrace, Hutchinson, TraceEstimator
 
@@ -38,6 +40,7 @@ __all__ = [
     "ODE_NOTES",
     "ODE_REFERENCES",
     "AugmentedDynamics",
+    "ContinuousFlow",
     "ExactTrace",
     "Hutchinson",
     "ODEBijector",
@@ -45,6 +48,7 @@ __all__ = [
     "TimeMLP",
     "TraceEstimator",
     "build_ode_bijector",
+    "continuous_flow",
     "ode_options",
     "ode_tolerances",
     "set_solver",

@@ -14,6 +14,7 @@ from torch import Tensor
 from flowlab import Option, hookimpl
 from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext, ObjectiveSpec
+from flowlab.ode import continuous_flow
 from flowlab_objectives import reflow
 from flowlab_objectives.coupling import ot_pairing
 from flowlab_objectives.paths import base_points, model_points, regression_loss
@@ -60,8 +61,8 @@ def mle_loss(flow: Flow, x: Tensor, context: ObjectiveContext, condition: Tensor
     """``−mean log q(x) + R``, ``R = bijector.regularization()`` where the bijector has one (RNODE terms); for a
     conditional flow ``−mean log q(x_i | c_i)``, ``condition`` the rows' conditioning contexts ``c_i``."""
     loss = -(flow.log_prob(x) if condition is None else flow.log_prob(x, context=condition)).mean()
-    regularization = getattr(flow.bijector, "regularization", None)
-    return loss + regularization() if callable(regularization) else loss
+    ode = continuous_flow(flow.bijector)
+    return loss if ode is None else loss + ode.regularization()
 
 
 def cfm_loss(flow: Flow, x: Tensor, context: ObjectiveContext) -> Tensor:

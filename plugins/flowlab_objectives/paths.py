@@ -22,6 +22,7 @@ from torch import Tensor
 
 from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext
+from flowlab.ode import continuous_flow
 from flowlab.preprocess import Preprocessed
 
 
@@ -50,5 +51,7 @@ def regression_loss(flow: Flow, x0: Tensor, x1: Tensor, context: ObjectiveContex
     """``mean_i ‖f(t_i, x_t,i) − u_t,i‖²`` with ``t_i ~ U[0, 1]`` drawn from the step's generator."""
     t = torch.rand(x0.shape[0], generator=context.generator, dtype=torch.float64).to(x0.device, x0.dtype)
     xt, ut = conditional_path(x0, x1, t, sigma)
-    field: Any = flow.bijector.field  # ObjectiveSpec.check_flow made sure there is one
+    ode = continuous_flow(flow.bijector)
+    assert ode is not None, "ObjectiveSpec.check_flow refuses a flow without a vector field"
+    field: Any = ode.field
     return (field(t, xt) - ut).pow(2).sum(-1).mean()

@@ -10,15 +10,13 @@ between them cross less than independent pairs do: the reflowed field is straigh
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from flowlab.errors import CheckpointError, OptionError
 from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext
-from flowlab.preprocess import Preprocessed
+from flowlab.ode import continuous_flow
 from flowlab.seeding import generator
 
 #: couplings pushed through the teacher per solve
@@ -28,12 +26,11 @@ CHUNK = 4096
 def teacher_sample(teacher: Flow, z: Tensor) -> Tensor:
     """``T(z)`` in model space (before a dataset's preprocessing map, where the field lives): for an ODE flow its
     trajectory's end point (no log-det), else ``bijector.forward(z)[0]``."""
-    bijector: Any = teacher.bijector
-    learned = bijector.learned if isinstance(bijector, Preprocessed) else bijector
-    trajectory: Any = getattr(learned, "trajectory", None)
+    learned = teacher.bijector.unwrapped()
+    ode = continuous_flow(learned)
     with torch.no_grad():
-        if callable(trajectory):
-            return torch.cat([trajectory(chunk, [1.0])[-1] for chunk in z.split(CHUNK)])
+        if ode is not None:
+            return torch.cat([ode.trajectory(chunk, [1.0])[-1] for chunk in z.split(CHUNK)])
         return torch.cat([learned.forward(chunk)[0] for chunk in z.split(CHUNK)])
 
 

@@ -1,5 +1,5 @@
-"""The kit's general mechanisms against false alarms and blind spots (issue 9 (a)–(h)), each shown with a flow that
-is correct but unusual (it must pass) and, where the mechanism is new, with the old behaviour failing it.
+"""The kit's general mechanisms against false alarms and blind spots, each shown with a flow that is correct but
+unusual (it must pass) and, where a mechanism guards against a bug, with that bug failing it.
 
 Planted bugs of each kind live in ``tests/mutants/`` (``test_mutants.py`` runs them): a first-batch initialisation,
 a log-det that overflows at large d, an in-place write into the input, a detached parameter, a biased probe inside
