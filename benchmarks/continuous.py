@@ -203,7 +203,7 @@ def bench_solver_error(cases: int) -> None:
     appends, of scale 3·scale + 1), both directions: what the kit's generic tolerances for ODE flows must allow."""
     import random
 
-    from flowlab.checks.base import Case
+    from flowlab.checks import Case
     from flowlab.checks.cases import build_case_bijector, case_points
 
     rng = random.Random(0)

@@ -43,8 +43,8 @@ from torch import Tensor
 
 import flowlab
 from flowlab.evaluation import held_out_nll
-from flowlab.objectives import objective_spec
 from flowlab.ode import set_solver, straightness
+from flowlab.registry import objective_spec
 from flowlab.seeding import generator
 from flowlab.training import TrainConfig, Trainer
 

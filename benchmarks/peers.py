@@ -27,7 +27,7 @@ import torch
 
 import flowlab
 from flowlab.adapters import peer_version
-from flowlab.checks.base import checks
+from flowlab.checks import checks
 from flowlab.checks.runner import PropertyRun, run_property
 
 LIBRARIES = ("torch", "zuko", "nflows", "normflows")

@@ -24,8 +24,7 @@ import time
 from hypothesis import Phase, settings
 
 from flowlab import threads
-from flowlab.checks import profiles
-from flowlab.checks.base import checks
+from flowlab.checks import checks, profiles
 from flowlab.checks.runner import run_property
 from flowlab.registry import flows
 

@@ -19,8 +19,11 @@ _EXPORTS: dict[str, str] = {
     "VectorField": "flowlab.vector_field",
     "Flow": "flowlab.flow",
     "FlowSpec": "flowlab.spec",
-    "Option": "flowlab.spec",
-    "Tolerance": "flowlab.spec",
+    "Option": "flowlab.options",
+    "Tolerance": "flowlab.options",
+    "CONTEXT_OPTION": "flowlab.options",
+    "CheckSpec": "flowlab.spec",
+    "SkipCase": "flowlab.errors",
     "flows": "flowlab.registry",
     "flow_spec": "flowlab.registry",
     "build": "flowlab.registry",
@@ -48,8 +51,10 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "CONTEXT_OPTION",
     "AdapterError",
     "Bijector",
+    "CheckSpec",
     "CheckpointError",
     "Compose",
     "ContextError",
@@ -70,6 +75,7 @@ __all__ = [
     "PluginError",
     "ShapeError",
     "SingularMatrixError",
+    "SkipCase",
     "SolverError",
     "Tolerance",
     "UnknownFlowError",
@@ -103,12 +109,14 @@ if TYPE_CHECKING:
         PluginError,
         ShapeError,
         SingularMatrixError,
+        SkipCase,
         SolverError,
         UnknownFlowError,
     )
     from flowlab.flow import Flow
+    from flowlab.options import CONTEXT_OPTION, Option, Tolerance
     from flowlab.registry import build, dataset_spec, datasets, flow_spec, flows
-    from flowlab.spec import FlowSpec, Option, Tolerance
+    from flowlab.spec import CheckSpec, FlowSpec
     from flowlab.validation import check_points
     from flowlab.vector_field import VectorField
 

@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from flowlab.errors import ContextError, OptionError
-from flowlab.plugins import RECORD_TYPES
 
 if TYPE_CHECKING:
     from flowlab.bijector import Bijector
@@ -204,6 +203,3 @@ def finite_dataset(
         discrete=discrete,
         num_classes=num_classes,
     )
-
-
-RECORD_TYPES["datasets"] = DatasetSpec

@@ -42,6 +42,12 @@ class PluginError(FlowlabError):
     """A plugin failed to import, its hook raised, or it registered something invalid."""
 
 
+class SkipCase(FlowlabError):
+    """Raised while the conformance kit builds a case that this flow cannot be built for (a trained flow in another
+    dimension, an architecture its parameters do not fit): the runner lists the case as skipped, with this message
+    as the reason, instead of failing it."""
+
+
 class DuplicateNameError(PluginError):
     """Two plugins registered a flow (dataset, check) under the same name."""
 

@@ -10,17 +10,10 @@ from torch import Tensor, distributions, nn
 
 from flowlab.bijector import Bijector, context_dim_of
 from flowlab.errors import NonFiniteError, OptionError, ShapeError
-from flowlab.spec import Option
 from flowlab.validation import check_context, check_points, module_dtype_device, require_context
 
 if TYPE_CHECKING:
     from flowlab.distribution import FlowDistribution
-
-#: the build option of a conditional flow (``docs/conditioning.md``): ``context_dim=k > 0`` conditions the flow's
-#: networks on a context in ``R^k``; 0, the default, builds the unconditional flow. The conformance kit draws it
-#: from ``flowlab.checks.strategies.CONTEXT_DIMS`` for every flow that has an option of this name.
-CONTEXT_OPTION = Option(0, "context features the flow is conditioned on (0: unconditional)", low=0)
-
 
 #: ``log 2π``, for the standard normal base's log-density
 LOG_2PI = math.log(2 * math.pi)

@@ -28,7 +28,6 @@ from torch import Tensor
 
 from flowlab.errors import OptionError
 from flowlab.ode import continuous_flow
-from flowlab.plugins import RECORD_TYPES, get_registry
 from flowlab.spec import Option
 
 if TYPE_CHECKING:
@@ -126,17 +125,3 @@ class ObjectiveSpec:
                 f"objective {self.name!r} fits unconditional densities; flow {spec.name!r} is conditional "
                 f"(context_dim {context_dim}): use --objective mle, or build it without -o context_dim"
             )
-
-
-RECORD_TYPES["objectives"] = ObjectiveSpec
-
-
-def objectives() -> dict[str, ObjectiveSpec]:
-    """The registered objectives, ``name -> ObjectiveSpec``, built-ins first."""
-    return get_registry().records("objectives")
-
-
-def objective_spec(name: str) -> ObjectiveSpec:
-    """The objective called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
-    spec: ObjectiveSpec = get_registry().get("objectives", name).record
-    return spec

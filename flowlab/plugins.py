@@ -16,7 +16,8 @@ import difflib
 import importlib.util
 import os
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -32,6 +33,8 @@ ENTRY_POINT_GROUP = "flowlab"
 BUILTIN_DISTRIBUTION = "flowlab-nf"  # on PyPI; the import package, command and entry-point group are "flowlab"
 AUTOLOAD_ENV = "FLOWLAB_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "FLOWLAB_BLOCK_PLUGINS"
+#: the distribution of a plugin registered in code (a ``--plugin`` file, a test, a notebook)
+IN_CODE = "(registered in code)"
 
 #: registry category -> hook that fills it
 CATEGORIES: dict[str, str] = {
@@ -41,8 +44,14 @@ CATEGORIES: dict[str, str] = {
     "objectives": "flowlab_register_objectives",
 }
 
-#: registry category -> the record type its entries must be an instance of (filled by the modules defining them)
-RECORD_TYPES: dict[str, type] = {}
+
+def record_types() -> dict[str, type]:
+    """Registry category -> the record type its entries must be an instance of (every category, declared here)."""
+    from flowlab.data import DatasetSpec
+    from flowlab.objectives import ObjectiveSpec
+    from flowlab.spec import CheckSpec, FlowSpec
+
+    return {"flows": FlowSpec, "datasets": DatasetSpec, "checks": CheckSpec, "objectives": ObjectiveSpec}
 
 
 @dataclass
@@ -113,7 +122,7 @@ class Registry:
         ``info`` may be just a name, for plugins registered programmatically (tests, notebooks).
         """
         if isinstance(info, str):
-            info = PluginInfo(name=info, distribution="(registered in code)", version="", module=repr(plugin))
+            info = PluginInfo(name=info, distribution=IN_CODE, version="", module=repr(plugin))
         if info.name in self.plugins:
             raise DuplicateNameError(f"a plugin named {info.name!r} is already registered")
         try:
@@ -142,6 +151,15 @@ class Registry:
         self.plugins[info.name] = info
         return info
 
+    def remove_plugin(self, name: str) -> None:
+        """Forget the plugin ``name`` and everything it registered."""
+        info = self.plugins.pop(name)
+        if self.manager.has_plugin(name):
+            self.manager.unregister(name=name)
+        for entries in self.entries.values():
+            for record_name in [key for key, entry in entries.items() if entry.plugin is info]:
+                del entries[record_name]
+
     # -- queries ---------------------------------------------------------------------------------------------------
     def records(self, category: str) -> dict[str, Any]:
         """``name -> record`` for one category, in registration order."""
@@ -167,8 +185,8 @@ class Registry:
     # -- internals -------------------------------------------------------------------------------------------------
     def _stager(self, category: str, bucket: list[Any], info: PluginInfo) -> Callable[[Any], None]:
         def register(record: Any) -> None:
-            expected = RECORD_TYPES.get(category)
-            if expected is not None and not isinstance(record, expected):
+            expected = record_types()[category]
+            if not isinstance(record, expected):
                 raise PluginError(
                     f"register() for {category} expects a {expected.__name__}, got {type(record).__name__}"
                 )
@@ -214,6 +232,22 @@ def get_registry() -> Registry:
         registry.load_entry_points()
         _registry = registry
     return _registry
+
+
+@contextmanager
+def transient_plugins() -> Iterator[None]:
+    """Plugins registered in code inside the block (a command's ``--plugin`` files) are removed from the
+    process-wide registry when it ends, so one command's plugins never show up in the next command run in the same
+    process (tests, notebooks, ``flowlab.cli.main``)."""
+    before = set() if _registry is None else set(_registry.plugins)
+    try:
+        yield
+    finally:
+        registry = _registry
+        if registry is not None:
+            for name, info in list(registry.plugins.items()):
+                if name not in before and info.distribution == IN_CODE:
+                    registry.remove_plugin(name)
 
 
 def reset_registry(registry: Registry | None = None) -> None:

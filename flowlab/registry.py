@@ -1,5 +1,5 @@
 """Public lookups over the plugin registry: ``flows()``, ``flow_spec()``, ``build()``, ``datasets()``,
-``dataset_spec()``."""
+``dataset_spec()``, ``checks()``, ``check_spec()``, ``objectives()``, ``objective_spec()``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from torch import nn
 
 from flowlab.data import DatasetSpec
 from flowlab.errors import OptionError, PluginError
-from flowlab.plugins import RECORD_TYPES, get_registry
-from flowlab.spec import FlowSpec
-
-RECORD_TYPES["flows"] = FlowSpec
+from flowlab.objectives import ObjectiveSpec
+from flowlab.plugins import get_registry
+from flowlab.spec import CheckSpec, FlowSpec
 
 
 def flows() -> dict[str, FlowSpec]:
@@ -58,4 +57,26 @@ def datasets() -> dict[str, DatasetSpec]:
 def dataset_spec(name: str) -> DatasetSpec:
     """The DatasetSpec called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
     spec: DatasetSpec = get_registry().get("datasets", name).record
+    return spec
+
+
+def checks() -> dict[str, CheckSpec]:
+    """The registered checks, ``name -> CheckSpec``, in registration order (built-ins first)."""
+    return get_registry().records("checks")
+
+
+def check_spec(name: str) -> CheckSpec:
+    """The check called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
+    spec: CheckSpec = get_registry().get("checks", name).record
+    return spec
+
+
+def objectives() -> dict[str, ObjectiveSpec]:
+    """The registered objectives, ``name -> ObjectiveSpec``, built-ins first."""
+    return get_registry().records("objectives")
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    """The objective called ``name`` (:class:`~flowlab.errors.UnknownFlowError` listing the known ones if none)."""
+    spec: ObjectiveSpec = get_registry().get("objectives", name).record
     return spec

@@ -1,14 +1,36 @@
-"""Records that plugins register: ``FlowSpec`` (a flow), ``Option`` (one of its build options), ``Tolerance``."""
+"""Records that plugins register: ``FlowSpec`` (a flow) and ``CheckSpec`` (a property of the conformance kit), with
+the kit's ``Case`` (one drawn example) and ``CheckResult``; ``Option``, ``Tolerance`` and ``CONTEXT_OPTION`` come
+from :mod:`flowlab.options`.
+
+Import-light: no torch (the pytest plugin and the Hypothesis strategies read these records at start-up).
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from flowlab.bijector import Bijector
 from flowlab.errors import OptionError
+from flowlab.options import CONTEXT_OPTION, Option, Tolerance
+
+if TYPE_CHECKING:
+    from flowlab.bijector import Bijector
+
+__all__ = [
+    "CAPABILITIES",
+    "CONTEXT_OPTION",
+    "Case",
+    "CheckResult",
+    "CheckSpec",
+    "FlowSpec",
+    "Kind",
+    "LogdetKind",
+    "Option",
+    "Status",
+    "Tolerance",
+]
 
 Kind = Literal["discrete", "continuous"]
 LogdetKind = Literal["exact", "stochastic"]
@@ -24,69 +46,6 @@ CAPABILITIES: dict[str, str] = {
     "marginal_likelihood": "build option `augment` and `bijector.marginal_log_prob(x, samples=K)`, an "
     "importance-weighted estimate of log p(x) on the first `dim - augment` coordinates",
 }
-
-
-@dataclass(frozen=True)
-class Option:
-    """One keyword of a flow's ``build``: its default, and the values it allows.
-
-    ``choices`` lists the allowed values when there are few (the conformance kit draws from them); ``low`` and
-    ``high`` bound a number (inclusive). ``check`` may hold a predicate for anything else. With none of them, any
-    value of the default's type is accepted (``None`` defaults accept anything).
-    """
-
-    default: Any
-    help: str = ""
-    choices: Sequence[Any] | None = None
-    low: float | None = None
-    high: float | None = None
-    check: Callable[[Any], bool] | None = None
-
-    def validate(self, flow: str, name: str, value: Any) -> None:
-        """Raise :class:`OptionError` naming the option and its allowed values if ``value`` is not allowed."""
-        if self.choices is not None:
-            if value not in self.choices:
-                raise OptionError(
-                    f"{flow}: option {name}={value!r} is not allowed; expected one of "
-                    f"{', '.join(repr(c) for c in self.choices)}"
-                )
-            return
-        if self.default is not None and not _same_type(value, self.default):
-            raise OptionError(
-                f"{flow}: option {name} expects a {type(self.default).__name__}, got {type(value).__name__} {value!r}"
-            )
-        if self.low is not None and value < self.low:
-            raise OptionError(f"{flow}: option {name}={value!r} is below its minimum {self.low}")
-        if self.high is not None and value > self.high:
-            raise OptionError(f"{flow}: option {name}={value!r} is above its maximum {self.high}")
-        if self.check is not None and not self.check(value):
-            raise OptionError(f"{flow}: option {name}={value!r} is not allowed ({self.help or 'failed its check'})")
-
-    def describe(self) -> str:
-        """The allowed values in words, for help texts and reports."""
-        if self.choices is not None:
-            return " | ".join(repr(c) for c in self.choices)
-        if self.low is not None or self.high is not None:
-            lo = "-inf" if self.low is None else repr(self.low)
-            hi = "inf" if self.high is None else repr(self.high)
-            return f"{type(self.default).__name__} in [{lo}, {hi}]"
-        return "any" if self.default is None else type(self.default).__name__
-
-
-def _same_type(value: Any, default: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default))
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """A property-check tolerance a flow needs instead of the kit's default, with the reason why."""
-
-    value: float
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -118,6 +77,8 @@ class FlowSpec:
       base is never silently replaced.
     - ``checked_by_default``: whether ``flowlab check`` with no names (and flowlab's own conformance tests) check
       this flow; plugins that register many flows of other libraries set it to ``False`` (name them to check them).
+    - ``fixed_parameters``: the kit checks the parameters ``build`` returns as they are (a trained flow,
+      ``flowlab check --checkpoint``) instead of perturbing them (``flowlab.checks.cases.perturb_``).
     """
 
     name: str
@@ -136,6 +97,7 @@ class FlowSpec:
     capabilities: frozenset[str] = frozenset()
     base: Callable[..., Any] | None = None
     checked_by_default: bool = True
+    fixed_parameters: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
@@ -164,3 +126,85 @@ class FlowSpec:
             self.options[name].validate(self.name, name, value)
             resolved[name] = value
         return resolved
+
+
+Status = Literal["passed", "failed", "skipped", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn example: where and how to build the flow, and which inputs to feed it.
+
+    ``seed`` seeds both the parameters (the kit perturbs them so identity initialisations are not trivially
+    correct) and the inputs; ``scale`` is the inputs' standard deviation (several standard deviations are drawn).
+    ``profile`` is the Hypothesis profile the case was drawn under: statistical checks size their samples by it
+    (``quick``: CI-sized, ``thorough``: the sample sizes whose power ``docs/checks.md`` states).
+    """
+
+    dim: int
+    batch: int
+    seed: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    scale: float = 1.0
+    dtype: str = "float64"
+    device: str = "cpu"
+    profile: str = "quick"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of a check on one case (or, after the runner aggregates, on all cases).
+
+    ``max_error`` is compared with ``tolerance`` (``max_error <= tolerance`` passes). ``detail`` says in words what
+    was measured, and for a failure what went wrong (e.g. which rows, which values). A statistical check states its
+    power in ``detectable``: the smallest error of the quantity it estimates that this case would have detected
+    (e.g. ``|Z − 1|`` for ``normalization``: 5 standard errors plus the slack), in the units of that quantity.
+    """
+
+    status: Status
+    max_error: float | None = None
+    tolerance: float | None = None
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    detectable: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A property of flows, registered through ``flowlab_register_checks``.
+
+    - ``name``: unique, e.g. ``"invertibility"``.
+    - ``summary``: one line for reports.
+    - ``run(spec, case) -> CheckResult``: checks one case.
+    - ``applies(spec) -> bool | str``: ``True`` to run; ``False`` or a reason string to skip (the reason is shown).
+    - ``tolerance``: the default tolerance; a FlowSpec overrides it with ``tolerances[name] = Tolerance(v, reason)``.
+    - ``max_examples``: cap on drawn cases (statistical checks use few: fixed seeds and CLT-derived bounds).
+    - ``requires``: capabilities (``flowlab.spec.CAPABILITIES``) the check needs. A flow that does not declare them
+      in ``FlowSpec.capabilities`` is not covered by the check (a skip whose reason says so, listed by the report);
+      a flow that declares them must live up to them: a missing attribute or option is a failure, never a skip.
+    - ``supersedes``: names of checks this one makes redundant on the flows it covers (it verifies the same
+      property more strictly: ``ode_logdet`` supersedes ``logdet`` for ODE flows); the runner skips those there,
+      saying so, instead of paying for the same property twice.
+    """
+
+    name: str
+    summary: str
+    run: Callable[[FlowSpec, Case], CheckResult]
+    applies: Callable[[FlowSpec], bool | str] = lambda spec: True
+    tolerance: float = 1e-6
+    max_examples: int | None = None
+    requires: frozenset[str] = frozenset()
+    supersedes: frozenset[str] = frozenset()
+
+    def coverage(self, spec: FlowSpec) -> bool | str:
+        """``True`` if this check runs on ``spec``; else the reason it does not (``applies``, then ``requires``)."""
+        applies = self.applies(spec)
+        missing = sorted(set(self.requires) - set(spec.capabilities))
+        if applies is True and missing:
+            return f"not covered: needs the capabilities {', '.join(missing)}, not declared (FlowSpec.capabilities)"
+        return applies
+
+    def tolerance_for(self, spec: FlowSpec) -> float:
+        """The tolerance for ``spec``: its own override if it declares one, else this check's default."""
+        override = spec.tolerances.get(self.name)
+        return self.tolerance if override is None else override.value

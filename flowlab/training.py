@@ -41,10 +41,10 @@ from flowlab.datafiles import DataFileError, resolve_dataset
 from flowlab.errors import CheckpointError, DeviceError, DivergenceError, NonFiniteError, OptionError, UnknownFlowError
 from flowlab.evaluation import NLL, held_out_nll
 from flowlab.flow import Flow
-from flowlab.objectives import ObjectiveContext, ObjectiveSpec, objective_spec
+from flowlab.objectives import ObjectiveContext, ObjectiveSpec
 from flowlab.ode import continuous_flow
 from flowlab.preprocess import Preprocessed
-from flowlab.registry import build, datasets, flow_spec
+from flowlab.registry import build, datasets, flow_spec, objective_spec
 from flowlab.seeding import generator, global_rng
 
 #: a loss above ``first + EXPLOSION_FACTOR * max(1, |first|)`` (first: the first loss of a fit) has exploded

@@ -1,5 +1,4 @@
-"""Shared fixtures: Hypothesis profiles, the ``--device`` option, the ``cuda`` marker, and a process registry that
-forgets what a test registered in code.
+"""Shared fixtures: Hypothesis profiles, the ``--device`` option and the ``cuda`` marker.
 
 The profiles ``quick`` and ``thorough`` are flowlab's own (``flowlab.checks.profiles``, shared with ``flowlab check``);
 ``--device`` also sets the devices of the conformance tests (``--flowlab-device`` of flowlab's pytest plugin).
@@ -16,28 +15,6 @@ from flowlab.checks.profiles import profile_name, register_profiles
 
 register_profiles()
 settings.load_profile(profile_name())
-
-
-@pytest.fixture(autouse=True)
-def _registry_without_leftovers():
-    """Rebuild the process-wide registry after a test that added plugins to it in code: ``main(["check", "--dim",
-    ...])``, ``--checkpoint`` and ``--plugin FILE`` register flows "for this process", and tests call ``main`` in
-    one process (an xdist worker runs many), so such a flow would show up in the next test's ``flowlab.flows()``."""
-    from flowlab import plugins
-
-    def in_code(registry):
-        return (
-            set()
-            if registry is None
-            else {name for name, info in registry.plugins.items() if info.distribution == "(registered in code)"}
-        )
-
-    before = plugins._registry
-    added_before = in_code(before)
-    yield
-    after = plugins._registry
-    if after is not None and (after is before or before is None) and in_code(after) - added_before:
-        plugins.reset_registry()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import given, settings
 
 import flowlab
-from flowlab.checks.base import Case
+from flowlab.checks import Case
 from flowlab.cli import main
 from flowlab.plugins import Registry, reset_registry
 from flowlab.testing import cases, dims, inputs, option_values
@@ -72,6 +73,11 @@ def test_the_schema_is_documented():
         (["affine", "--property", "no_such_property"], r"unknown check 'no_such_property'; known checks: .*logdet"),
         (["affine", "--property", "logdet", "--case", "{not json"], r"--case expects JSON"),
         (["affine", "--case", '{"dim": 2, "batch": 1, "seed": 0}'], r"--case runs one case"),
+        (["glow", "--property", "logdet", "--case", '{"dim": 1, "batch": 1, "seed": 0}'], r"dim 1 is outside glow"),
+        (["affine", "--property", "logdet", "--case", '{"dim": 2, "batch": 0, "seed": 0}'], r"expected batch >= 1"),
+        (["affine", "--property", "logdet", "--case", '{"dim":2,"batch":1,"seed":0,"options":{"wat":1}}'], r"'wat'"),
+        (["affine", "--property", "logdet", "--json", "/no/such/folder/r.json"], r"--json /no/such/folder/r.json"),
+        (["affine", "--property", "logdet", "--checkpoint", "x.pt"], r"give no NAME and no --dim"),
     ],
 )
 def test_usage_errors_exit_2_and_say_what_is_allowed(argv, message, capsys):
@@ -79,12 +85,15 @@ def test_usage_errors_exit_2_and_say_what_is_allowed(argv, message, capsys):
     assert re.search(message, " ".join(capsys.readouterr().err.split()))
 
 
-def test_cuda_is_skipped_with_a_reason_where_there_is_none(capsys):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    code, data, _ = run_json(["affine", "--property", "logdet", "--device", "cuda"], capsys)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the behaviour where there is no CUDA")
+@pytest.mark.parametrize("choice", ["cuda", "all"], ids=["gpu-only", "cpu-and-gpu"])  # "cuda" ids mean "needs CUDA"
+def test_cuda_where_there_is_none_is_a_usage_error_unless_allowed(choice, capsys):
+    """A CI gate asking for CUDA on a machine without it must not pass having checked nothing."""
+    assert main(["check", "affine", "--property", "logdet", "--device", choice]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "torch.cuda.is_available() is False" in err and "--allow-missing-device" in err
+    argv = ["affine", "--property", "logdet", "--device", choice, "--allow-missing-device"]
+    code, data, _ = run_json(argv, capsys)
     run = data["flows"]["affine"]["properties"]["logdet"]["cuda"]
     assert code == 0 and run["status"] == "skipped" and "CUDA" in run["detail"]
 
@@ -160,3 +169,37 @@ def test_plugin_files_load_with_plugin_and_the_reproduce_command_keeps_them(tmp_
         reset_registry()
     assert main(["check", "--plugin", str(tmp_path / "missing.py")]) == 2
     assert "not found" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_check_leaves_the_process_registry_as_it_found_it(tmp_path, capsys):
+    """--dim and --checkpoint derive specs (never registered); a --plugin file's flows are forgotten after the
+    command, so a second command in the same process (a test, a notebook) does not see them."""
+    plugin = tmp_path / "extra_flow.py"
+    plugin.write_text(PLUGIN_FILE)
+    before = set(flowlab.flows())
+    argv = ["check", "--plugin", str(plugin), "extra_affine", "--property", "invertibility", "--dim", "3"]
+    assert main(argv) == 0
+    assert set(flowlab.flows()) == before
+    assert main(["check", "extra_affine"]) == 2, "the plugin file's flow is unknown to the next command"
+    capsys.readouterr()
+
+
+PLUGIN_FILE = """
+import dataclasses
+
+import flowlab
+
+
+@flowlab.hookimpl
+def flowlab_register_flows(register):
+    register(dataclasses.replace(flowlab.flow_spec("affine"), name="extra_affine"))
+"""
+
+
+def test_output_that_is_not_a_terminal_has_one_summary_line_per_flow(capsys):
+    """In a log or a pipe the table would fold long names mid-word and double the lines: one line per flow."""
+    assert main(["check", "affine", "coupling", "--property", "invertibility", "--property", "mixing"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if " / cpu: " in line]
+    assert [line.split(" / ")[0] for line in lines] == ["affine", "coupling"]
+    assert all(re.fullmatch(r"\S+ / cpu: (\d+ passed|\d+ skipped|, )+; \d+\.\d s", line) for line in lines), lines

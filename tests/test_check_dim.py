@@ -7,10 +7,7 @@ import json
 import re
 import shlex
 
-import pytest
-
 from flowlab.cli import main
-from flowlab.plugins import reset_registry
 
 #: a diagonal affine flow whose forward log-det is 0.5 off from dimension 12 on
 PLUGIN = """
@@ -49,20 +46,11 @@ def flowlab_register_flows(register: Any) -> None:
 """
 
 
-@pytest.fixture
-def fresh():
-    """Each command as in its own process: a registry without the plugin file (and the --dim flows) of the last."""
-    reset_registry()
-    yield reset_registry
-    reset_registry()
-
-
-def test_dim_finds_a_high_dimensional_bug_and_reproduces_it_with_the_flows_own_name(tmp_path, capsys, fresh):
+def test_dim_finds_a_high_dimensional_bug_and_reproduces_it_with_the_flows_own_name(tmp_path, capsys):
     plugin = tmp_path / "wide_bug.py"
     plugin.write_text(PLUGIN)
     base = ["check", "--plugin", str(plugin), "wide_bug", "--property", "logdet"]
     assert main(base) == 0, "dimensions 1..5: no bug to find"
-    fresh()
     report = tmp_path / "report.json"
     assert main([*base, "--dim", "12", "--json", str(report)]) == 1
     run = json.loads(report.read_text())["flows"]["wide_bug@d12"]["properties"]["logdet"]["cpu"]
@@ -71,9 +59,7 @@ def test_dim_finds_a_high_dimensional_bug_and_reproduces_it_with_the_flows_own_n
     assert " wide_bug --property logdet " in reproduce and "@d12" not in reproduce
     dim = int(re.search(r'"dim": ?(\d+)', reproduce).group(1))
     assert 12 <= dim <= 16
-    fresh()
     assert main(shlex.split(reproduce)[1:]) == 1, "the reproduce command fails the same way"
     capsys.readouterr()
-    fresh()
     assert main(["check", "--plugin", str(plugin), "wide_bug", "--property", "logdet", "--dim", "0"]) == 2
     assert "--dim: expected N >= 1" in capsys.readouterr().err

@@ -1,9 +1,10 @@
-"""``flowlab check -n``: the same report as the serial path; the thread policy; plain progress lines when piped;
-flows that are not checked by default.
+"""``flowlab check -n`` (a process pool, ``flowlab.checks.pool``): the same report as the serial path, with
+``--plugin`` files, ``--dim`` and ``--checkpoint``; the thread policy; plain progress lines when piped; flows that
+are not checked by default.
 
-One parallel run (two pytest-xdist workers, a few seconds) serves several tests: it mixes passing built-ins, a
-failing mutant (``tests/mutants/discrete.py``) and a property from a ``--plugin`` file that reports the torch
-threads its worker ran with.
+One parallel run (two worker processes, a few seconds) serves several tests: it mixes passing built-ins, a failing
+mutant (``tests/mutants/discrete.py``) and a property from a ``--plugin`` file that reports the torch threads its
+worker ran with.
 """
 
 from __future__ import annotations
@@ -20,18 +21,17 @@ import torch
 
 import flowlab
 from flowlab import threads
-from flowlab.checks.base import Case
-from flowlab.checks.runner import Counterexample, PropertyRun, selection
+from flowlab.checks.origin import FlowOrigin
+from flowlab.checks.runner import default_flow_names, selection
 from flowlab.cli import main
 from flowlab.plugins import Registry, reset_registry
-from flowlab.testing.records import record_of, run_from_record
 
 MUTANTS = str(Path(__file__).resolve().parent / "mutants" / "discrete.py")
 THREADS_CHECK = """
 import torch
 
 import flowlab
-from flowlab.checks.base import CheckResult, CheckSpec
+from flowlab.checks import CheckResult, CheckSpec
 
 
 def run(spec, case):
@@ -128,14 +128,6 @@ def test_progress_is_one_plain_line_per_run_when_stderr_is_not_a_terminal(report
     assert "mutant_logdet_offset / logdet / cpu: failed" in reports[mode]["err"]
 
 
-def test_a_run_round_trips_through_its_record():
-    case = Case(dim=2, batch=1, seed=0, options={"hidden": 8}, scale=1.5)
-    run = PropertyRun("f", "logdet", "cpu", "failed", max_error=float("inf"), tolerance=1e-8, examples=3)
-    run.counterexample = Counterexample(case=case, detail="bad", data={"row": 0, "z": [0.5, -1.0]}, reproduce="x")
-    again = run_from_record(json.loads(json.dumps(record_of(run))))
-    assert again == run
-
-
 def test_the_thread_policy_resolves_explicit_settings_first():
     assert threads.resolve(None, {}) == 1
     assert threads.resolve(3, {"FLOWLAB_THREADS": "2", "OMP_NUM_THREADS": "4"}) == 3
@@ -187,7 +179,7 @@ class _Flows:
 
     @flowlab.hookimpl
     def flowlab_register_checks(self, register):
-        from flowlab.checks.base import CheckResult, CheckSpec
+        from flowlab.checks import CheckResult, CheckSpec
 
         register(CheckSpec(name="noop", summary="passes", run=lambda spec, case: CheckResult("passed"), max_examples=1))
 
@@ -204,12 +196,69 @@ def peers_registry():
 def test_flows_not_checked_by_default_are_named_and_checked_only_when_named(peers_registry, capsys):
     from flowlab.testing.conformance import parameters
 
-    assert selection() == [("mine", "noop")]
+    assert default_flow_names() == ["mine"]
     assert [p.values[0] for p in parameters((), None, ("cpu",))] == ["mine"]
-    assert selection(["peer_a"]) == [("peer_a", "noop")]
+    assert [(spec.name, check.name) for _, spec, check in selection([FlowOrigin("peer_a")])] == [("peer_a", "noop")]
     code, data = main(["check", "--json", "-"]), json.loads(capsys.readouterr().out)
     assert code == 0 and set(data["flows"]) == {"mine"}
     main(["check"])
     err = " ".join(capsys.readouterr().err.split())
     assert "2 registered flows are not checked by default (peer_a, peer_b)" in err
     assert "flowlab check peer_a peer_b" in err
+
+
+def _document(argv: list[str], folder: Path, name: str) -> tuple[int, dict[str, Any]]:
+    report = folder / f"{name}.json"
+    code, _, _ = _run_captured([*argv, "--json", str(report)], folder / f"{name}.out")
+    return code, json.loads(report.read_text())
+
+
+def test_dim_runs_on_the_pool_as_it_does_serially(tmp_path):
+    """``--dim`` derives its flows as specs (nothing registered), so workers rebuild them from the recipe."""
+    argv = ["check", "stacked", "--dim", "16", "--property", "invertibility"]
+    serial = _document(argv, tmp_path, "serial")
+    parallel = _document([*argv, "-n", "2"], tmp_path, "parallel")
+    assert serial[0] == parallel[0] == 0 and outcome(parallel[1]) == outcome(serial[1])
+    assert list(parallel[1]["flows"]) == ["stacked@d16"]
+    assert "stacked@d16" not in flowlab.flows(), "a derived flow is never registered"
+
+
+def test_a_checkpoint_runs_on_the_pool_as_it_does_serially(tmp_path):
+    out = tmp_path / "run"
+    train = ["train", "--flow", "stacked", "--data", "moons", "--steps", "1", "-o", "blocks=2"]
+    assert main([*train, "-o", 'block_options={"hidden": 8}', "--eval-size", "64", "--out", str(out)]) == 0
+    argv = ["check", "--checkpoint", str(out / "checkpoint.pt"), "--property", "invertibility", "--property", "logdet"]
+    serial = _document(argv, tmp_path, "serial")
+    parallel = _document([*argv, "-n", "2"], tmp_path, "parallel")
+    assert serial[0] == parallel[0] == 0 and outcome(parallel[1]) == outcome(serial[1])
+    assert list(parallel[1]["flows"]) == ["stacked@run"]
+
+
+BROKEN_CHECK = """
+import flowlab
+from flowlab.checks import CheckResult, CheckSpec
+
+
+def applies(spec):
+    raise RuntimeError("a bug in the property itself")
+
+
+class Plugin:
+    @flowlab.hookimpl
+    def flowlab_register_checks(self, register):
+        register(CheckSpec(name="broken", summary="raises", run=lambda s, c: CheckResult("passed"), applies=applies))
+
+
+PLUGIN = Plugin()
+"""
+
+
+def test_a_worker_that_raises_is_a_failed_run_with_its_traceback(tmp_path):
+    plugin = tmp_path / "broken_check.py"
+    plugin.write_text(textwrap.dedent(BROKEN_CHECK))
+    argv = ["check", "--plugin", str(plugin), "affine", "--property", "broken", "--property", "logdet", "-n", "2"]
+    code, out, err = _run_captured(argv, tmp_path / "log")
+    assert code == 1
+    assert "the worker raised RuntimeError: a bug in the property itself" in " ".join(out.split())
+    assert "Traceback" in err and "a bug in the property itself" in err
+    assert "affine / cpu: 1 passed, 1 failed (broken)" in out

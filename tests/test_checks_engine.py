@@ -18,7 +18,7 @@ from flowlab_checks import gradients, normalization
 from torch import Tensor, nn
 
 from flowlab import Bijector, FlowSpec, Option, OptionError, flow_spec
-from flowlab.checks.base import Case, CheckResult, CheckSpec, check_spec
+from flowlab.checks import Case, CheckResult, CheckSpec, check_spec
 from flowlab.checks.measure import InputModifiedError, Measurement, apply, judge
 from flowlab.checks.runner import run_property
 from flowlab.reports.checks import document

@@ -22,8 +22,7 @@ from flowlab.checkpoint import read_checkpoint
 from flowlab.cli import main
 from flowlab.errors import ContextError, OptionError
 from flowlab.evaluation import held_out_nll
-from flowlab.objectives import objective_spec
-from flowlab.registry import flow_spec
+from flowlab.registry import flow_spec, objective_spec
 from flowlab.seeding import generator
 from flowlab.training import TrainConfig, Trainer, check_dataset_context
 

@@ -26,7 +26,7 @@ from flowlab import (
     Permutation,
     ShapeError,
 )
-from flowlab.checks.base import Case, checks
+from flowlab.checks import Case, checks
 from flowlab.checks.cases import case_context, perturb_
 from flowlab.checks.measure import InputModifiedError, apply
 from flowlab.checks.profiles import PROFILES

@@ -15,7 +15,7 @@ from torch import nn
 
 import flowlab
 from flowlab import SolverError
-from flowlab.checks.base import Case
+from flowlab.checks import Case
 from flowlab.checks.runner import run_case
 from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, SolverConfig, TimeMLP
 from flowlab.ode.solver import CountedDynamics, solve

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import flowlab
-from flowlab.checks.base import Case
+from flowlab.checks import Case
 from flowlab.checks.cases import build_case_bijector
 from flowlab.cli import main
 from flowlab.jacobian import jacobian_view

@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import flowlab
-from flowlab.checks.base import Case
+from flowlab.checks import Case
 from flowlab.checks.cases import build_case_bijector
 from flowlab.checks.trained import FixedParametersError, trained_spec
 from flowlab.cli import main
-from flowlab.objectives import ObjectiveContext, objective_spec, objectives
+from flowlab.objectives import ObjectiveContext
 from flowlab.ode import ODEBijector, SolverConfig, TimeMLP, set_solver, straightness
+from flowlab.registry import objective_spec, objectives
 from flowlab.training import TrainConfig, Trainer, load_flow
 
 FM = ("cfm", "otcfm", "rectified")

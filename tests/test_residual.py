@@ -189,7 +189,7 @@ def test_a_user_weight_above_the_bound_is_refused_without_spectral_norm():
 def test_the_unbiasedness_check_catches_a_roulette_without_its_weights(monkeypatch):
     from flowlab_residual import bijector, checks
 
-    from flowlab.checks.base import Case
+    from flowlab.checks import Case
 
     spec = flowlab.flow_spec("residual")
     case = Case(dim=2, batch=1, seed=0, options=dict(spec.check_options))

@@ -21,7 +21,7 @@ from flowlab_spline.spline import (
 )
 
 import flowlab
-from flowlab.checks.base import Case, check_spec
+from flowlab.checks import Case, check_spec
 from flowlab.checks.runner import run_property
 
 F64 = torch.float64

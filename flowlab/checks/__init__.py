@@ -1,12 +1,137 @@
 """The conformance kit: property checks any flow plugin must pass (``flowlab check``; ``docs/checks.md``).
 
-- ``base``: the records ``Case``, ``CheckResult``, ``CheckSpec`` and the lookups ``checks()``, ``check_spec()``;
-- ``cases``: from a case to the bijector under test (``build_case_bijector``) and its inputs (``case_points``);
-- ``strategies``: the Hypothesis strategies cases are drawn from; ``profiles``: ``quick`` and ``thorough``;
-- ``measure``: calling a bijector with shape checks, per-row Jacobians, mixed errors, ``judge``;
-- ``integrate``: box quadrature and importance sampling for ``normalization``;
-- ``runner``: one check on one flow and device -> ``PropertyRun``, with the shrunk counterexample.
+This package is the public surface for check authors: a plugin that brings a property imports what it needs from
+``flowlab.checks`` (never from its submodules), registers a :class:`CheckSpec` through
+``flowlab_register_checks(register)``, and builds what a case asks for with the helpers below, so a case means the
+same thing in every property and a counterexample reproduces exactly:
 
-The properties themselves are registered by plugins (the built-in ones by ``plugins/flowlab_checks``).
-Importing this package does not import torch.
+- records: :class:`Case`, :class:`CheckResult`, :class:`CheckSpec`, ``Status``; :class:`SkipCase` (a case the flow
+  cannot be built for); the lookups :func:`checks`, :func:`check_spec`;
+- from a case to tensors (``cases``): :func:`build_case_bijector`, :func:`build_case_flow`, :func:`case_points`,
+  :func:`case_context`, :func:`float64_cpu`, :func:`seeded`, :func:`dtype_of`, :func:`context_dim_of`;
+- measuring (``measure``): :func:`apply` (shapes, and the input left unchanged), :func:`batch_jacobian`,
+  :func:`row_errors`, :func:`judge`, ``Measurement``, ``Direction``, :func:`with_context`;
+- integrating (``integrate``): box quadrature and importance sampling for densities;
+- capabilities (``capabilities``): :func:`require`, :func:`build_pinned`;
+- drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``;
+- running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
+
+Submodules, one job each: ``cases``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``capabilities``,
+``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a case), ``pool``
+(``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package does not
+import torch: the names load on first use (PEP 562).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "Case": "flowlab.spec",
+    "CheckResult": "flowlab.spec",
+    "CheckSpec": "flowlab.spec",
+    "Status": "flowlab.spec",
+    "SkipCase": "flowlab.errors",
+    "checks": "flowlab.registry",
+    "check_spec": "flowlab.registry",
+    "build_case_bijector": "flowlab.checks.cases",
+    "build_case_flow": "flowlab.checks.cases",
+    "case_points": "flowlab.checks.cases",
+    "case_context": "flowlab.checks.cases",
+    "float64_cpu": "flowlab.checks.cases",
+    "seeded": "flowlab.checks.cases",
+    "dtype_of": "flowlab.checks.cases",
+    "context_dim_of": "flowlab.checks.cases",
+    "perturb_": "flowlab.checks.cases",
+    "apply": "flowlab.checks.measure",
+    "batch_jacobian": "flowlab.checks.measure",
+    "row_errors": "flowlab.checks.measure",
+    "judge": "flowlab.checks.measure",
+    "Measurement": "flowlab.checks.measure",
+    "Direction": "flowlab.checks.measure",
+    "with_context": "flowlab.checks.measure",
+    "ImportanceEstimate": "flowlab.checks.integrate",
+    "LogDensity": "flowlab.checks.integrate",
+    "box_mass": "flowlab.checks.integrate",
+    "box_quadrature": "flowlab.checks.integrate",
+    "importance_sampling": "flowlab.checks.integrate",
+    "require": "flowlab.checks.capabilities",
+    "build_pinned": "flowlab.checks.capabilities",
+    "CONTEXT_DIMS": "flowlab.checks.strategies",
+    "CONTEXT_OPTION_NAME": "flowlab.options",
+    "run_property": "flowlab.checks.runner",
+    "PropertyRun": "flowlab.checks.runner",
+}
+
+__all__ = [
+    "CONTEXT_DIMS",
+    "CONTEXT_OPTION_NAME",
+    "Case",
+    "CheckResult",
+    "CheckSpec",
+    "Direction",
+    "ImportanceEstimate",
+    "LogDensity",
+    "Measurement",
+    "PropertyRun",
+    "SkipCase",
+    "Status",
+    "apply",
+    "batch_jacobian",
+    "box_mass",
+    "box_quadrature",
+    "build_case_bijector",
+    "build_case_flow",
+    "build_pinned",
+    "case_context",
+    "case_points",
+    "check_spec",
+    "checks",
+    "context_dim_of",
+    "dtype_of",
+    "float64_cpu",
+    "importance_sampling",
+    "judge",
+    "perturb_",
+    "require",
+    "row_errors",
+    "run_property",
+    "seeded",
+    "with_context",
+]
+
+if TYPE_CHECKING:
+    from flowlab.checks.capabilities import build_pinned, require
+    from flowlab.checks.cases import (
+        build_case_bijector,
+        build_case_flow,
+        case_context,
+        case_points,
+        context_dim_of,
+        dtype_of,
+        float64_cpu,
+        perturb_,
+        seeded,
+    )
+    from flowlab.checks.integrate import ImportanceEstimate, LogDensity, box_mass, box_quadrature, importance_sampling
+    from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
+    from flowlab.checks.runner import PropertyRun, run_property
+    from flowlab.checks.strategies import CONTEXT_DIMS
+    from flowlab.errors import SkipCase
+    from flowlab.options import CONTEXT_OPTION_NAME
+    from flowlab.registry import check_spec, checks
+    from flowlab.spec import Case, CheckResult, CheckSpec, Status
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowlab.checks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

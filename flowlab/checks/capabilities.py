@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flowlab.checks.base import Case
 from flowlab.checks.cases import build_case_bijector
 from flowlab.errors import PluginError
-from flowlab.spec import CAPABILITIES, FlowSpec
+from flowlab.spec import CAPABILITIES, Case, FlowSpec
 
 
 class CapabilityError(PluginError):

@@ -1,4 +1,4 @@
-"""From a drawn :class:`~flowlab.checks.base.Case` to tensors: the bijector under test and its input points.
+"""From a drawn :class:`~flowlab.spec.Case` to tensors: the bijector under test and its input points.
 
 Every check builds what it needs through these helpers, so a case means the same thing in every property and a
 counterexample reproduces exactly:
@@ -16,6 +16,8 @@ counterexample reproduces exactly:
   ``None`` for an unconditional case. Every check passes it wherever it passes points, so each property holds
   at a drawn context (``docs/conditioning.md``).
 - :func:`float64_cpu`: the case moved to float64 on the CPU, for checks whose reference needs the precision.
+- :func:`inputs`: a Hypothesis strategy of ``[batch, dim]`` input tensors drawn like :func:`case_points` (for plugin
+  authors' own property tests, through :mod:`flowlab.testing`).
 - :func:`seeded`: a block where the global RNG (used by ``nn.Linear`` initialisation and ``Flow.sample``) is seeded,
   restored afterwards.
 """
@@ -28,14 +30,15 @@ from dataclasses import replace
 from typing import Any, cast
 
 import torch
+from hypothesis import strategies as st
 from torch import Tensor
 
 from flowlab.bijector import Bijector
-from flowlab.checks.base import Case
-from flowlab.checks.strategies import CONTEXT_OPTION_NAME
+from flowlab.checks.strategies import batches, dims, scales, seeds
 from flowlab.flow import Flow
+from flowlab.options import CONTEXT_OPTION_NAME
 from flowlab.registry import build_from_spec
-from flowlab.spec import FlowSpec
+from flowlab.spec import Case, FlowSpec
 
 #: standard deviation of the noise added to every parameter of a case's bijector
 PERTURBATION = 0.3
@@ -88,7 +91,7 @@ def build_case_bijector(spec: FlowSpec, case: Case, *, train: bool = False, **pi
     options = {**case.options, **{name: value for name, value in pinned.items() if name in spec.options}}
     with seeded(case.seed):
         bijector = build_from_spec(spec, case.dim, **options)
-    if not getattr(spec, "fixed_parameters", False):  # a trained flow is checked as it is (flowlab.checks.trained)
+    if not spec.fixed_parameters:  # a trained flow is checked as it is (flowlab.checks.trained)
         perturb_(bijector.double(), case.seed)
     return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).train(train))
 
@@ -131,3 +134,30 @@ def case_points(case: Case, salt: int = 0, *, batch: int | None = None, scale: f
     points = torch.randn(rows, case.dim, generator=generator, dtype=torch.float64)
     points = points * (case.scale if scale is None else scale)
     return points.to(device=case.device, dtype=dtype_of(case))
+
+
+def inputs(
+    dim: int | st.SearchStrategy[int],
+    *,
+    batch: int | st.SearchStrategy[int] | None = None,
+    scale: float | st.SearchStrategy[float] | None = None,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> st.SearchStrategy[Tensor]:
+    """``[batch, dim]`` tensors of ``N(0, scale²)`` points drawn from a seed (so they shrink well)."""
+
+    def fixed(value: Any, default: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        if value is None:
+            return default
+        return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+    drawn = st.builds(
+        Case,
+        dim=fixed(dim, dims()),
+        batch=fixed(batch, batches()),
+        seed=seeds(),
+        scale=fixed(scale, scales()),
+        dtype=st.just(dtype),
+        device=st.just(device),
+    )
+    return drawn.map(case_points)

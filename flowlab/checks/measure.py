@@ -21,8 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from flowlab.checks.base import CheckResult, Status
 from flowlab.errors import FlowlabError, ShapeError
+from flowlab.spec import CheckResult, Status
 
 Direction = Literal["forward", "inverse"]
 

@@ -2,13 +2,16 @@
 summarised as a :class:`PropertyRun` (the same code path for ``flowlab check``, the test suite and
 :mod:`flowlab.testing`).
 
-Per case, ``check.run(spec, case)`` returns a :class:`~flowlab.checks.base.CheckResult`; an exception raised by the
-flow is a failure of that case (its type and message are the detail). A failed case is raised to Hypothesis, which
-shrinks it to the simplest failing case; that case, its detail and a one-line command reproducing it are the
-counterexample. The run's status is ``failed`` if any case failed, else ``inconclusive`` if any case was, else
-``passed``; ``skipped`` when the check does not apply to the flow, when every case was skipped, or when the device
-is absent. The reported error and tolerance are those of the failing case for a failure, else of the case with the
-largest ``error / tolerance``; ``detectable`` is the weakest power a statistical check stated over its cases.
+Per case, ``check.run(spec, case)`` returns a :class:`~flowlab.spec.CheckResult`; an exception raised by the flow
+is a failure of that case (its type and message are the detail), a :class:`~flowlab.errors.SkipCase` a skipped
+case. A failed case is raised to Hypothesis, which shrinks it to the simplest failing case; that case, its detail
+and a one-line command reproducing it are the counterexample (written by
+:meth:`flowlab.checks.origin.FlowOrigin.reproduce` from where the flow comes from: a registered name, ``--dim``,
+``--checkpoint``, ``--plugin`` files). The run's status is ``failed`` if any case failed, else ``inconclusive`` if
+any case was, else ``passed``; ``skipped`` when the check does not apply to the flow, when every case was skipped,
+or when the device is absent. The reported error and tolerance are those of the failing case for a failure, else
+of the case with the largest ``error / tolerance``; ``detectable`` is the weakest power a statistical check stated
+over its cases.
 
 Shrinking is bounded: after the first failure at most ``SHRINK_BUDGET`` new cases are run, for at most
 ``SHRINK_SECONDS``; later candidates are treated as passing without running them, so Hypothesis settles on the
@@ -19,11 +22,9 @@ agrees.
 
 from __future__ import annotations
 
-import json
 import math
-import shlex
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,12 @@ from typing import Any
 from hypothesis import Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec, Status, check_spec, checks
+from flowlab.checks.origin import FlowOrigin
 from flowlab.checks.profiles import PROFILES, profile_name
 from flowlab.checks.strategies import cases
-from flowlab.registry import flow_spec, flows
-from flowlab.spec import FlowSpec
+from flowlab.errors import SkipCase
+from flowlab.registry import check_spec, checks, flows
+from flowlab.spec import Case, CheckResult, CheckSpec, FlowSpec, Status
 
 #: where the ``thorough`` profile keeps failing examples, one folder per flow, check and device
 DATABASE_DIR = Path(".hypothesis") / "flowlab-check"
@@ -110,20 +112,9 @@ def run_case(check: CheckSpec, spec: FlowSpec, case: Case) -> CheckResult:
     try:
         return check.run(spec, case)
     except Exception as exc:
-        if getattr(exc, "skip_case", False):  # a case the flow cannot be built for (flowlab.checks.trained)
+        if isinstance(exc, SkipCase):  # a case the flow cannot be built for (e.g. flowlab.checks.trained)
             return CheckResult("skipped", detail=str(exc))
         return CheckResult("failed", detail=f"raised {type(exc).__name__}: {exc}")
-
-
-def reproduce_command(flow: str, check: str, case: Case) -> str:
-    """The ``flowlab check`` command line that reruns ``check`` on ``flow`` for this case only."""
-    data = {"dim": case.dim, "batch": case.batch, "seed": case.seed, "options": dict(case.options), "scale": case.scale}
-    payload = json.dumps(data, default=repr, separators=(",", ":"))
-    profile = f"--profile {case.profile} " if case.profile != "quick" else ""
-    return (
-        f"flowlab check {shlex.quote(flow)} --property {shlex.quote(check)} --device {case.device} {profile}"
-        f"--case {shlex.quote(payload)}"
-    )
 
 
 def run_property(
@@ -134,8 +125,11 @@ def run_property(
     profile: str | None = None,
     case: Case | None = None,
     on_example: Callable[[], None] | None = None,
+    origin: FlowOrigin | None = None,
 ) -> PropertyRun:
-    """Run ``check`` on ``spec`` on ``device``: over Hypothesis-drawn cases (``profile``), or on ``case`` alone."""
+    """Run ``check`` on ``spec`` on ``device``: over Hypothesis-drawn cases (``profile``), or on ``case`` alone.
+    ``origin`` says where ``spec`` comes from, for the reproduce command (default: the registered flow of its
+    name); ``spec`` need not be registered."""
     started = time.perf_counter()
     run = PropertyRun(flow=spec.name, check=check.name, device=device, status="passed")
     reason = _skip_reason(check, spec, device)
@@ -186,7 +180,7 @@ def run_property(
             case=failure.case,
             detail=failure.result.detail,
             data=failure.result.data,
-            reproduce=reproduce_command(spec.name, check.name, failure.case),
+            reproduce=(origin or FlowOrigin(spec.name)).reproduce(check.name, failure.case),
         )
     elif "inconclusive" in tally.statuses:
         run.status, run.detail = "inconclusive", tally.notes["inconclusive"]
@@ -235,17 +229,18 @@ def _explore(check: CheckSpec, spec: FlowSpec, device: str, profile: str, attemp
     explore()
 
 
-def selection(names: Iterable[str] = (), properties: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """``(flow, property)`` pairs: the named flows × the named properties (all if None).
+def default_flow_names() -> list[str]:
+    """The flows a bare ``flowlab check`` checks: every registered flow whose ``FlowSpec.checked_by_default`` is true
+    (a plugin that registers many flows of other libraries opts them out; name them to check them)."""
+    return [name for name, spec in flows().items() if spec.checked_by_default]
 
-    With no names, the flows checked by default: every registered flow whose ``FlowSpec.checked_by_default`` is
-    true (a plugin that registers many flows of other libraries opts them out; name them to check them).
-    Unknown names raise :class:`~flowlab.errors.UnknownFlowError` listing the known ones.
-    """
-    flow_names = list(names) or [name for name, spec in flows().items() if spec.checked_by_default]
-    for name in flow_names:
-        flow_spec(name)
-    property_names = list(checks()) if properties is None else list(properties)
-    for name in property_names:
-        check_spec(name)
-    return [(flow, prop) for flow in flow_names for prop in property_names]
+
+def selection(
+    origins: Sequence[FlowOrigin], properties: Iterable[str] | None = None
+) -> list[tuple[FlowOrigin, FlowSpec, CheckSpec]]:
+    """Every flow of ``origins`` (its spec resolved, never registered) × every named property (all registered ones
+    if ``None``), in that order. Unknown names raise :class:`~flowlab.errors.UnknownFlowError` listing the known
+    ones; a checkpoint that cannot be read, :class:`~flowlab.errors.CheckpointError`."""
+    specs = [(origin, origin.spec()) for origin in origins]
+    chosen = list(checks().values()) if properties is None else [check_spec(name) for name in properties]
+    return [(origin, spec, check) for origin, spec in specs for check in chosen]

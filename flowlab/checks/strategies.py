@@ -1,6 +1,6 @@
 """Hypothesis strategies for the cases of the conformance kit (also exported by :mod:`flowlab.testing`).
 
-A case (:class:`~flowlab.checks.base.Case`) is drawn from:
+A case (:class:`~flowlab.spec.Case`) is drawn from:
 
 - ``dims(spec)``: ``spec.min_dim`` to ``spec.min_dim + EXTRA_DIMS``;
 - ``batches()``: 1 to ``MAX_BATCH`` rows;
@@ -20,19 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
-from flowlab.checks.base import Case
+from flowlab.options import CONTEXT_OPTION_NAME
+from flowlab.spec import Case
 
 if TYPE_CHECKING:
-    from torch import Tensor
-
     from flowlab.spec import FlowSpec
 
 EXTRA_DIMS = 4
 MAX_BATCH = 8
 MAX_SEED = 2**16
 MIN_SCALE, MAX_SCALE = 0.1, 4.0
-#: the build option of a conditional flow (``flowlab.flow.CONTEXT_OPTION``'s name)
-CONTEXT_OPTION_NAME = "context_dim"
 #: the values the kit draws for a ``context_dim`` option: unconditional (the simplest, where shrinking ends) and
 #: a two-feature context
 CONTEXT_DIMS = (0, 2)
@@ -100,31 +97,3 @@ def cases(
         device=st.just(device),
         profile=st.just(profile),
     )
-
-
-def inputs(
-    dim: int | st.SearchStrategy[int],
-    *,
-    batch: int | st.SearchStrategy[int] | None = None,
-    scale: float | st.SearchStrategy[float] | None = None,
-    dtype: str = "float64",
-    device: str = "cpu",
-) -> st.SearchStrategy[Tensor]:
-    """``[batch, dim]`` tensors of ``N(0, scale²)`` points drawn from a seed (so they shrink well)."""
-    from flowlab.checks.cases import case_points
-
-    def fixed(value: Any, default: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-        if value is None:
-            return default
-        return value if isinstance(value, st.SearchStrategy) else st.just(value)
-
-    drawn = st.builds(
-        Case,
-        dim=fixed(dim, dims()),
-        batch=fixed(batch, batches()),
-        seed=seeds(),
-        scale=fixed(scale, scales()),
-        dtype=st.just(dtype),
-        device=st.just(device),
-    )
-    return drawn.map(case_points)

@@ -2,7 +2,8 @@
 
 A bare ``flowlab check`` builds flows at parameters it draws (and perturbs), in dimensions and with options it
 draws. A trained flow is one point of that space: its dimension, its options and its parameters are fixed. So
-:func:`register_checkpoint` registers, for this process, a ``FlowSpec`` derived from the checkpoint's flow:
+:func:`trained_spec` returns a ``FlowSpec`` derived from the checkpoint's flow (never registered: ``flowlab check
+--checkpoint`` runs the kit on it directly, see :mod:`flowlab.checks.origin`):
 
 - ``min_dim = max_dim = `` the checkpoint's dimension (the kit draws no other);
 - ``check_options``: the checkpoint's options, then the flow's own pins on top (e.g. ODE flows are checked with
@@ -10,23 +11,24 @@ draws. A trained flow is one point of that space: its dimension, its options and
   parameters), then :data:`TRAINED_SOLVER`, so the kit draws no option;
 - ``build`` builds the flow with those options (and any a property pins, such as tighter solver tolerances) and
   loads the trained parameters; ``fixed_parameters = True`` tells :func:`flowlab.checks.cases.build_case_bijector`
-  not to perturb them.
+  not to perturb them;
+- its name is ``FLOW@RUN`` (the run folder's name), its summary says what was trained on what.
 
 What still varies per case: the batch, the seed of the inputs and their scale, the dtype and device, which is what
 makes sense at fixed parameters. A property that needs the flow in another dimension, or with options that change
-its architecture, cannot be run on these parameters: building it raises :class:`FixedParametersError`, which the
-runner reports as a skipped case with that reason (never a failure).
+its architecture, cannot be run on these parameters: building it raises :class:`FixedParametersError` (a
+:class:`~flowlab.errors.SkipCase`), which the runner reports as a skipped case with that reason (never a failure).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowlab.bijector import Bijector
-from flowlab.errors import CheckpointError, FlowlabError
+from flowlab.errors import CheckpointError, SkipCase
 from flowlab.spec import FlowSpec
 
 #: solver tolerances a trained ODE flow is checked at, where it has the options and was trained looser. The kit's
@@ -40,27 +42,15 @@ from flowlab.spec import FlowSpec
 TRAINED_SOLVER = {"rtol": 1e-7, "atol": 1e-7, "max_seconds": 600.0}
 
 
-class FixedParametersError(FlowlabError):
-    """A property asked for a trained flow in another dimension or architecture than its checkpoint's."""
-
-    #: the runner turns this into a skipped case (see ``flowlab.checks.runner.run_case``)
-    skip_case = True
+class FixedParametersError(SkipCase):
+    """A property asked for a trained flow in another dimension or architecture than its checkpoint's (the runner
+    lists the case as skipped, with this reason)."""
 
 
-@dataclass(frozen=True)
-class TrainedFlowSpec(FlowSpec):
-    """A :class:`FlowSpec` whose ``build`` returns the trained flow of ``checkpoint`` (see the module docstring)."""
-
-    checkpoint: str = ""
-    #: the kit checks these parameters as they are (no perturbation)
-    fixed_parameters: bool = True
-
-
-def trained_spec(path: str) -> TrainedFlowSpec:
+def trained_spec(path: str) -> FlowSpec:
     """The derived spec of the flow trained in ``path`` (:class:`CheckpointError` if it cannot be read)."""
     from flowlab.checkpoint import read_checkpoint
     from flowlab.datafiles import resolve_dataset
-    from flowlab.preprocess import Preprocessed
     from flowlab.registry import flow_spec
     from flowlab.training import _installed, build_flow, config_from, load_state
 
@@ -87,20 +77,19 @@ def trained_spec(path: str) -> TrainedFlowSpec:
                 f"this property builds the flow with options {changed or options} that the trained parameters do "
                 f"not fit ({exc})"
             ) from None
-        bijector = flow.bijector
-        return bijector.learned if isinstance(bijector, Preprocessed) else bijector
+        return flow.bijector.unwrapped()  # the learned bijector, behind the dataset's fixed preprocessing
 
     label = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).parent.name or Path(path).stem)
-    fields = {name: getattr(spec, name) for name in FlowSpec.__dataclass_fields__}
-    fields.update(
+    return dataclasses.replace(
+        spec,
         name=f"{spec.name}@{label}",
         summary=f"{spec.name} trained on {config.data} by {config.objective} ({path}, step {checkpoint['step']})",
         build=build,
         min_dim=dim,
         max_dim=dim,
         check_options={**trained, **spec.check_options, **tighter_solver(spec, trained)},
+        fixed_parameters=True,
     )
-    return TrainedFlowSpec(**fields, checkpoint=path)
 
 
 def tighter_solver(spec: FlowSpec, options: dict[str, Any]) -> dict[str, Any]:
@@ -115,21 +104,3 @@ def tighter_solver(spec: FlowSpec, options: dict[str, Any]) -> dict[str, Any]:
     if options.get("compile"):  # the same trace, eagerly: a compilation per case would cost minutes
         pinned["compile"] = False
     return pinned
-
-
-def register_checkpoint(path: str) -> str:
-    """Register the trained flow of ``path`` with the process-wide registry; returns its name (``FLOW@RUN``)."""
-    from flowlab.hookspecs import hookimpl
-    from flowlab.plugins import get_registry
-
-    spec = trained_spec(path)
-
-    class Plugin:
-        @hookimpl
-        def flowlab_register_flows(self, register: Any) -> None:
-            register(spec)
-
-    info = get_registry().add_plugin(Plugin(), f"checkpoint:{path}")
-    if not info.ok:
-        raise CheckpointError(f"{path}: could not register its trained flow: {info.error}")
-    return spec.name

@@ -84,9 +84,11 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from flowlab.errors import FlowlabError
+    from flowlab.plugins import transient_plugins
 
     try:
-        return int(args.func(args))
+        with transient_plugins():  # a command's --plugin files are forgotten after it
+            return int(args.func(args))
     except FlowlabError as exc:
         error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         return exit_code(exc)

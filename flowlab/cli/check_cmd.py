@@ -1,23 +1,25 @@
 """``flowlab check [NAME ...]``: run the conformance kit's properties on registered flows and report.
 
 Exit status: 0 when nothing failed (skipped and inconclusive results are shown, not failures), 1 when a property
-failed, 2 for usage errors (an unknown flow or property, a malformed ``--case``, a ``--plugin`` file that does not
-load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``).
+failed, 2 for usage errors (an unknown flow or property, a ``--case`` that is not a case of the flow, a ``--plugin``
+file that does not load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``, ``--device cuda`` or ``all`` where
+there is no CUDA unless ``--allow-missing-device``, a ``--json`` path that cannot be written).
 
-``--checkpoint PATH`` checks the flow trained in PATH at its trained parameters, dimension and options
-(:mod:`flowlab.checks.trained`): only the inputs (batch, seed, scale) are drawn.
+The flows to check are origins (:mod:`flowlab.checks.origin`): registered names, at ``--dim N`` if given, or the
+trained flow of ``--checkpoint PATH`` (:mod:`flowlab.checks.trained`: its trained parameters, dimension and
+options; only the inputs are drawn). Their specs are derived, never registered.
 
 With no NAME only the flows whose ``FlowSpec.checked_by_default`` is true are checked; one line names the others.
 Torch runs on one thread per process unless asked otherwise (:mod:`flowlab.threads`). ``-n N`` spreads the runs
-over N pytest-xdist processes (:mod:`flowlab.testing.parallel`) and renders them as the serial path does. Progress
-goes to stderr: a live bar on a terminal, else one plain line per finished run.
+over N worker processes (:mod:`flowlab.checks.pool`) and renders them as the serial path does. Progress goes to
+stderr: a live bar on a terminal, else one plain line per finished run. The results go to stdout: a table on a
+terminal, else one summary line per flow (nothing wraps mid-word in a log), then notes and failures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +33,12 @@ from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from flowlab.checks.base import Case
+    from flowlab.checks.origin import FlowOrigin
     from flowlab.checks.runner import PropertyRun
-    from flowlab.testing.plan import PlannedRun
+    from flowlab.spec import Case, CheckSpec, FlowSpec
+
+    #: what ``selection`` returns: every flow to check (its origin and spec) × every property
+    Planned = list[tuple[FlowOrigin, FlowSpec, CheckSpec]]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -64,6 +69,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu", help="device(s) (default cpu)")
     parser.add_argument(
+        "--allow-missing-device",
+        action="store_true",
+        help="where --device asks for CUDA and there is none, list its runs as skipped instead of exit 2",
+    )
+    parser.add_argument(
         "--profile",
         choices=("quick", "thorough"),
         default=None,
@@ -91,7 +101,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         default=None,
         help="draw dimensions N..N+4 instead of each flow's min_dim..min_dim+4 (e.g. --dim 64, the dimension of "
-        "digits); runs in this process (no -n)",
+        "digits)",
     )
     add_plugin_argument(parser)
     parser.add_argument(
@@ -99,7 +109,7 @@ def add_parser(subparsers: Any) -> None:
         "--workers",
         metavar="N",
         default="0",
-        help="spread the runs over N processes with pytest-xdist ('auto': one per CPU; default 0: this process)",
+        help="spread the runs over N worker processes ('auto': one per CPU; default 0: this process)",
     )
     parser.add_argument(
         "--threads",
@@ -112,57 +122,40 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowlab import __version__, threads
+    from flowlab.checks.pool import worker_count
     from flowlab.checks.profiles import profile_name
     from flowlab.checks.runner import selection
     from flowlab.errors import FlowlabError, OptionError
-    from flowlab.testing.parallel import worker_count
-    from flowlab.testing.plan import PlannedRun
 
     errors = error_console()
     try:
         load_plugin_files(args.plugins)
-        if args.checkpoint is not None:
-            args.names = [_register_checkpoint(args)]
-        at_dim = _register_at_dim(args) if args.dim is not None else {}
-        pairs = selection(list(at_dim) or args.names, args.properties)
+        planned = selection(_origins(args), args.properties)
+        devices = _devices(args.device, args.allow_missing_device)
         profile = profile_name(args.profile)
-        case = _parse_case(args.case, pairs, args.device) if args.case is not None else None
+        case = _parse_case(args.case, planned, devices) if args.case is not None else None
         workers = worker_count(args.workers)
         if workers and case is not None:
             raise OptionError("--case runs one case in this process: drop -n")
         thread_count = threads.parse(args.threads, "--threads") if args.threads is not None else None
+        _check_writable(args.json)
     except FlowlabError as exc:
         errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_USAGE
-    if not args.names:
+    if not args.names and args.checkpoint is None:
         _mention_unchecked(errors)
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    warnings = _warnings({flow for flow, _ in pairs})
+    warnings = _warnings([spec for _, spec, _ in planned])
     for flow, messages in warnings.items():
         for message in messages:
             errors.print(f"[yellow]warning:[/] {escape(flow)}: {escape(message)}")
-    planned = [PlannedRun(flow, prop, device) for flow, prop in pairs for device in devices]
     with threads.limited(thread_count):
         if workers and planned:
-            runs = _run_parallel(planned, profile, workers, args.plugins, thread_count, errors)
+            runs = _run_pool(planned, devices, profile, workers, args.plugins, thread_count, errors)
         else:
-            runs = _run_serial(planned, profile, case, errors)
-    _mention_plugin_files(runs, args.plugins)
-    _mention_at_dim(runs, at_dim)
-    if args.checkpoint is not None:
-        _mention_checkpoint(runs, args.names[0], args.checkpoint)
+            runs = _run_serial(planned, devices, profile, case, errors)
     data = document_for(runs, profile, devices, __version__, warnings)
     out = console() if args.json != "-" else error_console()
-    from flowlab.reports.checks import failure_panel, notes, reproduce_line, results_table
-
-    out.print(results_table(runs, title=f"flowlab check ({profile} profile)"))
-    out.print(notes(runs), end="")
-    for failed in (r for r in runs if r.status == "failed"):
-        out.print(failure_panel(failed))
-        if failed.counterexample is not None:
-            out.print(reproduce_line(failed), soft_wrap=True)
-    counts = data["counts"]
-    out.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing to run")
+    _report(out, runs, profile, data)
     if args.json == "-":
         json.dump(data, sys.stdout, indent=2, default=repr)
         sys.stdout.write("\n")
@@ -181,6 +174,80 @@ def document_for(
     return document(runs, profile=profile, devices=devices, version=version, warnings=warnings)
 
 
+def _report(out: Console, runs: list[PropertyRun], profile: str, data: dict[str, Any]) -> None:
+    """The table on a terminal; on a pipe or file, one line per flow (no table to wrap names mid-word), then the
+    same notes and failures."""
+    from flowlab.reports.checks import failure_panel, flow_summaries, notes, reproduce_line, results_table
+
+    if out.is_terminal:
+        out.print(results_table(runs, title=f"flowlab check ({profile} profile)"))
+    else:
+        for line in flow_summaries(runs):
+            out.print(line, soft_wrap=True, markup=False, highlight=False)
+    out.print(notes(runs), end="", soft_wrap=not out.is_terminal)
+    for failed in (r for r in runs if r.status == "failed"):
+        out.print(failure_panel(failed))
+        if failed.counterexample is not None:
+            out.print(reproduce_line(failed), soft_wrap=True)
+    counts = data["counts"]
+    out.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing to run")
+
+
+def _origins(args: argparse.Namespace) -> list[FlowOrigin]:
+    """The flows to check, as origins: the checkpoint's, or the named (default: those checked by default) ones, at
+    ``--dim`` if given; with the ``--plugin`` files, so that workers and reproduce commands load them too."""
+    from pathlib import Path
+
+    from flowlab.checks.origin import FlowOrigin
+    from flowlab.checks.runner import default_flow_names
+    from flowlab.errors import OptionError
+
+    plugins = tuple(str(Path(path).resolve()) for path in args.plugins)
+    if args.checkpoint is not None:
+        if args.names or args.dim is not None:
+            raise OptionError(
+                f"--checkpoint checks the flow trained in {args.checkpoint} at its own dim: give no NAME and no --dim "
+                f"(got {' '.join(args.names) or '--dim ' + str(args.dim)})"
+            )
+        return [FlowOrigin(checkpoint=args.checkpoint, plugins=plugins)]
+    names = args.names or default_flow_names()
+    return [FlowOrigin(name, dim=args.dim, plugins=plugins) for name in names]
+
+
+def _devices(choice: str, allow_missing: bool) -> list[str]:
+    """The devices of ``--device``; CUDA asked for where there is none is a usage error (a gate that checks nothing
+    must not pass), unless ``--allow-missing-device`` lets its runs be skipped with the reason."""
+    from flowlab.errors import DeviceError
+
+    devices = ["cpu", "cuda"] if choice == "all" else [choice]
+    if "cuda" in devices and not allow_missing:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {choice}: torch.cuda.is_available() is False on this machine; run on a machine with CUDA, "
+                "or add --allow-missing-device to list the CUDA runs as skipped"
+            )
+    return devices
+
+
+def _check_writable(path: str | None) -> None:
+    """``--json PATH`` must be writable before minutes of checks are run (a usage error otherwise)."""
+    import os
+    from pathlib import Path
+
+    from flowlab.errors import OptionError
+
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise OptionError(f"--json {path}: cannot write there (expected a file path in an existing, writable folder)")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise OptionError(f"--json {path}: the file exists and is not writable")
+
+
 def _mention_unchecked(errors: Console) -> None:
     """One line naming the registered flows that are not checked by default, and how to check them."""
     from flowlab.registry import flows
@@ -196,149 +263,85 @@ def _mention_unchecked(errors: Console) -> None:
         )
 
 
-def _mention_plugin_files(runs: list[PropertyRun], paths: list[str]) -> None:
-    """Make the reproduce commands load the same plugin files."""
-    if not paths:
-        return
-    options = " ".join(f"--plugin {shlex.quote(path)}" for path in paths)
-    for run in runs:
-        if run.counterexample is not None:
-            run.counterexample.reproduce = run.counterexample.reproduce.replace(
-                "flowlab check ", f"flowlab check {options} ", 1
-            )
+def _warnings(specs: list[FlowSpec]) -> dict[str, list[str]]:
+    message = "its FlowSpec has no explanation (the math: transform, inverse, log-det); see docs/writing-plugins.md"
+    return {spec.name: [message] for spec in specs if not spec.explanation.strip()}
 
 
-def _register_checkpoint(args: argparse.Namespace) -> str:
-    """Register the trained flow of ``--checkpoint`` for this process; its name."""
-    from flowlab.checks.trained import register_checkpoint
+def _parse_case(text: str, planned: Planned, devices: list[str]) -> Case:
+    """The ``--case`` JSON as a :class:`Case` of the one flow and property selected; anything that is not a case
+    that flow can be built for (a dim outside its range, an unknown option or value, an empty batch) is a usage
+    error, not a failure of the flow."""
     from flowlab.errors import OptionError
+    from flowlab.spec import Case
 
-    if args.names:
-        raise OptionError(f"--checkpoint checks the flow trained in {args.checkpoint}: give no NAME (got {args.names})")
-    if args.workers not in ("0", 0):
-        raise OptionError("--checkpoint runs in this process (its flow is registered here only): drop -n")
-    return register_checkpoint(args.checkpoint)
-
-
-def _mention_checkpoint(runs: list[PropertyRun], name: str, path: str) -> None:
-    """Make the reproduce commands name the checkpoint instead of the flow registered for it."""
-    for run in runs:
-        if run.counterexample is not None:
-            run.counterexample.reproduce = run.counterexample.reproduce.replace(
-                f"flowlab check {shlex.quote(name)} ", f"flowlab check --checkpoint {shlex.quote(path)} ", 1
-            )
-
-
-def _mention_at_dim(runs: list[PropertyRun], at_dim: dict[str, str]) -> None:
-    """Make the reproduce commands of ``--dim`` runs name the flow itself: the case records its dim."""
-    for run in runs:
-        if run.counterexample is not None and run.flow in at_dim:
-            run.counterexample.reproduce = run.counterexample.reproduce.replace(
-                f" {shlex.quote(run.flow)} ", f" {shlex.quote(at_dim[run.flow])} ", 1
-            )
-
-
-def _register_at_dim(args: argparse.Namespace) -> dict[str, str]:
-    """Register, for this process, each flow to check as ``FLOW@dN``: its FlowSpec with ``min_dim = N``, so that
-    the kit draws dimensions N..N+4 (:func:`flowlab.checks.strategies.dims`). Returns ``{FLOW@dN: FLOW}``."""
-    import dataclasses
-
-    from flowlab.errors import OptionError
-    from flowlab.hookspecs import hookimpl
-    from flowlab.plugins import get_registry
-    from flowlab.registry import flow_spec, flows
-
-    if args.dim < 1 or args.checkpoint is not None or args.workers not in ("0", 0):
-        raise OptionError(
-            f"--dim: expected N >= 1, without --checkpoint and -n (got {args.dim}): it registers its "
-            "flows in this process"
-        )
-    names = args.names or [name for name, spec in flows().items() if spec.checked_by_default]
-    specs = [flow_spec(name) for name in names]
-    small = [f"{s.name} (max_dim {s.max_dim})" for s in specs if s.max_dim is not None and s.max_dim < args.dim]
-    if small:
-        raise OptionError(f"--dim {args.dim}: above the largest dimension of {', '.join(small)}")
-    at_dim = [dataclasses.replace(s, name=f"{s.name}@d{args.dim}", min_dim=max(args.dim, s.min_dim)) for s in specs]
-
-    class Plugin:
-        @hookimpl
-        def flowlab_register_flows(self, register: Any) -> None:
-            for spec in at_dim:
-                register(spec)
-
-    info = get_registry().add_plugin(Plugin(), f"dim:{args.dim}")
-    if not info.ok:
-        raise OptionError(f"--dim {args.dim}: could not register the flows: {info.error}")
-    return {spec.name: name for spec, name in zip(at_dim, names, strict=True)}
-
-
-def _warnings(names: set[str]) -> dict[str, list[str]]:
-    from flowlab.registry import flows
-
-    return {
-        name: ["its FlowSpec has no explanation (the math: transform, inverse, log-det); see docs/writing-plugins.md"]
-        for name, spec in flows().items()
-        if name in names and not spec.explanation.strip()
-    }
-
-
-def _parse_case(text: str, pairs: list[tuple[str, str]], device: str) -> Case:
-    from flowlab.checks.base import Case
-    from flowlab.errors import OptionError
-
-    if len(pairs) != 1 or device == "all":
+    if len(planned) != 1 or len(devices) != 1:
         raise OptionError("--case runs one case: give exactly one NAME, one --property and one --device")
+    spec = planned[0][1]
     try:
         fields = json.loads(text)
-        return Case(
+        case = Case(
             dim=int(fields["dim"]),
             batch=int(fields["batch"]),
             seed=int(fields["seed"]),
             options=dict(fields.get("options", {})),
             scale=float(fields.get("scale", 1.0)),
-            device=device,
+            device=devices[0],
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OptionError(
             f'--case expects JSON like \'{{"dim": 2, "batch": 1, "seed": 0, "options": {{}}, "scale": 1.0}}\', '
             f"got {text!r} ({type(exc).__name__}: {exc})"
         ) from None
+    top = "any" if spec.max_dim is None else str(spec.max_dim)
+    if not spec.min_dim <= case.dim <= (spec.max_dim or case.dim):
+        raise OptionError(f"--case: dim {case.dim} is outside {spec.name}'s dimensions {spec.min_dim}..{top}")
+    if case.batch < 1 or not case.scale > 0:
+        raise OptionError(f"--case: expected batch >= 1 and scale > 0, got batch {case.batch}, scale {case.scale}")
+    spec.resolve_options(case.options)  # an unknown option or a value not allowed: OptionError naming it
+    return case
 
 
-def _run_serial(planned: list[PlannedRun], profile: str, case: Case | None, errors: Console) -> list[PropertyRun]:
-    from flowlab.checks.base import check_spec
+def _run_serial(
+    planned: Planned, devices: list[str], profile: str, case: Case | None, errors: Console
+) -> list[PropertyRun]:
     from flowlab.checks.runner import run_property
-    from flowlab.registry import flow_spec
 
     runs = []
-    with _progress(errors, len(planned), "checking") as progress:
-        for item in planned:
-            label = f"{item.flow} / {item.check} / {item.device}"
-            examples = 0
+    with _progress(errors, len(planned) * len(devices), "checking") as progress:
+        for origin, spec, check in planned:
+            for device in devices:
+                label = f"{spec.name} / {check.name} / {device}"
+                examples = 0
 
-            def tick(label: str = label) -> None:
-                nonlocal examples
-                examples += 1
-                progress.describe(f"{label}: example {examples}")
+                def tick(label: str = label) -> None:
+                    nonlocal examples
+                    examples += 1
+                    progress.describe(f"{label}: example {examples}")
 
-            progress.describe(label)
-            run = run_property(
-                check_spec(item.check), flow_spec(item.flow), item.device, profile=profile, case=case, on_example=tick
-            )
-            progress.done(run)
-            runs.append(run)
+                progress.describe(label)
+                run = run_property(check, spec, device, profile=profile, case=case, on_example=tick, origin=origin)
+                progress.done(run)
+                runs.append(run)
     return runs
 
 
-def _run_parallel(
-    planned: list[PlannedRun], profile: str, workers: int, plugins: list[str], threads: int | None, errors: Console
+def _run_pool(
+    planned: Planned,
+    devices: list[str],
+    profile: str,
+    workers: int,
+    plugins: list[str],
+    threads: int | None,
+    errors: Console,
 ) -> list[PropertyRun]:
-    from flowlab.testing.parallel import run_parallel
+    from flowlab.checks.pool import Task, run_pool
 
-    count = min(workers, len(planned))
-    with _progress(errors, len(planned), f"checking on {count} pytest-xdist workers") as progress:
-        outcome = run_parallel(
-            planned, profile=profile, workers=count, plugins=plugins, threads=threads, on_done=progress.done
+    tasks = [Task(origin, spec.name, check.name, device) for origin, spec, check in planned for device in devices]
+    count = min(workers, len(tasks))
+    with _progress(errors, len(tasks), f"checking on {count} worker processes") as progress:
+        outcome = run_pool(
+            tasks, profile=profile, workers=count, plugins=plugins, threads=threads, on_done=progress.done
         )
     for problem in outcome.problems:
         errors.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)

@@ -55,8 +55,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowlab.objectives import objectives
-    from flowlab.registry import flow_spec
+    from flowlab.registry import flow_spec, objectives
 
     load_plugin_files(args.plugins)
     if args.name in objectives() and not args.jacobian:
@@ -117,9 +116,9 @@ def compute(spec: FlowSpec, dim: int, seed: int, options: dict[str, Any]) -> Jac
     """The Jacobian of the kit's case bijector (built, parameters perturbed by the seed) at a random point."""
     import torch
 
-    from flowlab.checks.base import Case
     from flowlab.checks.cases import build_case_bijector
     from flowlab.jacobian import jacobian_view
+    from flowlab.spec import Case
 
     if dim < spec.min_dim:
         from flowlab.errors import OptionError

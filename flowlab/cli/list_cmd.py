@@ -34,9 +34,8 @@ def add_parser(subparsers: Any) -> None:
 def catalogue() -> dict[str, Any]:
     """The registry as plain data: flows (with their plugin and options), datasets (with their entropies),
     training objectives and plugins (with their errors)."""
-    from flowlab.objectives import objectives
     from flowlab.plugins import get_registry
-    from flowlab.registry import flows
+    from flowlab.registry import flows, objectives
 
     registry = get_registry()
     flows()  # registers the FlowSpec record type

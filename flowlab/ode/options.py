@@ -12,7 +12,7 @@ from flowlab.ode.bijector import ODEBijector
 from flowlab.ode.field import ACTIVATIONS, TimeMLP
 from flowlab.ode.solver import METHODS, SolverConfig
 from flowlab.ode.trace import TraceEstimator
-from flowlab.spec import Option, Tolerance
+from flowlab.options import Option, Tolerance
 
 #: the explanation paragraphs every ODE flow shares (direction and sign; solver, field, RNODE)
 ODE_CONVENTION = r"""

@@ -130,6 +130,25 @@ def results_table(runs: Sequence[PropertyRun], *, title: str = "flowlab check") 
     return table
 
 
+def flow_summaries(runs: Sequence[PropertyRun]) -> list[str]:
+    """One plain line per flow and device, for output that is not a terminal (a log, a pipe): the count of each
+    status, the properties that failed or were inconclusive by name, and the seconds, e.g.
+    ``stacked / cpu: 8 passed, 1 failed (logdet), 2 skipped; 12.3 s``."""
+    groups: dict[tuple[str, str], list[PropertyRun]] = {}
+    for run in runs:
+        groups.setdefault((run.flow, run.device), []).append(run)
+    lines = []
+    for (flow, device), group in groups.items():
+        parts = []
+        for status in STYLES:
+            chosen = [run.check for run in group if run.status == status]
+            if chosen:
+                named = f" ({', '.join(chosen)})" if status in ("failed", "inconclusive") else ""
+                parts.append(f"{len(chosen)} {status}{named}")
+        lines.append(f"{flow} / {device}: {', '.join(parts)}; {sum(run.seconds for run in group):.1f} s")
+    return lines
+
+
 def notes(runs: Sequence[PropertyRun]) -> Text:
     """Why runs were inconclusive (one line each) or skipped (one line per reason, listing the runs)."""
     text = Text()

@@ -17,9 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from flowlab.checks.strategies import batches, cases, dims, inputs, option_values, scales, seeds
+from flowlab.checks.strategies import batches, cases, dims, option_values, scales, seeds
 
 _LAZY = {
+    "inputs": "flowlab.checks.cases",
     "conformance_tests": "flowlab.testing.conformance",
     "check_flow": "flowlab.testing.conformance",
     "assert_conforms": "flowlab.testing.conformance",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from flowlab.checks.cases import inputs
     from flowlab.testing.conformance import assert_conforms, check_flow, conformance_tests
 
 

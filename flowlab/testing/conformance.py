@@ -1,5 +1,10 @@
-"""Run the conformance kit on named flows from a test suite: :func:`conformance_tests`, :func:`check_flow`,
-:func:`assert_conforms`. Same runner as ``flowlab check`` (:func:`flowlab.checks.runner.run_property`)."""
+"""Run the conformance kit on flows from a test suite: :func:`conformance_tests`, :func:`check_flow`,
+:func:`assert_conforms`. Same runner as ``flowlab check`` (:func:`flowlab.checks.runner.run_property`).
+
+:func:`conformance_tests` makes one pytest test per flow × property × device, so pytest-xdist spreads them over
+processes (``pytest -n auto``) or machines (``--tx``): the way to run the kit across machines (``docs/checks.md``).
+:func:`check_flow` and :func:`assert_conforms` also take a ``FlowSpec`` that is not registered (a flow a test or a
+notebook made up)."""
 
 from __future__ import annotations
 
@@ -8,29 +13,35 @@ from typing import Any
 
 import pytest
 
-from flowlab.checks.base import check_spec
-from flowlab.checks.runner import PropertyRun, run_property, selection
-from flowlab.registry import flow_spec
+from flowlab.checks.origin import FlowOrigin
+from flowlab.checks.runner import PropertyRun, default_flow_names, run_property, selection
+from flowlab.registry import check_spec, checks, flow_spec
+from flowlab.spec import FlowSpec
 from flowlab.threads import limited
 
 
 def parameters(names: Sequence[str], properties: Sequence[str] | None, devices: Sequence[str]) -> list[Any]:
     """``pytest.param(flow, property, device)`` for every combination, with readable ids."""
+    origins = [FlowOrigin(name) for name in names or default_flow_names()]
     return [
-        pytest.param(flow, prop, device, id=f"{flow}-{prop}-{device}")
-        for flow, prop in selection(names, properties)
+        pytest.param(spec.name, check.name, device, id=f"{spec.name}-{check.name}-{device}")
+        for _, spec, check in selection(origins, properties)
         for device in devices
     ]
 
 
 def check_flow(
-    name: str, *, properties: Iterable[str] | None = None, device: str = "cpu", profile: str | None = None
+    flow: str | FlowSpec,
+    *,
+    properties: Iterable[str] | None = None,
+    device: str = "cpu",
+    profile: str | None = None,
 ) -> list[PropertyRun]:
-    """Run the kit's properties (all registered ones by default) on the flow ``name``."""
-    return [
-        run_property(check_spec(prop), flow_spec(flow), device, profile=profile)
-        for flow, prop in selection([name], properties)
-    ]
+    """Run the kit's properties (all registered ones by default) on the flow named ``flow``, or on ``flow`` itself
+    (a ``FlowSpec``, registered or not)."""
+    spec = flow_spec(flow) if isinstance(flow, str) else flow
+    chosen = list(checks().values()) if properties is None else [check_spec(name) for name in properties]
+    return [run_property(check, spec, device, profile=profile) for check in chosen]
 
 
 def describe(run: PropertyRun) -> str:
@@ -47,10 +58,14 @@ def describe(run: PropertyRun) -> str:
 
 
 def assert_conforms(
-    name: str, *, properties: Iterable[str] | None = None, device: str = "cpu", profile: str | None = None
+    flow: str | FlowSpec,
+    *,
+    properties: Iterable[str] | None = None,
+    device: str = "cpu",
+    profile: str | None = None,
 ) -> list[PropertyRun]:
     """:func:`check_flow`, raising ``AssertionError`` that describes every failed property."""
-    runs = check_flow(name, properties=properties, device=device, profile=profile)
+    runs = check_flow(flow, properties=properties, device=device, profile=profile)
     failed = [run for run in runs if run.status == "failed"]
     assert not failed, "\n".join(describe(run) for run in failed)
     return runs

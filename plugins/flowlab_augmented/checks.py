@@ -16,9 +16,7 @@ from typing import Any
 import torch
 
 from flowlab import Flow, FlowlabError, FlowSpec
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.capabilities import build_pinned, require
-from flowlab.checks.cases import case_points, float64_cpu
+from flowlab.checks import Case, CheckResult, CheckSpec, build_pinned, case_points, float64_cpu, require
 
 DRAWS = (1, 4, 16)
 REPEATS = 100

@@ -8,8 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowlab import Compose, FlowSpec, Option, hookimpl
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, hookimpl
 from flowlab_autoregressive.bijector import ACTIVATIONS, AffineAutoregressive, Reads, ordering
 
 #: per flow: the side its conditioner reads, the direction that is one parallel pass, the sequential one

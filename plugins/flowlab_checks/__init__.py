@@ -1,6 +1,6 @@
 """flowlab plugin ``checks``: the built-in properties of the conformance kit, registered like any plugin's checks.
 
-One module per property; each defines ``CHECK``, a :class:`~flowlab.checks.base.CheckSpec`.
+One module per property; each defines ``CHECK``, a :class:`~flowlab.checks.CheckSpec`.
 """
 
 from __future__ import annotations

@@ -16,9 +16,20 @@ from __future__ import annotations
 
 import torch
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_context, case_points
-from flowlab.checks.measure import Direction, Measurement, apply, judge, row_errors, with_context
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Direction,
+    Measurement,
+    apply,
+    build_case_bijector,
+    case_context,
+    case_points,
+    judge,
+    row_errors,
+    with_context,
+)
 from flowlab.spec import FlowSpec
 
 

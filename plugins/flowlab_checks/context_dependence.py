@@ -21,9 +21,17 @@ from dataclasses import replace
 
 import torch
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_flow, case_context, case_points, context_dim_of
-from flowlab.checks.strategies import CONTEXT_DIMS, CONTEXT_OPTION_NAME
+from flowlab.checks import (
+    CONTEXT_DIMS,
+    CONTEXT_OPTION_NAME,
+    Case,
+    CheckResult,
+    CheckSpec,
+    build_case_flow,
+    case_context,
+    case_points,
+    context_dim_of,
+)
 from flowlab.spec import FlowSpec
 from flowlab_checks.normalization import normalization_at
 

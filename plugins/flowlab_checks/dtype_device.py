@@ -15,9 +15,20 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_flow, case_context, case_points, dtype_of, seeded
-from flowlab.checks.measure import Measurement, apply, judge, row_errors
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Measurement,
+    apply,
+    build_case_flow,
+    case_context,
+    case_points,
+    dtype_of,
+    judge,
+    row_errors,
+    seeded,
+)
 from flowlab.spec import FlowSpec
 
 

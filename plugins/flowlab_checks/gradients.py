@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_flow, case_context, case_points
+from flowlab.checks import Case, CheckResult, CheckSpec, build_case_flow, case_context, case_points
 from flowlab.flow import Flow
 from flowlab.spec import FlowSpec
 

@@ -8,9 +8,19 @@ Errors are mixed relative errors (see ``flowlab.checks.measure``), computed in t
 
 from __future__ import annotations
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_context, case_points
-from flowlab.checks.measure import Measurement, apply, judge, row_errors, with_context
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Measurement,
+    apply,
+    build_case_bijector,
+    case_context,
+    case_points,
+    judge,
+    row_errors,
+    with_context,
+)
 from flowlab.spec import FlowSpec
 
 

@@ -14,9 +14,21 @@ from functools import partial
 
 import torch
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_context, case_points
-from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Direction,
+    Measurement,
+    apply,
+    batch_jacobian,
+    build_case_bijector,
+    case_context,
+    case_points,
+    judge,
+    row_errors,
+    with_context,
+)
 from flowlab.spec import FlowSpec
 
 

@@ -14,9 +14,16 @@ from dataclasses import replace
 
 from torch import Tensor
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_context, case_points
-from flowlab.checks.measure import apply, batch_jacobian
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    apply,
+    batch_jacobian,
+    build_case_bijector,
+    case_context,
+    case_points,
+)
 from flowlab.spec import FlowSpec
 
 #: input scales and rows of the extra points on which a pair without dependence is looked at again

@@ -31,9 +31,20 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec, Status
-from flowlab.checks.cases import build_case_flow, case_context, seeded
-from flowlab.checks.integrate import ImportanceEstimate, LogDensity, box_mass, box_quadrature, importance_sampling
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    ImportanceEstimate,
+    LogDensity,
+    Status,
+    box_mass,
+    box_quadrature,
+    build_case_flow,
+    case_context,
+    importance_sampling,
+    seeded,
+)
 from flowlab.spec import FlowSpec
 
 QUANTILE = 0.005

@@ -7,9 +7,18 @@ conditional flow, sample ``i`` drawn and evaluated at the case's context ``i``).
 
 from __future__ import annotations
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_flow, case_context, seeded
-from flowlab.checks.measure import Measurement, judge, row_errors, with_context
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Measurement,
+    build_case_flow,
+    case_context,
+    judge,
+    row_errors,
+    seeded,
+    with_context,
+)
 from flowlab.errors import ShapeError
 from flowlab.spec import FlowSpec
 

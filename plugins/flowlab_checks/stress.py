@@ -31,9 +31,19 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_context, case_points
-from flowlab.checks.measure import Direction, Measurement, apply, judge, row_errors
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Direction,
+    Measurement,
+    apply,
+    build_case_bijector,
+    case_context,
+    case_points,
+    judge,
+    row_errors,
+)
 from flowlab.spec import FlowSpec
 
 STRESS_DIM = 32

@@ -31,9 +31,16 @@ import torch
 from torch import Tensor
 
 from flowlab import Flow, FlowlabError, FlowSpec
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.capabilities import build_pinned, require
-from flowlab.checks.cases import build_case_bijector, case_points, float64_cpu
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    build_case_bijector,
+    build_pinned,
+    case_points,
+    float64_cpu,
+    require,
+)
 
 Z_BOUND = 5.0
 SOLVER = frozenset({"solver_tolerances"})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowlab import FlowSpec, Option, hookimpl
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, FlowSpec, Option, hookimpl
 from flowlab_coupling.bijector import ACTIVATIONS, AffineCoupling
 
 EXPLANATION = r"""

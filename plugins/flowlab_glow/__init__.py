@@ -7,8 +7,7 @@ from typing import Any
 from flowlab_coupling.bijector import ACTIVATIONS
 from flowlab_stacked.bijector import MIN_STD
 
-from flowlab import Compose, FlowSpec, Option, hookimpl
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, hookimpl
 from flowlab_glow.bijector import glow_step
 
 EXPLANATION = rf"""

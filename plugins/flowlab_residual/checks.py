@@ -22,9 +22,16 @@ from typing import Any
 import torch
 
 from flowlab import FlowSpec
-from flowlab.checks.base import Case, CheckResult, CheckSpec, Status
-from flowlab.checks.cases import build_case_bijector, case_points, float64_cpu
-from flowlab.checks.measure import batch_jacobian
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Status,
+    batch_jacobian,
+    build_case_bijector,
+    case_points,
+    float64_cpu,
+)
 from flowlab_residual.bijector import ResidualBlock
 from flowlab_residual.lipschitz import LipschitzError, SpectralLinear
 

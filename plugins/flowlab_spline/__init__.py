@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowlab import Compose, FlowSpec, Option, hookimpl
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, hookimpl
 from flowlab_spline.bijector import ACTIVATIONS, neural_spline_flow
 from flowlab_spline.spline import MIN_DERIVATIVE, MIN_HEIGHT, MIN_WIDTH
 

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 import flowlab
-from flowlab import Compose, FlowSpec, Option, OptionError, Permutation, hookimpl
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, OptionError, Permutation, hookimpl
 from flowlab_stacked.bijector import ActNorm
 
 EXPLANATION = r"""

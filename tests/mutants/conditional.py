@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowlab import Bijector, FlowSpec, hookimpl
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Bijector, FlowSpec, hookimpl
 
 
 class ConditionalCoupling(Bijector):
