@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +119,8 @@ def test_the_loss_gets_the_batchs_contexts_and_evaluation_the_test_rows_labels(d
 
 
 def test_flow_matching_objectives_refuse_a_conditional_flow():
-    conditional_field = types.SimpleNamespace(field=lambda t, z: z, context_dim=2)
+    conditional_field = flowlab.build("cnf", 2)
+    conditional_field.context_dim = 2  # a stand-in for a conditional ODE flow (the built-in ones are unconditional)
     for name in ("cfm", "otcfm", "rectified"):
         with pytest.raises(OptionError, match=rf"objective '{name}' fits unconditional.*context_dim 2"):
             objective_spec(name).check_flow(flow_spec("cnf"), conditional_field)
