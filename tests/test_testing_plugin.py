@@ -50,3 +50,15 @@ def test_conformance_tests_in_a_foreign_suite(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
     assert "needs CUDA" in result.stdout or "4 passed" in result.stdout
+
+
+def test_conformance_tests_spread_over_pytest_xdist_workers(tmp_path):
+    """The way to run the kit across processes or machines: one pytest test per flow × property × device, which
+    pytest-xdist distributes (``docs/checks.md``, "Cost under contention")."""
+    (tmp_path / "test_kit.py").write_text(
+        "from flowlab.testing import conformance_tests\n\n"
+        'test_conformance = conformance_tests("affine", "coupling", properties=["invertibility", "logdet"])\n'
+    )
+    result = run_pytest(tmp_path, "-n", "2", "-p", "xdist")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout and "2 workers" in result.stdout

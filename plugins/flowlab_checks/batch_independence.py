@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -30,7 +31,6 @@ from flowlab.checks import (
     row_errors,
     with_context,
 )
-from flowlab.spec import FlowSpec
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import torch
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     CONTEXT_DIMS,
     CONTEXT_OPTION_NAME,
@@ -32,7 +33,6 @@ from flowlab.checks import (
     case_points,
     context_dim_of,
 )
-from flowlab.spec import FlowSpec
 from flowlab_checks.normalization import normalization_at
 
 #: the smallest ``max |Δ log p|`` between two contexts that counts as a dependence (rounding is ~1e-15)

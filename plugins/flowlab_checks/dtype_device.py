@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -29,7 +30,6 @@ from flowlab.checks import (
     row_errors,
     seeded,
 )
-from flowlab.spec import FlowSpec
 
 
 def outputs(spec: FlowSpec, case: Case) -> tuple[dict[str, Tensor], list[str]]:

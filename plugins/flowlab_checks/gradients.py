@@ -24,9 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flowlab import Flow, FlowSpec
 from flowlab.checks import Case, CheckResult, CheckSpec, build_case_flow, case_context, case_points
-from flowlab.flow import Flow
-from flowlab.spec import FlowSpec
 
 #: input scales and rows of the extra points on which a parameter without a path is looked for again
 SPREADS, SPREAD_ROWS = (0.1, 1.0, 10.0), 16

@@ -8,6 +8,7 @@ Errors are mixed relative errors (see ``flowlab.checks.measure``), computed in t
 
 from __future__ import annotations
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -21,7 +22,6 @@ from flowlab.checks import (
     row_errors,
     with_context,
 )
-from flowlab.spec import FlowSpec
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:

@@ -14,6 +14,7 @@ from functools import partial
 
 import torch
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -29,7 +30,6 @@ from flowlab.checks import (
     row_errors,
     with_context,
 )
-from flowlab.spec import FlowSpec
 
 
 def applies(spec: FlowSpec) -> bool | str:

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from torch import Tensor
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -24,7 +25,6 @@ from flowlab.checks import (
     case_context,
     case_points,
 )
-from flowlab.spec import FlowSpec
 
 #: input scales and rows of the extra points on which a pair without dependence is looked at again
 SPREADS, SPREAD_ROWS = (0.1, 1.0), 16

@@ -31,6 +31,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -45,7 +46,6 @@ from flowlab.checks import (
     importance_sampling,
     seeded,
 )
-from flowlab.spec import FlowSpec
 
 QUANTILE = 0.005
 FIT_SAMPLES = 4096

@@ -7,6 +7,7 @@ conditional flow, sample ``i`` drawn and evaluated at the case's context ``i``).
 
 from __future__ import annotations
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -20,7 +21,6 @@ from flowlab.checks import (
     with_context,
 )
 from flowlab.errors import ShapeError
-from flowlab.spec import FlowSpec
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:

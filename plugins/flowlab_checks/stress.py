@@ -31,6 +31,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from flowlab import FlowSpec
 from flowlab.checks import (
     Case,
     CheckResult,
@@ -44,7 +45,6 @@ from flowlab.checks import (
     judge,
     row_errors,
 )
-from flowlab.spec import FlowSpec
 
 STRESS_DIM = 32
 STRESS_SCALE = 25.0
