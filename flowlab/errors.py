@@ -48,6 +48,12 @@ class SkipCase(FlowlabError):
     as the reason, instead of failing it."""
 
 
+class Uncovered(FlowlabError):
+    """Raised by a property that applies to a flow by its kind but cannot run on it, because the flow lacks what the
+    property needs (the message says what): the run is *uncovered*, which fails ``flowlab check`` unless the flow
+    opts out with a reason (``FlowSpec.opt_out``) or ``--allow-uncovered`` is given."""
+
+
 class DuplicateNameError(PluginError):
     """Two plugins registered a flow (dataset, check) under the same name."""
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flowlab.errors import OptionError
 from flowlab.options import CONTEXT_OPTION, Option, Tolerance
+from flowlab.support import REAL, Support
 
 if TYPE_CHECKING:
     from flowlab.bijector import Bijector
 
 __all__ = [
-    "CAPABILITIES",
     "CONTEXT_OPTION",
     "Case",
     "CheckResult",
@@ -34,18 +34,6 @@ __all__ = [
 
 Kind = Literal["discrete", "continuous"]
 LogdetKind = Literal["exact", "stochastic"]
-
-#: what a flow may declare in ``FlowSpec.capabilities``: the checks that need a capability apply by this
-#: declaration alone (never by looking for an attribute), and one that applies but cannot run fails
-CAPABILITIES: dict[str, str] = {
-    "solver_tolerances": "build options `rtol` and `atol` set the tolerances of an adaptive ODE solver",
-    "solver_method": "build option `method` chooses the solver, and 'dopri5' is one of its choices",
-    "trace_estimator": "the bijector has `.field` (f(t, z)) and `.trace_estimator` (`.stochastic`, `draw(y, "
-    "generator)`, `estimator(f, z, probe, want_frobenius)`); a stochastic one in training mode",
-    "probe_override": "`bijector.integrate(y, reverse=..., probe=...)` solves with the given Hutchinson probe",
-    "marginal_likelihood": "build option `augment` and `bijector.marginal_log_prob(x, samples=K)`, an "
-    "importance-weighted estimate of log p(x) on the first `dim - augment` coordinates",
-}
 
 
 @dataclass(frozen=True)
@@ -69,9 +57,6 @@ class FlowSpec:
     - ``check_options``: options the conformance kit builds this flow with instead of drawing them (it draws every
       option with ``choices`` otherwise), e.g. a cheaper solver or a smaller network to keep ``flowlab check`` fast;
       say why in a comment, as for a tolerance.
-    - ``capabilities``: names from :data:`CAPABILITIES` this flow offers (solver options, a trace estimator, a
-      marginal likelihood, ...). A check that needs one applies by this declaration; if the flow declares it but
-      the check cannot use it (a missing attribute or option), the check fails instead of skipping.
     - ``base``: ``base(dim, dtype=..., device=...) -> torch.distributions.Distribution``, the base distribution the
       flow is meant with (``None``: the standard normal); the kit's density checks use it, so a peer library's own
       base is never silently replaced.
@@ -79,6 +64,27 @@ class FlowSpec:
       this flow; plugins that register many flows of other libraries set it to ``False`` (name them to check them).
     - ``fixed_parameters``: the kit checks the parameters ``build`` returns as they are (a trained flow,
       ``flowlab check --checkpoint``) instead of perturbing them (``flowlab.checks.cases.perturb_``).
+
+    What the flow *is*, for the conformance kit (``docs/checks.md``, "The flow contract"); every default describes
+    the common case, a flow that differs says so:
+
+    - ``support``: the data side's :class:`~flowlab.support.Support` (default all of R^d; e.g.
+      ``Support(0.0, 1.0)`` for a flow onto the unit cube): the kit draws data points inside it and near its edges,
+      and checks that samples land in it. ``base_support``: the base side's, when ``base`` is given and its
+      distribution's ``support`` constraint does not say it (``None``: read from the base, else R^d).
+    - ``allows_dim``: a predicate of the dimension for a flow defined only at some of ``min_dim..max_dim`` (e.g.
+      ``lambda d: d % 2 == 0``); the kit draws allowed dimensions only, and a property that needs another one lists
+      its case as skipped.
+    - ``dtypes``: the floating dtypes the flow computes in (default float32 and float64); in any other the kit
+      requires a refusal (an exception, ideally :class:`~flowlab.errors.DtypeError`) instead of a result.
+    - ``min_train_batch``: the fewest rows a training-mode call needs (2 for batch statistics); the kit's
+      training-mode checks use at least that many.
+    - ``eval_deterministic``: whether two eval-mode calls on the same input give the same result (the kit checks
+      the claim); ``False`` for a flow that draws randomness in eval mode, whose log-dets the kit then compares in
+      expectation, not row by row.
+    - ``opt_out``: property name -> the reason the flow is not checked by it (printed in the report); for a property
+      its kind calls for but that cannot run on it. Without one, such a property is *uncovered*, and ``flowlab
+      check`` exits 1 unless ``--allow-uncovered``.
     """
 
     name: str
@@ -94,18 +100,42 @@ class FlowSpec:
     max_dim: int | None = None
     mixes: bool | Callable[[Mapping[str, Any]], bool] = False
     check_options: Mapping[str, Any] = field(default_factory=dict)
-    capabilities: frozenset[str] = frozenset()
     base: Callable[..., Any] | None = None
     checked_by_default: bool = True
     fixed_parameters: bool = False
+    support: Support = REAL
+    base_support: Support | None = None
+    allows_dim: Callable[[int], bool] | None = None
+    dtypes: tuple[str, ...] = ("float32", "float64")
+    min_train_batch: int = 1
+    eval_deterministic: bool = True
+    opt_out: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
-        unknown = sorted(self.capabilities - set(CAPABILITIES))
-        if unknown:
-            raise OptionError(
-                f"{self.name}: unknown capabilities {unknown}; known capabilities: {', '.join(CAPABILITIES)}"
-            )
+        unknown = sorted(set(self.dtypes) - {"float16", "bfloat16", "float32", "float64"})
+        if not self.dtypes or unknown:
+            raise OptionError(f"{self.name}: dtypes must name floating dtypes such as 'float64', got {self.dtypes}")
+        if self.min_train_batch < 1:
+            raise OptionError(f"{self.name}: min_train_batch must be >= 1, got {self.min_train_batch}")
+
+    def dim_allowed(self, dim: int) -> bool:
+        """Whether the flow exists in ``dim`` dimensions: ``min_dim <= dim <= max_dim`` and ``allows_dim(dim)``."""
+        if dim < self.min_dim or (self.max_dim is not None and dim > self.max_dim):
+            return False
+        return self.allows_dim is None or bool(self.allows_dim(dim))
+
+    def base_support_at(self, dim: int) -> Support:
+        """The base side's support: ``base_support`` if declared, else read off ``base``'s distribution in ``dim``
+        dimensions (:func:`flowlab.support.support_of`), else R^d (the standard normal)."""
+        if self.base_support is not None:
+            return self.base_support
+        if self.base is None:
+            return REAL
+        import torch
+
+        from flowlab.support import support_of
+
+        return support_of(self.base(dim, dtype=torch.float64, device=torch.device("cpu")))
 
     def mixes_with(self, options: Mapping[str, Any]) -> bool:
         """Whether this flow, built with the resolved ``options``, claims a dense Jacobian (see ``mixes``)."""
@@ -128,7 +158,10 @@ class FlowSpec:
         return resolved
 
 
-Status = Literal["passed", "failed", "skipped", "inconclusive"]
+#: the outcome of a property on a flow: ``not_applicable`` (the property is not about this kind of flow),
+#: ``uncovered`` (it is, but cannot run on this flow: the flow lacks what it needs), ``skipped`` (it could not run
+#: here: no such device, every case skipped, opted out with a reason)
+Status = Literal["passed", "failed", "inconclusive", "uncovered", "skipped", "not_applicable"]
 
 
 @dataclass(frozen=True)
@@ -138,7 +171,8 @@ class Case:
     ``seed`` seeds both the parameters (the kit perturbs them so identity initialisations are not trivially
     correct) and the inputs; ``scale`` is the inputs' standard deviation (several standard deviations are drawn).
     ``profile`` is the Hypothesis profile the case was drawn under: statistical checks size their samples by it
-    (``quick``: CI-sized, ``thorough``: the sample sizes whose power ``docs/checks.md`` states).
+    (``quick``: CI-sized, ``thorough``: the sample sizes whose power ``docs/checks.md`` states). ``support`` and
+    ``base_support`` are the flow's (``FlowSpec.support``, and its base's): points are drawn inside them.
     """
 
     dim: int
@@ -149,6 +183,8 @@ class Case:
     dtype: str = "float64"
     device: str = "cpu"
     profile: str = "quick"
+    support: Support = REAL
+    base_support: Support = REAL
 
 
 @dataclass
@@ -176,15 +212,19 @@ class CheckSpec:
     - ``name``: unique, e.g. ``"invertibility"``.
     - ``summary``: one line for reports.
     - ``run(spec, case) -> CheckResult``: checks one case.
-    - ``applies(spec) -> bool | str``: ``True`` to run; ``False`` or a reason string to skip (the reason is shown).
+    - ``applies(spec) -> bool | str``: ``True`` when the property is about this kind of flow (its ``kind``,
+      ``logdet``, options); else the reason it is not (the run is *not applicable*, and the report says why).
     - ``tolerance``: the default tolerance; a FlowSpec overrides it with ``tolerances[name] = Tolerance(v, reason)``.
     - ``max_examples``: cap on drawn cases (statistical checks use few: fixed seeds and CLT-derived bounds).
-    - ``requires``: capabilities (``flowlab.spec.CAPABILITIES``) the check needs. A flow that does not declare them
-      in ``FlowSpec.capabilities`` is not covered by the check (a skip whose reason says so, listed by the report);
-      a flow that declares them must live up to them: a missing attribute or option is a failure, never a skip.
+    - ``needs(spec, bijector) -> bool | str``: what the check needs of the flow it applies to, asked of the flow
+      itself (built once, :func:`flowlab.checks.runner.preflight`), never of a declaration: ``True``, or what is
+      missing (e.g. "not a flowlab.ode.ContinuousFlow and no rtol/atol options"); then the run is *uncovered*,
+      which fails ``flowlab check`` unless the flow opts out (``FlowSpec.opt_out``) or ``--allow-uncovered``.
     - ``supersedes``: names of checks this one makes redundant on the flows it covers (it verifies the same
       property more strictly: ``ode_logdet`` supersedes ``logdet`` for ODE flows); the runner skips those there,
       saying so, instead of paying for the same property twice.
+    - ``builds_first``: the runner builds the flow once before the check runs (``preflight``) and does not run the
+      check on a flow that cannot be built; only the ``build`` property, which reports that failure, sets it off.
     """
 
     name: str
@@ -193,16 +233,9 @@ class CheckSpec:
     applies: Callable[[FlowSpec], bool | str] = lambda spec: True
     tolerance: float = 1e-6
     max_examples: int | None = None
-    requires: frozenset[str] = frozenset()
+    needs: Callable[[FlowSpec, Any], bool | str] | None = None
     supersedes: frozenset[str] = frozenset()
-
-    def coverage(self, spec: FlowSpec) -> bool | str:
-        """``True`` if this check runs on ``spec``; else the reason it does not (``applies``, then ``requires``)."""
-        applies = self.applies(spec)
-        missing = sorted(set(self.requires) - set(spec.capabilities))
-        if applies is True and missing:
-            return f"not covered: needs the capabilities {', '.join(missing)}, not declared (FlowSpec.capabilities)"
-        return applies
+    builds_first: bool = True
 
     def tolerance_for(self, spec: FlowSpec) -> float:
         """The tolerance for ``spec``: its own override if it declares one, else this check's default."""

@@ -17,7 +17,7 @@ import torch
 from flowlab_checks import gradients, normalization
 from torch import Tensor, nn
 
-from flowlab import Bijector, FlowSpec, Option, OptionError, flow_spec
+from flowlab import Bijector, FlowSpec, flow_spec
 from flowlab.checks import Case, CheckResult, CheckSpec, check_spec
 from flowlab.checks.measure import InputModifiedError, Measurement, apply, judge
 from flowlab.checks.runner import run_property
@@ -201,32 +201,52 @@ def test_infinite_errors_are_written_to_json_as_inf():
     assert record["max_error"] == "inf" and "1.79" not in text
 
 
-def test_unknown_capabilities_are_refused():
-    with pytest.raises(OptionError, match="unknown capabilities"):
-        spec_of("bad", TrainOnlyPath, capabilities={"solver_tolerance"})
+class BareODE(Bijector):
+    """A continuous flow that is none of the things the ODE properties need: no rtol/atol options, not a
+    flowlab.ode.ContinuousFlow (a flow hand-wrapped from another library might look like this)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return z, z.new_zeros(z.shape[0])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, x.new_zeros(x.shape[0])
 
 
-def test_a_check_needing_an_undeclared_capability_says_what_is_not_covered():
-    check = replace(_scripted_check([]), requires=frozenset({"trace_estimator"}))
-    run = run_property(check, spec_of("train_only_path", TrainOnlyPath))
-    assert run.status == "skipped" and run.detail.startswith("not covered: needs the capabilities trace_estimator")
+def test_a_property_a_flow_lacks_the_means_for_is_uncovered_and_fails_the_run_unless_allowed():
+    """Coverage by what the flow is: an ODE property applies to every continuous flow; one that cannot run on it is
+    uncovered (saying what is missing), which fails the report, never a quiet skip."""
+    bare = spec_of("bare_ode", BareODE, kind="continuous", logdet="stochastic")
+    run = run_property(check_spec("ode_invertibility"), bare)
+    assert run.status == "uncovered" and "no rtol/atol build options" in run.detail
+    hutchinson = run_property(check_spec("hutchinson_solve_unbiased"), bare)
+    assert hutchinson.status == "uncovered" and "not a flowlab.ode.ContinuousFlow" in hutchinson.detail
+    assert document([run], profile="quick", devices=["cpu"], version="0")["status"] == "failed"
+    allowed = document([run], profile="quick", devices=["cpu"], version="0", allow_uncovered=True)
+    assert allowed["status"] == "passed" and allowed["uncovered"][0]["property"] == "ode_invertibility"
+    opted = replace(bare, opt_out={"ode_invertibility": "a stand-in with no solver"})
+    run = run_property(check_spec("ode_invertibility"), opted)
+    assert run.status == "skipped" and "opted out by the flow (FlowSpec.opt_out): a stand-in" in run.detail
 
 
-def test_a_declared_capability_that_is_not_provided_fails_instead_of_skipping():
-    # declares solver tolerances but names its options differently: ode_invertibility must fail, not skip
-    continuous = spec_of(
-        "renamed_tolerances",
-        TrainOnlyPath,
-        kind="continuous",
-        options={"relative_tolerance": Option(1e-5)},
-        capabilities={"solver_tolerances"},
-    )
-    run = run_property(check_spec("ode_invertibility"), continuous)
-    assert run.status == "failed" and "declares the capability 'solver_tolerances'" in run.detail
-    assert "has no option 'rtol'" in run.detail
+def test_a_spec_less_ode_flow_gets_the_ode_and_hutchinson_properties():
+    """An ODEBijector with Hutchinson's estimator, registered with nothing but kind and log-det kind: every ODE and
+    Hutchinson property runs on it (through flowlab.ode.ContinuousFlow), none is uncovered or skipped."""
+    from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, TimeMLP
+
+    def build(dim: int) -> ODEBijector:
+        return ODEBijector(TimeMLP(dim, hidden=8, depth=1), trace=Hutchinson("rademacher"), eval_trace=ExactTrace())
+
+    plain = FlowSpec(name="plain_ffjord", summary="spec-less", build=build, kind="continuous", logdet="stochastic")
+    for name in ("ode_invertibility", "hutchinson_fixed_probe", "hutchinson_solve_unbiased"):
+        run = run_property(check_spec(name), plain)
+        assert run.status == "passed", (name, run.status, run.detail)
 
 
 def test_a_property_another_check_verifies_more_strictly_is_not_paid_for_twice():
     run = run_property(check_spec("logdet"), flow_spec("cnf"))
-    assert run.status == "skipped" and run.detail.startswith("covered by ode_logdet")
+    assert run.status == "not_applicable" and run.detail.startswith("covered by ode_logdet")
     assert run_property(check_spec("logdet"), flow_spec("coupling")).status == "passed"

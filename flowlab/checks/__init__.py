@@ -6,17 +6,19 @@ This package is the public surface for check authors: a plugin that brings a pro
 same thing in every property and a counterexample reproduces exactly:
 
 - records: :class:`Case`, :class:`CheckResult`, :class:`CheckSpec`, ``Status``; :class:`SkipCase` (a case the flow
-  cannot be built for); the lookups :func:`checks`, :func:`check_spec`;
+  cannot be built for), :class:`Uncovered` (a flow that lacks what the property needs); the lookups
+  :func:`checks`, :func:`check_spec`;
 - from a case to tensors (``cases``): :func:`build_case_bijector`, :func:`build_case_flow`, :func:`case_points`,
   :func:`case_context`, :func:`float64_cpu`, :func:`seeded`, :func:`dtype_of`, :func:`context_dim_of`;
 - measuring (``measure``): :func:`apply` (shapes, and the input left unchanged), :func:`batch_jacobian`,
   :func:`row_errors`, :func:`judge`, ``Measurement``, ``Direction``, :func:`with_context`;
 - integrating (``integrate``): box quadrature and importance sampling for densities;
-- capabilities (``capabilities``): :func:`require`, :func:`build_pinned`;
+- what the ODE properties need (``continuous``): :func:`build_ode`, :func:`solver_settable`,
+  :func:`continuous_protocol`;
 - drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``;
 - running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
 
-Submodules, one job each: ``cases``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``capabilities``,
+Submodules, one job each: ``cases``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``continuous``,
 ``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a case), ``pool``
 (``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package does not
 import torch: the names load on first use (PEP 562).
@@ -33,8 +35,11 @@ _EXPORTS: dict[str, str] = {
     "CheckSpec": "flowlab.spec",
     "Status": "flowlab.spec",
     "SkipCase": "flowlab.errors",
+    "Uncovered": "flowlab.errors",
     "checks": "flowlab.registry",
     "check_spec": "flowlab.registry",
+    "Side": "flowlab.checks.cases",
+    "UndeclaredDtype": "flowlab.checks.cases",
     "build_case_bijector": "flowlab.checks.cases",
     "build_case_flow": "flowlab.checks.cases",
     "case_points": "flowlab.checks.cases",
@@ -56,9 +61,11 @@ _EXPORTS: dict[str, str] = {
     "box_mass": "flowlab.checks.integrate",
     "box_quadrature": "flowlab.checks.integrate",
     "importance_sampling": "flowlab.checks.integrate",
-    "require": "flowlab.checks.capabilities",
-    "build_pinned": "flowlab.checks.capabilities",
+    "build_ode": "flowlab.checks.continuous",
+    "continuous_protocol": "flowlab.checks.continuous",
+    "solver_settable": "flowlab.checks.continuous",
     "CONTEXT_DIMS": "flowlab.checks.strategies",
+    "case_dtype": "flowlab.checks.strategies",
     "CONTEXT_OPTION_NAME": "flowlab.options",
     "run_property": "flowlab.checks.runner",
     "PropertyRun": "flowlab.checks.runner",
@@ -75,35 +82,41 @@ __all__ = [
     "LogDensity",
     "Measurement",
     "PropertyRun",
+    "Side",
     "SkipCase",
     "Status",
+    "Uncovered",
+    "UndeclaredDtype",
     "apply",
     "batch_jacobian",
     "box_mass",
     "box_quadrature",
     "build_case_bijector",
     "build_case_flow",
-    "build_pinned",
+    "build_ode",
     "case_context",
+    "case_dtype",
     "case_points",
     "check_spec",
     "checks",
     "context_dim_of",
+    "continuous_protocol",
     "dtype_of",
     "float64_cpu",
     "importance_sampling",
     "judge",
     "perturb_",
-    "require",
     "row_errors",
     "run_property",
     "seeded",
+    "solver_settable",
     "with_context",
 ]
 
 if TYPE_CHECKING:
-    from flowlab.checks.capabilities import build_pinned, require
     from flowlab.checks.cases import (
+        Side,
+        UndeclaredDtype,
         build_case_bijector,
         build_case_flow,
         case_context,
@@ -114,11 +127,12 @@ if TYPE_CHECKING:
         perturb_,
         seeded,
     )
+    from flowlab.checks.continuous import build_ode, continuous_protocol, solver_settable
     from flowlab.checks.integrate import ImportanceEstimate, LogDensity, box_mass, box_quadrature, importance_sampling
     from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
     from flowlab.checks.runner import PropertyRun, run_property
-    from flowlab.checks.strategies import CONTEXT_DIMS
-    from flowlab.errors import SkipCase
+    from flowlab.checks.strategies import CONTEXT_DIMS, case_dtype
+    from flowlab.errors import SkipCase, Uncovered
     from flowlab.options import CONTEXT_OPTION_NAME
     from flowlab.registry import check_spec, checks
     from flowlab.spec import Case, CheckResult, CheckSpec, Status

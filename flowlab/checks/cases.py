@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from hypothesis import strategies as st
@@ -35,6 +35,7 @@ from torch import Tensor
 
 from flowlab.bijector import Bijector
 from flowlab.checks.strategies import batches, dims, scales, seeds
+from flowlab.errors import SkipCase
 from flowlab.flow import Flow
 from flowlab.options import CONTEXT_OPTION_NAME
 from flowlab.registry import build_from_spec
@@ -44,6 +45,15 @@ from flowlab.spec import Case, FlowSpec
 PERTURBATION = 0.3
 #: offset of the contexts' seeds from the points' (``case_context`` and ``case_points`` draw independently)
 CONTEXT_STREAM = 500_009
+
+
+#: which side of the flow a point set is for: data (``inverse``, ``log_prob``) or base (``forward``)
+Side = Literal["data", "base"]
+
+
+class UndeclaredDtype(SkipCase):
+    """A case asked for a dtype the flow does not declare (``FlowSpec.dtypes``): a skipped case, except where a
+    check verifies that the flow refuses it (``dtype_device``)."""
 
 
 def dtype_of(case: Case) -> torch.dtype:
@@ -88,6 +98,15 @@ def build_case_bijector(spec: FlowSpec, case: Case, *, train: bool = False, **pi
     ``pinned`` are options a check needs whatever the case drew (tight solver tolerances, the exact trace): they
     override the case's options where ``spec`` has an option of that name and are ignored where it has none.
     """
+    if not spec.dim_allowed(case.dim):
+        raise SkipCase(
+            f"{spec.name} is not defined in {case.dim} dimensions (FlowSpec min_dim={spec.min_dim}, "
+            f"max_dim={spec.max_dim}{', allows_dim' if spec.allows_dim is not None else ''})"
+        )
+    if case.dtype not in spec.dtypes:
+        raise UndeclaredDtype(
+            f"{spec.name} computes in {', '.join(spec.dtypes)} only (FlowSpec.dtypes), not {case.dtype}"
+        )
     options = {**case.options, **{name: value for name, value in pinned.items() if name in spec.options}}
     with seeded(case.seed):
         bijector = build_from_spec(spec, case.dim, **options)
@@ -127,12 +146,20 @@ def case_context(case: Case, salt: int = 0, *, batch: int | None = None) -> Tens
     return context.to(device=case.device, dtype=dtype_of(case))
 
 
-def case_points(case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None) -> Tensor:
-    """``[batch, dim]`` points ``N(0, scale²)`` for ``case``; another ``salt`` gives independent points."""
+def case_points(
+    case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None, side: Side = "data"
+) -> Tensor:
+    """``[batch, dim]`` points for ``case``: ``N(0, scale²)`` draws carried into the support of ``side`` (``"data"``:
+    what ``inverse`` and ``log_prob`` take; ``"base"``: what ``forward`` takes) by
+    :meth:`~flowlab.support.Support.from_real` (on all of R^d: the draws themselves; on a bounded support, large
+    draws land near its edges). Another ``salt`` gives independent points."""
     generator = torch.Generator().manual_seed(case.seed * 1_000_003 + salt)
     rows = case.batch if batch is None else batch
     points = torch.randn(rows, case.dim, generator=generator, dtype=torch.float64)
     points = points * (case.scale if scale is None else scale)
+    support = case.support if side == "data" else case.base_support
+    if not support.is_real:
+        points = support.from_real(points)
     return points.to(device=case.device, dtype=dtype_of(case))
 
 

@@ -39,10 +39,19 @@ def dims(
     spec: FlowSpec | None = None, *, min_dim: int | None = None, extra: int = EXTRA_DIMS
 ) -> st.SearchStrategy[int]:
     """Dimensions from the flow's ``min_dim`` (or ``min_dim``, default 1) to ``extra`` more, at most its
-    ``max_dim``."""
+    ``max_dim``; for a flow with ``allows_dim`` (e.g. even dimensions only) the first ``extra + 1`` dimensions it
+    allows from ``min_dim`` on, so it is drawn as many dimensions as any other flow."""
     low = min_dim if min_dim is not None else (spec.min_dim if spec is not None else 1)
-    high = low + extra if spec is None or spec.max_dim is None else max(low, min(low + extra, spec.max_dim))
-    return st.integers(low, high)
+    if spec is None or spec.allows_dim is None:
+        high = low + extra if spec is None or spec.max_dim is None else max(low, min(low + extra, spec.max_dim))
+        return st.integers(low, high)
+    top = spec.max_dim if spec.max_dim is not None else low + 64 * (extra + 1)
+    allowed = [d for d in range(low, top + 1) if spec.dim_allowed(d)][: extra + 1]
+    if not allowed:
+        from flowlab.errors import OptionError
+
+        raise OptionError(f"{spec.name}: allows_dim allows no dimension in {low}..{top}")
+    return st.sampled_from(allowed)
 
 
 def batches(max_batch: int = MAX_BATCH) -> st.SearchStrategy[int]:
@@ -82,10 +91,17 @@ def context_dims(spec: FlowSpec) -> st.SearchStrategy[int] | None:
     return None
 
 
+def case_dtype(spec: FlowSpec) -> str:
+    """The dtype the kit checks ``spec`` in: float64 (where comparisons with autograd are exact to many digits)
+    unless the flow does not compute in it (``FlowSpec.dtypes``), then its first declared dtype."""
+    return "float64" if "float64" in spec.dtypes else spec.dtypes[0]
+
+
 def cases(
-    spec: FlowSpec, *, device: str = "cpu", dtype: str = "float64", profile: str = "quick"
+    spec: FlowSpec, *, device: str = "cpu", dtype: str | None = None, profile: str = "quick"
 ) -> st.SearchStrategy[Case]:
-    """Whole cases for ``spec`` on ``device``, drawn under ``profile``."""
+    """Whole cases for ``spec`` on ``device``, drawn under ``profile``, in ``dtype`` (default
+    :func:`case_dtype`), with the flow's supports (points are drawn inside them)."""
     return st.builds(
         Case,
         dim=dims(spec),
@@ -93,7 +109,9 @@ def cases(
         seed=seeds(),
         options=option_values(spec),
         scale=scales(),
-        dtype=st.just(dtype),
+        dtype=st.just(dtype or case_dtype(spec)),
         device=st.just(device),
         profile=st.just(profile),
+        support=st.just(spec.support),
+        base_support=st.just(spec.base_support_at(spec.min_dim)),
     )

@@ -1,9 +1,10 @@
 """``flowlab check [NAME ...]``: run the conformance kit's properties on registered flows and report.
 
-Exit status: 0 when nothing failed (skipped and inconclusive results are shown, not failures), 1 when a property
-failed, 2 for usage errors (an unknown flow or property, a ``--case`` that is not a case of the flow, a ``--plugin``
-file that does not load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``, ``--device cuda`` or ``all`` where
-there is no CUDA unless ``--allow-missing-device``, a ``--json`` path that cannot be written).
+Exit status: 0 when nothing failed (skipped, not applicable and inconclusive results are shown, not failures), 1 when a
+property failed or could not run on a flow whose kind calls for it (*uncovered*, unless ``--allow-uncovered`` or the
+flow opts out with a reason), 2 for usage errors (an unknown flow or property, a ``--case`` that is not a case of the
+flow, a ``--plugin`` file that does not load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``, ``--device cuda``
+or ``all`` where there is no CUDA unless ``--allow-missing-device``, a ``--json`` path that cannot be written).
 
 The flows to check are origins (:mod:`flowlab.checks.origin`): registered names, at ``--dim N`` if given, or the
 trained flow of ``--checkpoint PATH`` (:mod:`flowlab.checks.trained`: its trained parameters, dimension and
@@ -68,6 +69,11 @@ def add_parser(subparsers: Any) -> None:
         help="run only this property (repeatable; default: all registered properties)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu", help="device(s) (default cpu)")
+    parser.add_argument(
+        "--allow-uncovered",
+        action="store_true",
+        help="exit 0 although a property the flow's kind calls for could not run on it (uncovered; listed anyway)",
+    )
     parser.add_argument(
         "--allow-missing-device",
         action="store_true",
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             runs = _run_pool(planned, devices, profile, workers, args.plugins, thread_count, errors)
         else:
             runs = _run_serial(planned, devices, profile, case, errors)
-    data = document_for(runs, profile, devices, __version__, warnings)
+    data = document_for(runs, profile, devices, __version__, warnings, args.allow_uncovered)
     out = console() if args.json != "-" else error_console()
     _report(out, runs, profile, data)
     if args.json == "-":
@@ -167,11 +173,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def document_for(
-    runs: list[PropertyRun], profile: str, devices: list[str], version: str, warnings: dict[str, list[str]]
+    runs: list[PropertyRun],
+    profile: str,
+    devices: list[str],
+    version: str,
+    warnings: dict[str, list[str]],
+    allow_uncovered: bool = False,
 ) -> dict[str, Any]:
     from flowlab.reports.checks import document
 
-    return document(runs, profile=profile, devices=devices, version=version, warnings=warnings)
+    return document(
+        runs, profile=profile, devices=devices, version=version, warnings=warnings, allow_uncovered=allow_uncovered
+    )
 
 
 def _report(out: Console, runs: list[PropertyRun], profile: str, data: dict[str, Any]) -> None:

@@ -15,15 +15,25 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from flowlab.checks.runner import PropertyRun
+from flowlab.checks.runner import Counterexample, PropertyRun
 
-SCHEMA = "flowlab-check/2"
-STYLES = {"passed": "green", "failed": "bold red", "skipped": "dim", "inconclusive": "yellow"}
+SCHEMA = "flowlab-check/3"
+STYLES = {
+    "passed": "green",
+    "failed": "bold red",
+    "inconclusive": "yellow",
+    "uncovered": "bold magenta",
+    "skipped": "dim",
+    "not_applicable": "dim",
+}
 
 
-def overall_status(runs: Sequence[PropertyRun]) -> str:
-    """``failed`` if any run failed, else ``passed`` (skipped and inconclusive runs are listed, not failures)."""
-    return "failed" if any(run.status == "failed" for run in runs) else "passed"
+def overall_status(runs: Sequence[PropertyRun], *, allow_uncovered: bool = False) -> str:
+    """``failed`` if any run failed, or (unless ``allow_uncovered``) if a property the flow's kind calls for could
+    not run on it (``uncovered``); else ``passed``. Inconclusive, skipped and not-applicable runs are listed, not
+    failures."""
+    failed = any(run.status == "failed" or (run.status == "uncovered" and not allow_uncovered) for run in runs)
+    return "failed" if failed else "passed"
 
 
 def _number(value: float | None) -> float | str | None:
@@ -32,18 +42,25 @@ def _number(value: float | None) -> float | str | None:
     return str(value)
 
 
+def example_record(example: Counterexample | None) -> dict[str, Any] | None:
+    """A counterexample (or the worst case) as plain data."""
+    if example is None:
+        return None
+    case = asdict(example.case)
+    case["options"] = dict(example.case.options)
+    return {
+        "case": case,
+        "detail": example.detail,
+        "values": example.data,
+        "max_error": _number(example.max_error),
+        "tolerance": _number(example.tolerance),
+        "marginal": example.marginal,
+        "reproduce": example.reproduce,
+    }
+
+
 def run_record(run: PropertyRun) -> dict[str, Any]:
     """One property on one device as plain data."""
-    counterexample = None
-    if run.counterexample is not None:
-        case = asdict(run.counterexample.case)
-        case["options"] = dict(run.counterexample.case.options)
-        counterexample = {
-            "case": case,
-            "detail": run.counterexample.detail,
-            "values": run.counterexample.data,
-            "reproduce": run.counterexample.reproduce,
-        }
     return {
         "status": run.status,
         "max_error": _number(run.max_error),
@@ -52,7 +69,8 @@ def run_record(run: PropertyRun) -> dict[str, Any]:
         "examples": run.examples,
         "seconds": round(run.seconds, 4),
         "detail": run.detail,
-        "counterexample": counterexample,
+        "counterexample": example_record(run.counterexample),
+        "worst": example_record(run.worst),
     }
 
 
@@ -63,6 +81,7 @@ def document(
     devices: Sequence[str],
     version: str,
     warnings: dict[str, list[str]] | None = None,
+    allow_uncovered: bool = False,
 ) -> dict[str, Any]:
     """The JSON document: ``flows → properties → devices → {status, max_error, tolerance, ...}``."""
     flows: dict[str, Any] = {}
@@ -70,19 +89,19 @@ def document(
         flow = flows.setdefault(run.flow, {"warnings": list((warnings or {}).get(run.flow, [])), "properties": {}})
         flow["properties"].setdefault(run.check, {})[run.device] = run_record(run)
     counts = {status: sum(run.status == status for run in runs) for status in STYLES}
-    not_covered = [
+    uncovered = [
         {"flow": run.flow, "property": run.check, "device": run.device, "reason": run.detail}
         for run in runs
-        if run.status == "skipped" and run.detail.startswith("not covered")
+        if run.status == "uncovered"
     ]
     return {
         "schema": SCHEMA,
         "flowlab_version": version,
         "profile": profile,
         "devices": list(devices),
-        "status": overall_status(runs),
+        "status": overall_status(runs, allow_uncovered=allow_uncovered),
         "counts": counts,
-        "not_covered": not_covered,
+        "uncovered": uncovered,
         "flows": flows,
     }
 
@@ -143,26 +162,29 @@ def flow_summaries(runs: Sequence[PropertyRun]) -> list[str]:
         for status in STYLES:
             chosen = [run.check for run in group if run.status == status]
             if chosen:
-                named = f" ({', '.join(chosen)})" if status in ("failed", "inconclusive") else ""
-                parts.append(f"{len(chosen)} {status}{named}")
+                named = f" ({', '.join(chosen)})" if status in ("failed", "inconclusive", "uncovered") else ""
+                parts.append(f"{len(chosen)} {status.replace('_', ' ')}{named}")
         lines.append(f"{flow} / {device}: {', '.join(parts)}; {sum(run.seconds for run in group):.1f} s")
     return lines
 
 
 def notes(runs: Sequence[PropertyRun]) -> Text:
-    """Why runs were inconclusive (one line each) or skipped (one line per reason, listing the runs)."""
+    """Why runs were inconclusive or uncovered (one line each), skipped or not applicable (one line per reason,
+    listing the runs)."""
     text = Text()
     for run in runs:
-        if run.status == "inconclusive":
-            text.append(f"inconclusive: {run.flow} / {run.check} / {run.device}: ", style="yellow").append(
+        if run.status in ("inconclusive", "uncovered"):
+            text.append(f"{run.status}: {run.flow} / {run.check} / {run.device}: ", style=STYLES[run.status]).append(
                 f"{run.detail}\n"
             )
-    reasons: dict[str, list[str]] = {}
-    for run in runs:
-        if run.status == "skipped":
-            reasons.setdefault(run.detail, []).append(f"{run.flow}/{run.check}")
-    for reason, which in reasons.items():
-        text.append(f"skipped ({reason}): ", style="dim").append(", ".join(which) + "\n", style="dim")
+    for status in ("skipped", "not_applicable"):
+        reasons: dict[str, list[str]] = {}
+        for run in runs:
+            if run.status == status:
+                reasons.setdefault(run.detail, []).append(f"{run.flow}/{run.check}")
+        label = status.replace("_", " ")
+        for reason, which in reasons.items():
+            text.append(f"{label} ({reason}): ", style="dim").append(", ".join(which) + "\n", style="dim")
     return text
 
 
@@ -170,18 +192,24 @@ def failure_panel(run: PropertyRun) -> Panel:
     """A failure: what went wrong and the shrunk counterexample with its offending values (print the reproduce
     command with :func:`reproduce_line` below it: outside the panel it is never wrapped, so it can be copied)."""
     parts: list[Any] = [Text(run.detail)]
-    example = run.counterexample
-    if example is not None:
+    for label, example in (("counterexample (shrunk)", run.counterexample), ("worst case seen", run.worst)):
+        if example is None:
+            continue
         case = example.case
         context_dim = case.options.get("context_dim", 0)
         conditional = f" context_dim={context_dim} (contexts drawn from the seed)" if context_dim else ""
+        size = "" if example.max_error is None else f" error {_format(example.max_error)}"
+        size += "" if example.tolerance is None else f" (tolerance {_format(example.tolerance)})"
+        size += " — marginal: within a few ulps of the tolerance" if example.marginal else ""
         parts.append(
             Text(
-                f"counterexample: dim={case.dim}{conditional} batch={case.batch} seed={case.seed} scale={case.scale:g} "
+                f"{label}:{size} dim={case.dim}{conditional} batch={case.batch} seed={case.seed} scale={case.scale:g} "
                 f"options={dict(case.options)} dtype={case.dtype} device={case.device}",
                 style="bold",
             )
         )
+        if example is run.worst:
+            parts.append(Text(f"  {example.detail}", overflow="fold"))
         for key, value in example.data.items():
             parts.append(Text(f"  {key}: {value}", overflow="fold"))
     return Panel(
@@ -190,6 +218,10 @@ def failure_panel(run: PropertyRun) -> Panel:
 
 
 def reproduce_line(run: PropertyRun) -> Text:
-    """``reproduce: <command>`` for a failed run (print with ``soft_wrap=True`` so the line is not broken)."""
+    """``reproduce: <command>`` for a failed run, and ``reproduce the worst case: <command>`` when the worst case is
+    another one (print with ``soft_wrap=True`` so the lines are not broken)."""
     command = run.counterexample.reproduce if run.counterexample is not None else ""
-    return Text("reproduce: ", style="bold").append(command, style="cyan")
+    text = Text("reproduce: ", style="bold").append(command, style="cyan")
+    if run.worst is not None:
+        text.append("\nreproduce the worst case: ", style="bold").append(run.worst.reproduce, style="cyan")
+    return text

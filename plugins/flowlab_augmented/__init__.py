@@ -73,7 +73,6 @@ SPEC = FlowSpec(
     explanation=EXPLANATION,
     tolerances=ode_tolerances(),
     mixes=True,
-    capabilities=frozenset({"solver_tolerances", "solver_method", "marginal_likelihood"}),
     # a learned proposal is trained by the marginal bound only: the kit's ``gradients`` property (every parameter
     # gets a gradient from the joint log_prob) does not hold for it by design
     check_options={**ODE_CHECK_OPTIONS, "proposal": "base"},

@@ -10,6 +10,7 @@ from typing import Any
 from flowlab import hookimpl
 from flowlab_checks import (
     batch_independence,
+    build,
     context_dependence,
     dtype_device,
     gradients,
@@ -22,6 +23,7 @@ from flowlab_checks import (
 )
 
 CHECKS = (
+    build.CHECK,
     invertibility.CHECK,
     logdet.CHECK,
     normalization.CHECK,

@@ -23,6 +23,7 @@ from flowlab.checks import (
     CheckSpec,
     Direction,
     Measurement,
+    Side,
     apply,
     build_case_bijector,
     case_context,
@@ -35,12 +36,13 @@ from flowlab.checks import (
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
     rows = case.batch
-    others = case_points(case, salt=2, scale=3 * case.scale + 1)
     context, other_context = case_context(case), case_context(case, salt=2)
     measurements = []
     directions: tuple[tuple[Direction, int], ...] = (("forward", 0), ("inverse", 1))
     for direction, salt in directions:
-        points = case_points(case, salt=salt)
+        side: Side = "base" if direction == "forward" else "data"
+        points = case_points(case, salt=salt, side=side)
+        others = case_points(case, salt=2, scale=3 * case.scale + 1, side=side)
         alone, ladj_alone = apply(build_case_bijector(spec, case), points, direction, context)
         second = build_case_bijector(spec, case)
         before, ladj_before = apply(second, torch.cat([others, points]), direction, _cat(other_context, context))

@@ -1,4 +1,5 @@
-"""``dtype_device``: outputs keep the input's dtype and device; float32 agrees with float64 (and CUDA with CPU).
+"""``dtype_device``: outputs keep the input's dtype and device; float32 agrees with float64 (and CUDA with CPU);
+a dtype the flow does not compute in is refused.
 
 The flow is built in float32 and in float64 on the case's device (the same perturbed parameters, rounded), and
 ``forward``, ``inverse``, ``log_prob`` and ``sample_and_log_prob`` must return tensors of that dtype on that device:
@@ -6,6 +7,11 @@ a layer that allocates with ``torch.zeros(n)`` (default dtype, CPU) fails here. 
 drawn context in the same dtype and on the same device. ``log_prob`` in float32 must match
 float64 to the tolerance (a mixed relative error; float32 keeps about 7 digits), and on a CUDA device the float64
 ``log_prob`` must match the CPU's.
+
+A flow that computes in fewer dtypes (``FlowSpec.dtypes``, e.g. float64 only) is checked in those, and in each
+other one it must *refuse*: the flow converted with ``.to(dtype)`` and called with inputs of that dtype must raise
+(ideally a :class:`~flowlab.errors.DtypeError` saying which dtypes it supports), never return a result computed in
+a precision it does not claim.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from flowlab.checks import (
     apply,
     build_case_flow,
     case_context,
+    case_dtype,
     case_points,
     dtype_of,
     judge,
@@ -35,10 +42,10 @@ from flowlab.checks import (
 def outputs(spec: FlowSpec, case: Case) -> tuple[dict[str, Tensor], list[str]]:
     """The flow's outputs for ``case`` and the list of those with the wrong dtype or device."""
     flow = build_case_flow(spec, case)
-    points, context = case_points(case), case_context(case)
+    z, points, context = case_points(case, side="base"), case_points(case), case_context(case)
     with seeded(case.seed, case.device):
         samples, sample_log_prob = flow.sample_and_log_prob(case.batch, context)
-    forward, forward_ladj = apply(flow.bijector, points, "forward", context)
+    forward, forward_ladj = apply(flow.bijector, z, "forward", context)
     inverse, inverse_ladj = apply(flow.bijector, points, "inverse", context)
     results = {
         "forward": forward,
@@ -58,11 +65,33 @@ def outputs(spec: FlowSpec, case: Case) -> tuple[dict[str, Tensor], list[str]]:
     return results, wrong
 
 
+def refusal(spec: FlowSpec, case: Case) -> str | None:
+    """``None`` if the flow refuses ``case.dtype`` (not among ``FlowSpec.dtypes``), else what it did instead."""
+    flow = build_case_flow(spec, replace(case, dtype=case_dtype(spec)))
+    try:
+        log_prob = flow.to(dtype_of(case)).log_prob(case_points(case), case_context(case))
+    except Exception:
+        return None
+    return (
+        f"{spec.name} declares dtypes {list(spec.dtypes)} (FlowSpec.dtypes) but computed a {log_prob.dtype} log_prob "
+        f"in {case.dtype} instead of refusing: declare {case.dtype} if the flow works in it, or raise a DtypeError"
+    )
+
+
 def run(spec: FlowSpec, case: Case) -> CheckResult:
-    single, wrong_single = outputs(spec, replace(case, dtype="float32"))
-    double, wrong_double = outputs(spec, replace(case, dtype="float64"))
-    if wrong_single or wrong_double:
-        return CheckResult("failed", detail="; ".join(wrong_single + wrong_double))
+    results, problems = {}, []
+    for dtype in ("float32", "float64"):
+        if dtype in spec.dtypes:
+            results[dtype], wrong = outputs(spec, replace(case, dtype=dtype))
+            problems += wrong
+        elif (problem := refusal(spec, replace(case, dtype=dtype))) is not None:
+            problems.append(problem)
+    if problems:
+        return CheckResult("failed", detail="; ".join(problems))
+    if len(results) < 2:
+        declared = ", ".join(spec.dtypes)
+        return CheckResult("passed", max_error=0.0, tolerance=0.0, detail=f"computes in {declared}, refuses the rest")
+    single, double = results["float32"], results["float64"]
     points = case_points(replace(case, dtype="float64"))
     measurements = [
         Measurement(
@@ -71,7 +100,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
             {"x": points, "float32": single["log_prob"], "float64": double["log_prob"]},
         )
     ]
-    if torch.device(case.device).type == "cuda":
+    if torch.device(case.device).type == "cuda" and "float64" in results:
         cpu, _ = outputs(spec, replace(case, dtype="float64", device="cpu"))
         measurements.append(
             Measurement(

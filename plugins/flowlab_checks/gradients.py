@@ -52,7 +52,8 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     for train in (True, False):
         mode = "training" if train else "eval"
         flow = build_case_flow(spec, case, train=train)
-        x, context = case_points(case), case_context(case)
+        rows = max(case.batch, spec.min_train_batch) if train else case.batch  # batch statistics need enough rows
+        x, context = case_points(case, batch=rows), case_context(case, batch=rows)
         grad_x, grads = _gradients(flow, x, context)
         parameters = len(grads)
         bad_rows = (~torch.isfinite(grad_x).all(dim=1)).nonzero().flatten().tolist()

@@ -26,7 +26,8 @@ from flowlab.checks import (
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
     bijector = build_case_bijector(spec, case)
-    z, x, c = case_points(case, salt=0), case_points(case, salt=1), case_context(case)
+    z, x = case_points(case, salt=0, side="base"), case_points(case, salt=1, side="data")
+    c = case_context(case)
     forward_z, ladj_forward = apply(bijector, z, "forward", c)
     back_z, ladj_back = apply(bijector, forward_z, "inverse", c)
     inverse_x, ladj_inverse = apply(bijector, x, "inverse", c)

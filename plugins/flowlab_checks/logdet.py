@@ -51,7 +51,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     directions: tuple[tuple[Direction, str, int], ...] = (("forward", "z", 0), ("inverse", "x", 1))
     context = case_context(case)
     for direction, name, salt in directions:
-        points = case_points(case, salt=salt)
+        points = case_points(case, salt=salt, side="base" if direction == "forward" else "data")
         _, ladj = apply(bijector, points, direction, context)
         jacobian = batch_jacobian(partial(_points_of, bijector, direction, context), points)
         reference = torch.linalg.slogdet(jacobian).logabsdet

@@ -39,7 +39,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         return CheckResult("skipped", detail=f"with options {dict(case.options)} the flow does not claim to mix")
     case = replace(case, dtype="float64")
     bijector = build_case_bijector(spec, case)
-    points = case_points(case)
+    points = case_points(case, side="base")
 
     def dependence(at: Tensor, context: Tensor | None) -> Tensor:
         return batch_jacobian(lambda p: apply(bijector, p, "forward", context)[0], at).abs().amax(dim=0)
@@ -47,7 +47,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     seen = dependence(points, case_context(case))
     for scale in SPREADS:
         if bool((seen == 0).any()):
-            spread = case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale)
+            spread = case_points(case, salt=7, batch=SPREAD_ROWS, scale=scale, side="base")
             seen = seen.maximum(dependence(spread, case_context(case, salt=7, batch=SPREAD_ROWS)))
     independent = (seen == 0).nonzero().tolist()
     count = len(independent)

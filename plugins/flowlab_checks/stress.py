@@ -38,6 +38,7 @@ from flowlab.checks import (
     CheckSpec,
     Direction,
     Measurement,
+    Side,
     apply,
     build_case_bijector,
     case_context,
@@ -74,7 +75,8 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     context64 = None if context is None else context.double()
     for scale in (case.scale, STRESS_SCALE):
         for direction, name, salt in directions:
-            points = case_points(replace(case, dtype="float64"), salt=salt, scale=scale).float().double()
+            side: Side = "base" if direction == "forward" else "data"
+            points = case_points(replace(case, dtype="float64"), salt=salt, scale=scale, side=side).float().double()
             out64, ladj64 = apply(double, points, direction, context64)
             out32, ladj32 = apply(single, points.float(), direction, context)
             sensitivity = conditioning(double, points, direction, context64, ladj64, case.seed + salt)

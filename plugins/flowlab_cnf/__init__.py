@@ -48,7 +48,6 @@ SPEC = FlowSpec(
     explanation=EXPLANATION,
     tolerances=ode_tolerances(),
     mixes=True,
-    capabilities=frozenset({"solver_tolerances", "solver_method"}),
     check_options=ODE_CHECK_OPTIONS,
 )
 

@@ -14,9 +14,11 @@
   to the exact log-det (z-score of the mean over ``SOLVE_COPIES`` copies of a point): a bias anywhere between the
   flow's own draw and the integral fails, whatever the estimator object says of itself.
 
-What a check needs is declared by the flow (``FlowSpec.capabilities``, ``CheckSpec.requires``): solver tolerances to
-pin (``solver_tolerances``, and ``solver_method`` to pin dopri5), a trace estimator to probe (``trace_estimator``),
-a solve with a given probe (``probe_override``). A flow that declares one and lacks what it promises fails.
+They apply to every continuous flow (``FlowSpec.kind``), the Hutchinson ones to every continuous flow with a
+stochastic log-det, by what the flow is: what a check needs is asked of the flow itself
+(:mod:`flowlab.checks.continuous`): solver tolerances it can pin (build options ``rtol``/``atol``, or a
+:class:`flowlab.ode.ContinuousFlow`'s solver), a trace estimator to probe and a solve with a given probe (the
+protocol). A flow that lacks them is *uncovered*, never silently passed.
 Statistical checks run on few cases with fixed seeds; their bounds are 5 standard errors from the central limit
 theorem, and each result states the smallest error it would have detected (``detectable``).
 """
@@ -36,15 +38,15 @@ from flowlab.checks import (
     CheckResult,
     CheckSpec,
     build_case_bijector,
-    build_pinned,
+    build_ode,
     case_points,
+    continuous_protocol,
     float64_cpu,
-    require,
+    solver_settable,
 )
+from flowlab.ode import continuous_flow
 
 Z_BOUND = 5.0
-SOLVER = frozenset({"solver_tolerances"})
-HUTCHINSON = frozenset({"trace_estimator"})
 
 
 def continuous(spec: FlowSpec) -> bool | str:
@@ -65,8 +67,8 @@ def continuous_2d(spec: FlowSpec) -> bool | str:
 
 def _exact_at_eval(module: Any) -> CheckResult | None:
     module.eval()
-    estimator = getattr(module, "trace_estimator", None)
-    if estimator is not None and estimator.stochastic:
+    ode = continuous_flow(module)
+    if ode is not None and ode.trace_estimator.stochastic:
         return CheckResult("skipped", detail="the trace is stochastic in eval mode; build with eval_trace='exact'")
     return None
 
@@ -82,7 +84,7 @@ def run_invertibility(spec: FlowSpec, case: Case) -> CheckResult:
     atol = float(case.options.get("atol", 1e-6))
     if case.options.get("method", "dopri5") not in ("dopri5", "bosh3", "adaptive_heun"):
         return CheckResult("skipped", detail="a fixed-step method has no rtol/atol to tie the tolerance to")
-    module: Any = build_pinned(spec, case, rtol=rtol, atol=atol, method=case.options.get("method", "dopri5"))
+    module: Any = build_ode(spec, case, rtol=rtol, atol=atol, method=case.options.get("method", "dopri5"))
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -103,7 +105,7 @@ def run_invertibility(spec: FlowSpec, case: Case) -> CheckResult:
         tolerance,
         f"round-trip error {float(error):.3g} and log-det mismatch {float(ladj_error):.3g}, in units of "
         f"atol + rtol·|value| (rtol={rtol:g}, atol={atol:g}, {case.dtype})",
-        {"nfe": getattr(module, "nfe", None)},
+        {"nfe": None if (ode := continuous_flow(module)) is None else ode.nfe},
     )
 
 
@@ -112,7 +114,7 @@ CHECK_INVERTIBILITY = CheckSpec(
     summary="inverse(forward(z)) = z and the log-dets cancel, within a multiple of the solver's rtol/atol",
     run=run_invertibility,
     applies=continuous,
-    requires=SOLVER,
+    needs=solver_settable,
     # global error of two adaptive solves in units of the local tolerance; it depends on the method's order
     # (measured over 36 cases each: dopri5 ≤ 50, bosh3 ≤ 500, adaptive_heun ≤ 1)
     tolerance=2000.0,
@@ -137,7 +139,7 @@ def run_logdet(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_LOGDET.tolerance_for(spec)
     dim = min(case.dim, MAX_LOGDET_DIM)
     case = float64_cpu(case, dim)
-    module: Any = build_pinned(spec, case, rtol=1e-9, atol=1e-9, adjoint=False)
+    module: Any = build_ode(spec, case, rtol=1e-9, atol=1e-9, adjoint=False)
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -167,7 +169,7 @@ CHECK_LOGDET = CheckSpec(
     summary="log-det of the ODE flow map = slogdet of the autograd Jacobian of the odeint solution (float64)",
     run=run_logdet,
     applies=continuous,
-    requires=SOLVER,
+    needs=solver_settable,
     # the generic logdet compares the same two quantities at the flow's own solver tolerance (1e-2 for the built-in
     # ODE flows) and cost 10 s of cnf's 49 s: this one holds them to 1e-7 at rtol = atol = 1e-9
     supersedes=frozenset({"logdet"}),
@@ -182,7 +184,7 @@ HALF_WIDTH, GRID = 8.0, 81
 
 def run_normalization(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_NORMALIZATION.tolerance_for(spec)
-    module: Any = build_pinned(spec, float64_cpu(case, 2), rtol=1e-7, atol=1e-7)
+    module: Any = build_ode(spec, float64_cpu(case, 2), rtol=1e-7, atol=1e-7)
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -210,7 +212,7 @@ CHECK_NORMALIZATION = CheckSpec(
     summary="2D: the density integrates to 1 (grid quadrature, exact trace at evaluation)",
     run=run_normalization,
     applies=continuous_2d,
-    requires=SOLVER,
+    needs=solver_settable,
     tolerance=1e-4,  # quadrature on a 0.2 grid of a smooth density plus solver error at 1e-7 (measured: < 2e-7)
     max_examples=1,
 )
@@ -232,8 +234,8 @@ def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_HUTCHINSON.tolerance_for(spec)
     dim = max(case.dim, 2)
     case = float64_cpu(case, dim)
-    module: Any = build_case_bijector(spec, case, train=True)
-    require(spec, "trace_estimator", module=module, attributes=("field", "trace_estimator"))
+    module = continuous_flow(build_case_bijector(spec, case, train=True))
+    assert module is not None  # the check's needs: a ContinuousFlow
     estimator, field = module.trace_estimator, module.field
     if not estimator.stochastic:
         return CheckResult(
@@ -290,7 +292,7 @@ CHECK_HUTCHINSON = CheckSpec(
     summary="Hutchinson: unbiased (|z| ≤ 5), variance as theory predicts, exact on a probe set with mean vvᵀ = I",
     run=run_hutchinson_estimator,
     applies=stochastic_continuous,
-    requires=HUTCHINSON,
+    needs=continuous_protocol,
     tolerance=Z_BOUND,
     max_examples=3,
 )
@@ -305,9 +307,7 @@ def run_fixed_probe(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_FIXED_PROBE.tolerance_for(spec)
     dim = case.dim
     case = float64_cpu(case, dim)
-    module: Any = build_pinned(spec, case, rtol=1e-8, atol=1e-8, eval_trace="exact")
-    require(spec, "trace_estimator", module=module, attributes=("field", "trace_estimator"))
-    require(spec, "probe_override", module=module, attributes=("integrate", "nfe", "solver"))
+    module: Any = build_ode(spec, case, rtol=1e-8, atol=1e-8, eval_trace="exact")
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -357,7 +357,7 @@ CHECK_FIXED_PROBE = CheckSpec(
     summary="a Hutchinson solve holds its probe fixed: over a probe set with mean vvᵀ = I it equals the exact solve",
     run=run_fixed_probe,
     applies=stochastic_continuous,
-    requires=HUTCHINSON | SOLVER | {"probe_override"},
+    needs=continuous_protocol,
     tolerance=1e-5,  # two float64 solves at rtol=atol=1e-8 with different step sequences (measured: ~1e-7)
     max_examples=2,
 )
@@ -370,8 +370,7 @@ SOLVE_COPIES = 256
 def run_solve_unbiased(spec: FlowSpec, case: Case) -> CheckResult:
     tolerance = CHECK_SOLVE_UNBIASED.tolerance_for(spec)
     case = float64_cpu(case)
-    module: Any = build_pinned(spec, case, rtol=1e-7, atol=1e-7, eval_trace="exact")
-    require(spec, "trace_estimator", module=module, attributes=("trace_estimator",))
+    module: Any = build_ode(spec, case, rtol=1e-7, atol=1e-7, eval_trace="exact")
     skipped = _exact_at_eval(module)
     if skipped is not None:
         return skipped
@@ -402,7 +401,7 @@ CHECK_SOLVE_UNBIASED = CheckSpec(
     summary="Hutchinson: solves with the probes the flow draws itself average to the exact log-det (|z| ≤ 5)",
     run=run_solve_unbiased,
     applies=stochastic_continuous,
-    requires=HUTCHINSON | SOLVER,
+    needs=continuous_protocol,
     tolerance=Z_BOUND,
     max_examples=3,
 )

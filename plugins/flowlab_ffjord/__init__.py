@@ -69,7 +69,6 @@ SPEC = FlowSpec(
     explanation=EXPLANATION,
     tolerances=ode_tolerances(),
     mixes=True,
-    capabilities=frozenset({"solver_tolerances", "solver_method", "trace_estimator", "probe_override"}),
     # the kit's exactness properties (log-dets that cancel, batch independence) do not hold for a random estimate
     # at evaluation; the Hutchinson checks cover that mode
     check_options={**ODE_CHECK_OPTIONS, "eval_trace": "exact"},

@@ -109,7 +109,6 @@ SPECS = [
             "rtol": Option(1e-5, "relative tolerance of zuko's adaptive solver", low=1e-13, high=1.0),
             "atol": Option(1e-6, "absolute tolerance of zuko's adaptive solver", low=1e-13, high=1.0),
         },
-        capabilities={"solver_tolerances"},
         mixes=True,
         tolerances=CNF_TOLERANCES,
         references=(
