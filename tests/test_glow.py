@@ -8,9 +8,10 @@ import math
 
 import pytest
 import torch
-from flowlab_glow.bijector import ActNorm, DenseLinear, LULinear
+from flowlab_glow.bijector import DenseLinear, LULinear
 
 import flowlab
+from flowlab.layers import ActNorm
 
 
 def hand_lu() -> LULinear:

@@ -51,3 +51,25 @@ def test_the_dataset_hook_registers_a_sampler_drawing_from_its_generator():
     points = spec.sample(100, torch.Generator().manual_seed(0))
     assert points.shape == (100, 2)
     torch.testing.assert_close(points, spec.sample(100, torch.Generator().manual_seed(0)))
+
+
+def test_the_coupling_flow_over_flowlab_layers_is_a_correct_mixing_flow():
+    namespace = block("class AdditiveCoupling(Coupling)")
+    records: list = []
+    namespace["flowlab_register_flows"](records.append)
+    [spec] = records
+    options = {name: option.default for name, option in spec.options.items()}
+    torch.manual_seed(0)
+    flow = spec.build(4, **{**options, "layers": 3, "hidden": 8}).double()
+    with torch.no_grad():  # away from the identity start: random t's last layers and ActNorm parameters
+        for parameter in flow.parameters():
+            parameter.copy_(0.5 * torch.randn_like(parameter))
+    flow.eval()
+    z = torch.randn(6, 4, dtype=torch.float64)
+    x, forward = flow(z)
+    back, inverse = flow.inverse(x)
+    torch.testing.assert_close(back, z)
+    torch.testing.assert_close(inverse, -forward)
+    jacobian = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], z[0])
+    torch.testing.assert_close(forward[0], torch.linalg.slogdet(jacobian).logabsdet)
+    assert spec.mixes(options | {"layers": 3}) and (jacobian.abs() > 1e-12).all()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from flowlab.ode.bijector import ODEBijector
 from flowlab.ode.dynamics import AugmentedDynamics
-from flowlab.ode.field import ACTIVATIONS, TimeMLP
+from flowlab.ode.field import TimeMLP
 from flowlab.ode.options import (
     ODE_CHECK_OPTIONS,
     ODE_CONVENTION,
@@ -31,7 +31,6 @@ from flowlab.ode.solver import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, So
 from flowlab.ode.trace import ExactTrace, Hutchinson, TraceEstimator
 
 __all__ = [
-    "ACTIVATIONS",
     "ADAPTIVE_METHODS",
     "FIXED_STEP_METHODS",
     "METHODS",

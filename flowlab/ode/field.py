@@ -9,9 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from flowlab.errors import OptionError, ShapeError
-
-#: smooth activations only: the trace's gradient needs second derivatives (ReLU's are zero almost everywhere)
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "softplus": nn.Softplus, "elu": nn.ELU, "silu": nn.SiLU}
+from flowlab.nn import SMOOTH_CHOICES, activation_module
 
 
 class TimeMLP(nn.Module):
@@ -34,14 +32,14 @@ class TimeMLP(nn.Module):
         init_scale: float = 0.1,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise OptionError(f"TimeMLP: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if activation not in SMOOTH_CHOICES:  # the trace's gradient needs second derivatives (not ReLU's zeros)
+            raise OptionError(f"TimeMLP: activation must be one of {', '.join(SMOOTH_CHOICES)}, got {activation!r}")
         self.dim = dim
         self.frequencies = frequencies
         widths = [dim + 1 + 2 * frequencies] + [hidden] * depth
         layers: list[nn.Module] = []
         for n_in, n_out in itertools.pairwise(widths):
-            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+            layers += [nn.Linear(n_in, n_out), activation_module(activation)]
         last = nn.Linear(widths[-1], dim)
         with torch.no_grad():
             last.weight.mul_(init_scale)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowlab.nn import SMOOTH_CHOICES
 from flowlab.ode.bijector import ODEBijector
-from flowlab.ode.field import ACTIVATIONS, TimeMLP
+from flowlab.ode.field import TimeMLP
 from flowlab.ode.solver import METHODS, SolverConfig
 from flowlab.ode.trace import TraceEstimator
 from flowlab.options import Option, Tolerance
@@ -55,7 +56,7 @@ def ode_options() -> dict[str, Option]:
         "hidden": Option(32, "vector field MLP width", low=1),
         "depth": Option(2, "vector field MLP hidden layers", low=1),
         "activation": Option(
-            "tanh", "vector field activation (smooth: the trace is differentiated)", choices=tuple(ACTIVATIONS)
+            "tanh", "vector field activation (smooth: the trace is differentiated)", choices=SMOOTH_CHOICES
         ),
         "frequencies": Option(1, "Fourier time features sin/cos(2πkt), k = 1..K", low=0, high=16),
         "method": Option("dopri5", "torchdiffeq solver", choices=METHODS),

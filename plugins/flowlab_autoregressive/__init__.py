@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, hookimpl
-from flowlab_autoregressive.bijector import ACTIVATIONS, AffineAutoregressive, Reads, ordering
+from flowlab.nn import CONDITIONER_CHOICES
+from flowlab_autoregressive.bijector import AffineAutoregressive, Reads, ordering
 
 #: per flow: the side its conditioner reads, the direction that is one parallel pass, the sequential one
 DIRECTIONS: dict[str, tuple[Reads, str, str]] = {
@@ -99,7 +100,7 @@ OPTIONS = {
     "layers": Option(4, "number of autoregressive layers K", low=1, high=256),
     "hidden": Option(64, "MADE hidden width (all degrees present when ≥ d − 1)", low=1),
     "depth": Option(2, "MADE hidden layers", low=1),
-    "activation": Option("relu", "MADE activation", choices=tuple(ACTIVATIONS)),
+    "activation": Option("relu", "MADE activation", choices=CONDITIONER_CHOICES),
     "scale_bound": Option(3.0, "B in s = B·tanh(ŝ/B)", low=1e-3),
     "identity_init": Option(True, "zero the MADE's output: layers start as the identity", choices=(True, False)),
     "permutation": Option(

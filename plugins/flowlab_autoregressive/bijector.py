@@ -30,29 +30,15 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from flowlab_coupling.bijector import ACTIVATIONS, soft_clamp
 from torch import Tensor, nn
 from torch.nn import functional
 
 from flowlab import Bijector, OptionError, Permutation, ShapeError
+from flowlab.nn import MaskedLinear, activation_module, soft_clamp, zero_init
 
 Reads = Literal["x", "z"]
 #: one coordinate of a sequential pass: ``(given_i, m_i, ŝ_i) -> (u_i, s_i)``
 Solve = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
-
-
-class MaskedLinear(nn.Linear):
-    """``y = (W ⊙ M) u + b`` with a fixed 0/1 ``mask`` ``M`` (a buffer): the mask is applied on every call, so a
-    perturbed or trained ``W`` can never break the autoregressive structure."""
-
-    mask: Tensor
-
-    def __init__(self, mask: Tensor, *, bias: bool = True) -> None:
-        super().__init__(mask.shape[1], mask.shape[0], bias=bias)
-        self.register_buffer("mask", mask.to(self.weight.dtype))
-
-    def forward(self, u: Tensor) -> Tensor:
-        return functional.linear(u, self.weight * self.mask, self.bias)
 
 
 def hidden_degrees(dim: int, width: int, *, conditional: bool = False) -> Tensor:
@@ -88,7 +74,7 @@ class MADE(nn.Module):
             mask = degrees[:, None] >= below[None, :]
             if k == 0 and context_dim:
                 mask = torch.cat([mask, torch.ones(hidden, context_dim, dtype=torch.bool)], dim=1)
-            layers += [MaskedLinear(mask), ACTIVATIONS[activation]()]
+            layers += [MaskedLinear(mask), activation_module(activation)]
             below = degrees
         self.hidden = nn.Sequential(*layers)
         self.out = MaskedLinear(outputs[:, None] > below[None, :])
@@ -96,9 +82,8 @@ class MADE(nn.Module):
 
     def zero_output(self) -> None:
         """Make the output ``(m, ŝ) = (0, 0)`` for every input (the layer starts as the identity)."""
-        for layer in (self.out, self.skip):
-            nn.init.zeros_(layer.weight)
-        nn.init.zeros_(self.out.bias)
+        zero_init(self.out)
+        zero_init(self.skip)
 
     def forward(self, u: Tensor, conditioned: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(m, ŝ)`` from ``u``; ``conditioned``: ``[u, c]``, what the first hidden layer reads when conditional."""
@@ -124,11 +109,11 @@ class MADE(nn.Module):
         # at u = 0: the first layer's bias and context part, the skip's 0 (calls that keep every weight in the graph)
         pre = first(zeros if context is None else torch.cat([zeros, context], dim=-1))
         skip = self.skip(zeros)  # the skip connection's output so far: Σ_{j solved} W_skip[:, j] u_j
-        w_first = first.weight * first.mask  # [h, d (+ k)]
-        deeper = [(layer.weight * layer.mask, layer.bias) for layer in linears[1:]]
-        w_out = (self.out.weight * self.out.mask).view(2, dim, -1).transpose(0, 1)  # [d, 2, h]: rows (m_i, ŝ_i)
+        w_first = first.masked_weight()  # [h, d (+ k)]
+        deeper = [(layer.masked_weight(), layer.bias) for layer in linears[1:]]
+        w_out = self.out.masked_weight().view(2, dim, -1).transpose(0, 1)  # [d, 2, h]: rows (m_i, ŝ_i)
         b_out = self.out.bias.view(2, dim).t()  # [d, 2]
-        w_skip = self.skip.weight * self.skip.mask  # [2d outputs, d inputs]
+        w_skip = self.skip.masked_weight()  # [2d outputs, d inputs]
         solved, scales = [], []
         for i in range(dim):
             hidden = activations[0](pre)

@@ -1,11 +1,12 @@
-"""flowlab plugin ``coupling``: the RealNVP affine coupling layer."""
+"""flowlab plugin ``coupling``: the RealNVP affine coupling layer (:class:`flowlab.layers.AffineCoupling`) as a flow."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flowlab import CONTEXT_OPTION, FlowSpec, Option, hookimpl
-from flowlab_coupling.bijector import ACTIVATIONS, AffineCoupling
+from flowlab.layers import AffineCoupling
+from flowlab.nn import CONDITIONER_CHOICES
 
 EXPLANATION = r"""
 **Transform.** Split the coordinates by a mask into a kept part `z_a` (even indices with `parity="even"`, odd
@@ -56,7 +57,7 @@ SPEC = FlowSpec(
         "parity": Option("even", "which coordinates pass unchanged", choices=("even", "odd")),
         "hidden": Option(64, "conditioner width", low=1),
         "depth": Option(2, "conditioner hidden layers", low=1),
-        "activation": Option("relu", "conditioner activation", choices=tuple(ACTIVATIONS)),
+        "activation": Option("relu", "conditioner activation", choices=CONDITIONER_CHOICES),
         "scale_bound": Option(3.0, "B in s = B·tanh(ŝ/B)", low=1e-3),
         "identity_init": Option(True, "zero the conditioner's last layer", choices=(True, False)),
         "context_dim": CONTEXT_OPTION,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowlab_coupling.bijector import ACTIVATIONS
-from flowlab_stacked.bijector import MIN_STD
-
 from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, hookimpl
+from flowlab.layers import MIN_STD
+from flowlab.nn import CONDITIONER_CHOICES
 from flowlab_glow.bijector import glow_step
 
 EXPLANATION = rf"""
@@ -85,7 +84,7 @@ SPEC = FlowSpec(
         "steps": Option(4, "number of Glow steps K", low=1, high=256),
         "hidden": Option(64, "coupling conditioner width", low=1),
         "depth": Option(2, "coupling conditioner hidden layers", low=1),
-        "activation": Option("relu", "coupling conditioner activation", choices=tuple(ACTIVATIONS)),
+        "activation": Option("relu", "coupling conditioner activation", choices=CONDITIONER_CHOICES),
         "scale_bound": Option(3.0, "B in the coupling's s = B·tanh(ŝ/B)", low=1e-3),
         "lu": Option(
             True, "LU-parametrised W, O(d) log-det; False: a plain W with slogdet, O(d³)", choices=(True, False)

@@ -1,4 +1,5 @@
-"""The layers of a Glow step: ActNorm, an invertible linear map (LU-parametrised or plain), and the step itself.
+"""The invertible linear maps of a Glow step (LU-parametrised or plain), and the step itself with
+:class:`flowlab.layers.ActNorm` and :class:`flowlab.layers.AffineCoupling`.
 
 Sign convention (flowlab's): ``forward(z) -> (x, log|det ∂x/∂z|)`` maps base points to data points (sampling),
 ``inverse(x) -> (z, log|det ∂z/∂x|)`` maps data to base points (density); the log-dets have shape ``[batch]`` and
@@ -11,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from flowlab_coupling.bijector import AffineCoupling
-from flowlab_stacked.bijector import ActNorm
 from torch import Tensor, nn
 
 from flowlab import Bijector, Compose, SingularMatrixError
+from flowlab.layers import ActNorm, AffineCoupling
 
 
 def random_rotation(dim: int) -> Tensor:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab import Compose, FlowSpec, Option, OptionError, hookimpl
+from flowlab.nn import LIPSCHITZ_CHOICES
 from flowlab_residual.bijector import PROBES, ElementwiseAffine, ResidualBlock
 from flowlab_residual.checks import CHECKS
-from flowlab_residual.lipschitz import ACTIVATIONS
 
 COMMON = r"""
 **Transform.** `x = a ⊙ (f_K ∘ … ∘ f_1)(z) + b` with residual blocks `f(z) = z + g(z)` (and the elementwise affine
@@ -72,7 +72,7 @@ OPTIONS = {
     "blocks": Option(4, "number of residual blocks K", low=1, high=256),
     "hidden": Option(64, "width of g's hidden layers", low=1),
     "depth": Option(2, "hidden layers of g (g has depth + 1 linear layers)", low=1),
-    "activation": Option("lipswish", "1-Lipschitz activation of g", choices=tuple(ACTIVATIONS)),
+    "activation": Option("lipswish", "1-Lipschitz activation of g", choices=LIPSCHITZ_CHOICES),
     "coeff": Option(0.9, "c: every weight's spectral norm is at most c, a number in (0, 1)", check=lambda c: 0 < c < 1),
     "spectral_norm": Option(True, "rescale weights on each call (False: use them as given, check ‖W‖₂ ≤ coeff)"),
     "affine": Option(True, "an elementwise affine layer after the blocks", choices=(True, False)),

@@ -1,6 +1,7 @@
 """The residual function ``g`` of an invertible residual block, with ``Lip(g) ≤ coeff^L < 1``.
 
-``g(z) = W_L φ(… φ(W_1 z + b_1) …) + b_L``: ``L = depth + 1`` linear layers and 1-Lipschitz activations ``φ``.
+``g(z) = W_L φ(… φ(W_1 z + b_1) …) + b_L``: ``L = depth + 1`` linear layers and 1-Lipschitz activations ``φ``
+(:data:`flowlab.nn.LIPSCHITZ_CHOICES`: ``LipSwish``, ``ELU``, each with ``value_and_derivative``).
 Each weight is used as ``W̃ = W · coeff / max(σ(W), coeff)`` (spectral normalisation, Miyato et al. 2018;
 Behrmann et al. 2019), so ``‖W̃‖₂ ≤ coeff`` and ``Lip(g) ≤ Π ‖W̃_l‖₂ ≤ coeff^L``.
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowlab import FlowlabError
+from flowlab.nn import LIPSCHITZ_CHOICES, activation_module
 
 
 class LipschitzError(FlowlabError, ValueError):
@@ -79,32 +81,6 @@ class SpectralLinear(nn.Module):
         return self.weight * (self.coeff / sigma), self.coeff
 
 
-class LipSwish(nn.Module):
-    """``φ(a) = a · sigmoid(β a) / 1.1``, ``β = softplus(β̃) > 0`` learnt (Chen et al. 2019).
-
-    ``φ'(a) = (s + β a s (1 − s)) / 1.1`` with ``s = sigmoid(β a)``; ``sup |φ'| = 1.0998… / 1.1 < 1`` for every β.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw_beta = nn.Parameter(torch.tensor(0.5))
-
-    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
-        beta = F.softplus(self.raw_beta)
-        s = torch.sigmoid(beta * a)
-        return a * s / 1.1, (s + beta * a * s * (1 - s)) / 1.1
-
-
-class ELU(nn.Module):
-    """``φ(a) = a`` for ``a > 0``, ``exp(a) − 1`` otherwise; ``φ'(a) = exp(min(a, 0)) ∈ (0, 1]``."""
-
-    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
-        return F.elu(a), torch.exp(a.clamp(max=0))
-
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"lipswish": LipSwish, "elu": ELU}
-
-
 @dataclass(frozen=True)
 class Weights:
     """The normalised weights of one call, ``[(W̃_l, b_l)]``, and the bound ``Lip(g) ≤ Π ‖W̃_l‖₂``."""
@@ -130,7 +106,7 @@ class LipschitzMLP(nn.Module):
             )
             for i, (n_in, n_out) in enumerate(itertools.pairwise(widths))
         )
-        self.activations = nn.ModuleList(ACTIVATIONS[activation]() for _ in range(depth))
+        self.activations = nn.ModuleList(activation_module(activation, LIPSCHITZ_CHOICES) for _ in range(depth))
 
     def weights(self) -> Weights:
         """The weights for one call (normalised here, once per call, not once per use)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, hookimpl
-from flowlab_spline.bijector import ACTIVATIONS, neural_spline_flow
+from flowlab.nn import CONDITIONER_CHOICES
+from flowlab_spline.bijector import neural_spline_flow
 from flowlab_spline.spline import MIN_DERIVATIVE, MIN_HEIGHT, MIN_WIDTH
 
 EXPLANATION = rf"""
@@ -77,7 +78,7 @@ SPEC = FlowSpec(
         "bound": Option(5.0, "B: the splines live on [-B, B], identity outside", low=1e-2),
         "hidden": Option(64, "conditioner width", low=1),
         "depth": Option(2, "conditioner hidden layers", low=1),
-        "activation": Option("relu", "conditioner activation", choices=tuple(ACTIVATIONS)),
+        "activation": Option("relu", "conditioner activation", choices=CONDITIONER_CHOICES),
         "identity_init": Option(
             True, "zero the conditioner's last layer (each layer starts as the identity)", choices=(True, False)
         ),

@@ -12,34 +12,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowlab import Bijector, Compose, Permutation
+from flowlab import Compose, Permutation
+from flowlab.layers import Coupling
 from flowlab_spline.spline import constrain, rational_quadratic
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 
-
-def conditioner(n_in: int, n_out: int, hidden: int, depth: int, activation: str, identity_init: bool) -> nn.Sequential:
-    """An MLP with ``depth`` hidden layers of width ``hidden``; ``identity_init`` zeroes its last layer."""
-    layers: list[nn.Module] = []
-    width = n_in
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
-        width = hidden
-    last = nn.Linear(width, n_out)
-    if identity_init:
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-    return nn.Sequential(*layers, last)
-
-
-class SplineCoupling(Bijector):
+class SplineCoupling(Coupling):
     """Keep the first ``⌊d/2⌋`` coordinates ``a``, move the others ``b`` by one spline each, conditioned on ``a``:
 
     ``z_a = x_a``,  ``z_b = S(x_b; θ(x_a))`` (density direction),  ``x_b = S⁻¹(z_b; θ(z_a))`` (sampling),
     ``log|det ∂z/∂x| = Σ_b log S'(x_b)``. ``θ``: per moved coordinate, ``3K − 1`` values (``K`` widths, ``K``
     heights, ``K − 1`` interior derivatives) from one MLP, made valid by :func:`flowlab_spline.spline.constrain`.
     With ``context_dim = k > 0`` the MLP reads ``[x_a, c]``, the context ``c`` (``[batch, k]``) appended:
-    ``θ(x_a, c)``; the log-det at fixed ``c`` is the same sum.
+    ``θ(x_a, c)``; the log-det at fixed ``c`` is the same sum. (:class:`flowlab.layers.Coupling` splits, runs the
+    MLP and joins; in its terms ``τ = S⁻¹``.)
     """
 
     def __init__(
@@ -54,27 +40,24 @@ class SplineCoupling(Bijector):
         identity_init: bool,
         context_dim: int = 0,
     ) -> None:
-        super().__init__()
-        self.dim, self.bins, self.bound = dim, bins, float(bound)
-        self.context_dim = int(context_dim)
-        self.split = dim // 2
-        self.conditioner = conditioner(
-            self.split + self.context_dim, (dim - self.split) * (3 * bins - 1), hidden, depth, activation, identity_init
+        super().__init__(
+            dim,
+            split="halves",
+            params_per_coordinate=3 * bins - 1,
+            hidden=hidden,
+            depth=depth,
+            activation=activation,
+            identity_init=identity_init,
+            context_dim=context_dim,
         )
+        self.bins, self.bound = bins, float(bound)
 
-    def _couple(self, kept: Tensor, moved: Tensor, inverse: bool, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        raw = self.conditioner(self.conditioner_input(kept, context)).view(*moved.shape, 3 * self.bins - 1)
-        widths, heights, derivatives = constrain(raw, self.bins)
-        out, log_slope = rational_quadratic(
-            moved, widths, heights, derivatives, inverse=inverse, bound=self.bound, check=False
+    def transform(self, moved: Tensor, theta: Tensor, *, inverse: bool) -> tuple[Tensor, Tensor]:
+        widths, heights, derivatives = constrain(theta.view(*moved.shape, 3 * self.bins - 1), self.bins)
+        # S maps data to noise: sampling (forward) is S⁻¹, the density direction (inverse) is S
+        return rational_quadratic(
+            moved, widths, heights, derivatives, inverse=not inverse, bound=self.bound, check=False
         )
-        return torch.cat([kept, out], dim=-1), log_slope.sum(dim=-1)
-
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._couple(z[:, : self.split], z[:, self.split :], True, context)
-
-    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._couple(x[:, : self.split], x[:, self.split :], False, context)
 
 
 def roll(dim: int) -> Permutation:

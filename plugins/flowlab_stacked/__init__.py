@@ -10,7 +10,7 @@ from torch import nn
 
 import flowlab
 from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, OptionError, Permutation, hookimpl
-from flowlab_stacked.bijector import ActNorm
+from flowlab.layers import ActNorm
 
 EXPLANATION = r"""
 **Transform.** `x = f_K ∘ P ∘ f_{K−1} ∘ … ∘ P ∘ f_1 (z)`: `K` blocks of a registered discrete flow (`block`,

@@ -1,11 +1,11 @@
-"""ActNorm and the stack of blocks with permutations between them."""
+"""ActNorm: a per-coordinate affine map initialised from the first training batch (Kingma & Dhariwal 2018)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from flowlab import Bijector
+from flowlab.bijector import Bijector
 
 #: a coordinate whose standard deviation in ActNorm's first batch is at most this (a batch of one row, a constant
 #: coordinate) is only centred, with scale 1: dividing by its std would give inf (or a scale of 1e6 with Glow's

@@ -1,0 +1,156 @@
+"""The networks flows are built from: activations, the MLP, the soft clamp of a log-scale, zero-initialised last
+layers, and MADE's masked linear layer.
+
+Every plugin takes these from here (``docs/writing-plugins.md``); the bijective layers made of them are in
+:mod:`flowlab.layers`. Nothing here is a bijector: these are the conditioners and fields *inside* one.
+
+**Activations.** One table, :data:`ACTIVATIONS` (name -> ``nn.Module`` class); each family offers the names that
+suit it as its ``activation`` option's choices:
+
+- :data:`CONDITIONER_CHOICES` (``relu``, ``tanh``, ``elu``, ``silu``): the networks of coupling and autoregressive
+  layers, whose output only parametrises an elementwise map (any activation will do);
+- :data:`SMOOTH_CHOICES` (``tanh``, ``softplus``, ``elu``, ``silu``): ODE vector fields, whose trace's gradient
+  needs second derivatives (ReLU's are zero almost everywhere);
+- :data:`LIPSCHITZ_CHOICES` (``lipswish``, ``elu``): residual blocks, which need ``|φ'| ≤ 1`` and ``φ'`` in closed
+  form (their modules have ``value_and_derivative(a) -> (φ(a), φ'(a))``).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowlab.errors import OptionError
+
+
+class ELU(nn.ELU):
+    """torch's ELU (``α = 1``): ``φ(a) = a`` for ``a > 0``, ``exp(a) − 1`` otherwise, with its derivative
+    ``φ'(a) = exp(min(a, 0)) ∈ (0, 1]`` (1-Lipschitz)."""
+
+    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """``(φ(a), φ'(a))`` elementwise."""
+        return F.elu(a), torch.exp(a.clamp(max=0))
+
+
+class LipSwish(nn.Module):
+    """``φ(a) = a · sigmoid(β a) / 1.1``, ``β = softplus(β̃) > 0`` learnt (Chen et al. 2019, Residual Flows).
+
+    ``φ'(a) = (s + β a s (1 − s)) / 1.1`` with ``s = sigmoid(β a)``; ``sup |φ'| = 1.0998… / 1.1 < 1`` for every β:
+    1-Lipschitz whatever is learnt.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw_beta = nn.Parameter(torch.tensor(0.5))
+
+    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """``(φ(a), φ'(a))`` elementwise, sharing ``sigmoid(β a)``."""
+        beta = F.softplus(self.raw_beta)
+        s = torch.sigmoid(beta * a)
+        return a * s / 1.1, (s + beta * a * s * (1 - s)) / 1.1
+
+    def forward(self, a: Tensor) -> Tensor:
+        return self.value_and_derivative(a)[0]
+
+
+#: every activation a flowlab network may use, by the name its ``activation`` option takes (read-only)
+ACTIVATIONS = MappingProxyType(
+    {
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "elu": ELU,
+        "silu": nn.SiLU,
+        "softplus": nn.Softplus,
+        "lipswish": LipSwish,
+    }
+)
+#: the activations of coupling and autoregressive conditioners
+CONDITIONER_CHOICES = ("relu", "tanh", "elu", "silu")
+#: smooth activations (nonzero second derivatives), for ODE vector fields: training differentiates their trace
+SMOOTH_CHOICES = ("tanh", "softplus", "elu", "silu")
+#: 1-Lipschitz activations with ``value_and_derivative``, for the residual function of an invertible residual block
+LIPSCHITZ_CHOICES = ("lipswish", "elu")
+
+
+def activation_module(name: str, choices: tuple[str, ...] = tuple(ACTIVATIONS)) -> nn.Module:
+    """A new activation module by name; :class:`~flowlab.errors.OptionError` if ``name`` is not among ``choices``."""
+    if name not in choices:
+        raise OptionError(f"activation must be one of {', '.join(choices)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(
+    in_features: int,
+    out_features: int,
+    *,
+    hidden: int = 64,
+    depth: int = 2,
+    activation: str = "relu",
+    context_dim: int = 0,
+    zero_last: bool = False,
+) -> nn.Sequential:
+    """``depth`` hidden layers of width ``hidden``, each ``Linear`` then the activation, and a last ``Linear``.
+
+    It reads ``in_features + context_dim`` values: a conditional layer's network reads ``[h, c]``, the context ``c``
+    appended to its input (``Bijector.conditioner_input(h, c)`` builds that input and checks the context).
+    ``zero_last``: the last layer starts at zero (:func:`zero_init`), so the network's output is 0 for every input
+    (a coupling layer then starts as the identity). The parameters are drawn in layer order from torch's global RNG,
+    as ``nn.Linear`` draws them; ``state_dict`` keys are ``"0.weight"``, ``"0.bias"``, ``"2.weight"``, ...
+    """
+    layers: list[nn.Module] = []
+    width = in_features + context_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), activation_module(activation)]
+        width = hidden
+    last = nn.Linear(width, out_features)
+    if zero_last:
+        zero_init(last)
+    return nn.Sequential(*layers, last)
+
+
+def zero_init(layer: nn.Linear) -> nn.Linear:
+    """Set ``layer``'s weight (and bias, if any) to zero, in place; returns it. The output of a network whose last
+    layer is zero is 0 for every input, while the earlier layers keep their random weights, so the gradients reach
+    them from the first step (a zero output layer does not get stuck: ``∂L/∂W_last = δ hᵀ`` with ``h ≠ 0``)."""
+    with torch.no_grad():
+        layer.weight.zero_()
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return layer
+
+
+def soft_clamp(s: Tensor, bound: float) -> Tensor:
+    """``B · tanh(s / B)`` with ``B = bound``: the log-scale of an affine layer, bounded smoothly.
+
+    **Guarantee.** ``|B · tanh(s / B)| ≤ B`` for every ``s`` (``|tanh| ≤ 1``, and ``= B`` only where ``tanh``
+    rounds to 1), so ``exp(±s) ∈ [e^{−B}, e^{B}]``: the scale neither overflows to ``inf`` nor vanishes to 0 however
+    large the network's output, and the log-det ``Σ s`` is finite. The tutorial's unbounded ``exp(ŝ)`` overflows
+    float32 from ``ŝ ≈ 88.7`` on (the conformance kit's ``stress`` check feeds such inputs).
+
+    **Near zero it is the identity**: ``B tanh(s/B) = s − s³/(3B²) + O(s⁵)``, so a small log-scale is not
+    distorted, and the derivative ``1 − tanh²(s/B) ∈ (0, 1]`` never amplifies a gradient. A hard clamp would have a
+    zero gradient outside ``±B``, and a scale that saturates there would stop learning.
+    """
+    return bound * torch.tanh(s / bound)
+
+
+class MaskedLinear(nn.Linear):
+    """``y = (W ⊙ M) u + b`` with a fixed 0/1 ``mask`` ``M`` (a buffer, ``[out, in]``): MADE's layer (Germain et al.
+    2015). The mask is applied on every call, so a perturbed or trained ``W`` can never break the autoregressive
+    structure: ``y_i`` depends on ``u_j`` only where ``M[i, j] = 1``, whatever the weights."""
+
+    mask: Tensor
+
+    def __init__(self, mask: Tensor, *, bias: bool = True) -> None:
+        super().__init__(mask.shape[1], mask.shape[0], bias=bias)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def masked_weight(self) -> Tensor:
+        """``W ⊙ M``, the weight this layer applies."""
+        return self.weight * self.mask
+
+    def forward(self, u: Tensor) -> Tensor:
+        return F.linear(u, self.masked_weight(), self.bias)

@@ -1,0 +1,80 @@
+"""flowlab.nn: one activation table, the Lipschitz activations' derivatives, the soft clamp's guarantee, the MLP,
+zero-initialised layers and MADE's masked linear layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import flowlab
+from flowlab import nn as fnn
+
+F64 = torch.float64
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+def test_one_read_only_table_holds_every_familys_choices():
+    for choices in (fnn.CONDITIONER_CHOICES, fnn.SMOOTH_CHOICES, fnn.LIPSCHITZ_CHOICES):
+        assert set(choices) <= set(fnn.ACTIVATIONS)
+    assert "relu" not in fnn.SMOOTH_CHOICES  # the trace's gradient needs second derivatives
+    with pytest.raises(TypeError):
+        fnn.ACTIVATIONS["gelu"] = torch.nn.GELU  # type: ignore[index]
+    with pytest.raises(flowlab.OptionError, match="activation must be one of lipswish, elu, got 'relu'"):
+        fnn.activation_module("relu", fnn.LIPSCHITZ_CHOICES)
+
+
+@pytest.mark.parametrize("name", fnn.LIPSCHITZ_CHOICES)
+@given(a=st.lists(finite, min_size=1, max_size=8))
+def test_lipschitz_activations_give_their_autograd_derivative_and_it_is_at_most_1(name, a):
+    module = fnn.activation_module(name).double()
+    a = torch.tensor(a, dtype=F64, requires_grad=True)
+    value, derivative = module.value_and_derivative(a)
+    (autograd,) = torch.autograd.grad(module(a).sum(), a)
+    torch.testing.assert_close(value, module(a))
+    torch.testing.assert_close(derivative, autograd)
+    assert (derivative.abs() <= 1).all()
+
+
+@given(s=st.lists(st.floats(-1e30, 1e30, allow_nan=False), min_size=1, max_size=8), bound=st.floats(1e-3, 10))
+def test_soft_clamp_bounds_the_scale_in_float32_whatever_the_input(s, bound):
+    clamped = fnn.soft_clamp(torch.tensor(s, dtype=torch.float32), bound)
+    assert (clamped.abs() <= torch.tensor(bound, dtype=torch.float32)).all()
+    assert torch.isfinite(clamped.exp()).all() and (clamped.exp() > 0).all()
+
+
+@given(s=st.floats(-1, 1), bound=st.floats(1, 10))
+def test_soft_clamp_is_the_identity_to_third_order_near_zero(s, bound):
+    """``B tanh(s/B) = s − s³/(3B²) + O(s⁵)``: the error is at most ``|s|³/(3B²)`` (alternating series)."""
+    error = abs(float(fnn.soft_clamp(torch.tensor(s, dtype=F64), bound)) - s)
+    assert error <= abs(s) ** 3 / (3 * bound**2) + 1e-15
+
+
+def test_mlp_widths_context_and_zero_last_layer():
+    torch.manual_seed(0)
+    net = fnn.mlp(3, 5, hidden=7, depth=2, activation="tanh", context_dim=2, zero_last=True)
+    assert [tuple(p.shape) for p in net.parameters()] == [(7, 5), (7,), (7, 7), (7,), (5, 7), (5,)]
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    assert isinstance(net[1], torch.nn.Tanh)
+    torch.testing.assert_close(net(torch.randn(4, 5)), torch.zeros(4, 5))  # reads [h, c]: 3 + 2 values
+    assert net[0].weight.abs().sum() > 0  # only the last layer is zero: gradients reach the others
+
+
+def test_zero_init_zeroes_weight_and_bias_and_returns_the_layer():
+    layer = torch.nn.Linear(3, 2)
+    assert fnn.zero_init(layer) is layer
+    assert not layer.weight.any() and not layer.bias.any()
+    no_bias = fnn.zero_init(torch.nn.Linear(3, 2, bias=False))
+    assert not no_bias.weight.any()
+
+
+def test_masked_linear_keeps_its_structure_whatever_the_weights():
+    mask = torch.tensor([[1, 0, 0], [1, 1, 0]], dtype=torch.bool)
+    layer = fnn.MaskedLinear(mask).double()
+    with torch.no_grad():
+        layer.weight.normal_()
+    u = torch.randn(3, dtype=F64)
+    jacobian = torch.autograd.functional.jacobian(layer, u)
+    assert torch.equal(jacobian != 0, mask)
+    torch.testing.assert_close(jacobian, layer.masked_weight())
