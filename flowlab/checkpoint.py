@@ -14,6 +14,11 @@ A checkpoint is a dict of plain data and tensors (nothing that needs unpickling 
 
 Every problem with a file (missing, truncated, corrupted, not a checkpoint, another format version) raises
 :class:`~flowlab.errors.CheckpointError` saying what was expected; reading never modifies the file.
+
+Loading a trained flow (:func:`load_flow`) rebuilds it from the recorded configuration
+(:func:`flowlab.runconfig.build_flow`) and loads the saved parameters; a flow, dataset or option that the installed
+flowlab does not have, or parameters that do not fit, are :class:`~flowlab.errors.CheckpointError` too
+(:func:`installed`, :func:`load_state`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,18 @@ import os
 import platform
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from flowlab.errors import CheckpointError
+from flowlab.datafiles import DataFileError, resolve_dataset
+from flowlab.errors import CheckpointError, OptionError, UnknownFlowError
+from flowlab.flow import Flow
+from flowlab.runconfig import TrainConfig, build_flow, resolve_device
 
 FORMAT = "flowlab-checkpoint"
 FORMAT_VERSION = 1
@@ -133,3 +144,74 @@ def _unpickler_reason(exc: BaseException) -> str:
     _, found, rest = str(exc).partition("WeightsUnpickler error:")
     reason = " ".join(rest.split(". Please use")[0].split("Check the documentation")[0].split()).rstrip(".")
     return reason if found and reason else "the weights-only unpickler rejected it"
+
+
+def config_from(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> TrainConfig:
+    """The :class:`~flowlab.runconfig.TrainConfig` stored in a checkpoint (:class:`CheckpointError` if it is not a
+    valid one)."""
+    try:
+        return TrainConfig.from_dict(checkpoint["config"])
+    except (TypeError, OptionError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint config: {exc}") from None
+
+
+@contextmanager
+def installed(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Around rebuilding a checkpoint's flow and dataset: a flow or dataset that is not installed, a data file that
+    cannot be read, or options the installed flow rejects become a :class:`CheckpointError` naming ``path``."""
+    try:
+        yield
+    except UnknownFlowError as exc:
+        raise CheckpointError(f"{path}: the checkpoint needs a flow or dataset that is not installed: {exc}") from None
+    except DataFileError as exc:
+        raise CheckpointError(f"{path}: the checkpoint's data file: {exc}") from None
+    except OptionError as exc:
+        raise CheckpointError(f"{path}: the checkpoint's options are not valid for the installed flow: {exc}") from None
+
+
+def load_state(flow: Flow, checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Load the checkpoint's parameters into ``flow`` (:class:`CheckpointError` if they do not fit)."""
+    try:
+        flow.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: the saved parameters do not fit the installed flow ({first})") from None
+
+
+def generator_states(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state of every ``torch.Generator`` a submodule holds as an attribute (e.g. the generator an ODE flow
+    draws its Hutchinson probes from), keyed ``"submodule.attribute"``. Not part of ``state_dict``, yet needed for
+    an exact resume."""
+    return {
+        f"{name}.{attribute}": value.get_state()
+        for name, submodule in module.named_modules()
+        for attribute, value in vars(submodule).items()
+        if isinstance(value, torch.Generator)
+    }
+
+
+def set_generator_states(module: nn.Module, states: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Restore what :func:`generator_states` saved (:class:`CheckpointError` if the generators do not match)."""
+    current = generator_states(module)
+    if set(current) != set(states):
+        raise CheckpointError(
+            f"{path}: the checkpoint has random generators {sorted(states)}, the installed flow {sorted(current)}"
+        )
+    submodules = dict(module.named_modules())
+    for key, state in states.items():
+        name, attribute = key.rsplit(".", 1)
+        getattr(submodules[name], attribute).set_state(state)
+
+
+def load_flow(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[Flow, TrainConfig, dict[str, Any]]:
+    """The trained flow saved at ``path`` (in eval mode, on ``device``), its config and the raw checkpoint; every
+    problem is a :class:`CheckpointError` (nothing is written)."""
+    target = resolve_device(device)
+    checkpoint = read_checkpoint(path)
+    config = config_from(checkpoint, path)
+    with installed(path):
+        flow = build_flow(config.flow, checkpoint["dim"], config.options, resolve_dataset(config.data).preprocessing())
+    load_state(flow, checkpoint, path)
+    return flow.to(target).eval(), config, checkpoint

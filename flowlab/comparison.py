@@ -31,7 +31,7 @@ from typing import Any
 
 from flowlab.checkpoint import atomic_write
 from flowlab.errors import OptionError
-from flowlab.training import TrainConfig, Trainer
+from flowlab.training import TrainConfig, Trainer, refuse_changes
 
 #: checkpoints along a steps-budget run (each after a held-out evaluation)
 SAVES = 3
@@ -160,14 +160,14 @@ def run_one(
     result_path, checkpoint = directory / RESULT, directory / CHECKPOINT
     if result_path.exists():
         saved = json.loads(result_path.read_text())
-        _same_run(saved["config"], config, result_path)
+        _same_run(TrainConfig.from_dict(saved["config"]), config, result_path)
         return RunResult(**saved["result"])
     directory.mkdir(parents=True, exist_ok=True)
     progress = directory / "seconds.json"  # training seconds spent before the last checkpoint
     spent = json.loads(progress.read_text())["seconds"] if progress.exists() and checkpoint.exists() else 0.0
     if checkpoint.exists():
         trainer = Trainer.resume(str(checkpoint), device)
-        _same_run(trainer.config.to_dict(), config, checkpoint)
+        _same_run(trainer.config, config, checkpoint)
     else:
         trainer = Trainer(config, device)
     start = time.perf_counter()
@@ -202,16 +202,11 @@ def run_one(
     return result
 
 
-def _same_run(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+def _same_run(saved: TrainConfig, config: TrainConfig, path: Path) -> None:
     """A run found in the output directory must be the one asked for (an :class:`OptionError` naming what
     differs otherwise: the comparison would mix budgets or settings)."""
-    wanted = config.to_dict()
-    differ = sorted(k for k in wanted if saved.get(k) != wanted[k])
-    if differ:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (now {wanted[k]!r})" for k in differ)
-        raise OptionError(
-            f"compare: {path} is a run with {shown}; a comparison resumes only the same runs: use another --out"
-        )
+    advice = "a comparison resumes only the same runs: use another --out"
+    refuse_changes(saved, config.to_dict(), f"compare: {path}", advice=advice)
 
 
 def configs(
@@ -287,11 +282,12 @@ def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
     images), beside the data; else the first two coordinates of samples."""
     import torch
 
+    from flowlab.checkpoint import load_flow
     from flowlab.datafiles import display_name, resolve_dataset
     from flowlab.evaluation import log_probs, uses_autograd
     from flowlab.plotting import grid, image_side, mosaic, pyplot, reference, square_limits
+    from flowlab.runconfig import dataset_context
     from flowlab.seeding import generator, global_rng
-    from flowlab.training import dataset_context, load_flow
 
     plt = pyplot()
     out = Path(out)

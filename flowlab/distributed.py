@@ -1,46 +1,41 @@
 """Data-parallel training over several processes with ``torch.distributed`` (``docs/distributed.md``).
 
-``flowlab train --nproc N ...`` (:func:`launch`) re-launches the same command in ``N`` local worker processes
-through torch's elastic launcher (``torch.distributed.launcher.api.elastic_launch``, what ``torchrun --standalone``
-runs), each with ``OMP_NUM_THREADS=1`` unless set. A ``flowlab train`` started by ``torchrun`` (``RANK``,
-``WORLD_SIZE`` and ``LOCAL_RANK`` in its environment, :func:`launched`) is a worker: that is also how a run spans
-several machines (``torchrun --nnodes ... --rdzv-endpoint HOST:PORT -m flowlab train ...``).
+``flowlab train --nproc N ...`` (:func:`launch`) re-runs the same command line, ``python -m flowlab train ...``, in
+``N`` local worker processes through torch's elastic launcher (``torch.distributed.launcher.api.elastic_launch``,
+what ``torchrun --standalone`` runs), each with ``OMP_NUM_THREADS=1`` unless set. A ``flowlab train`` started by
+a launcher (``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in its environment, :func:`launched`) is a worker: that is
+also how a run spans several machines (``torchrun --nnodes ... --rdzv-endpoint HOST:PORT -m flowlab train ...``).
 
 A worker trains a :class:`DistributedTrainer`: the process group on ``gloo`` (CPU) or ``nccl`` (CUDA, one GPU per
-local rank), the flow's loss through ``DistributedDataParallel``, and each step's **global** batch (the one a
-single process would draw from the stream ``(seed, "batch", k)``) split into ``W`` equal contiguous shards, rank
-``r`` taking shard ``r``. DDP averages the ranks' gradients, and the mean of ``W`` shard means of equal size is the
-global mean, so every rank takes the single-process step, up to the order of floating-point sums
-(``tests/test_distributed.py``: 2 processes against 1). Held-out evaluations are computed on every rank (same
-points, same result); only rank 0 writes the checkpoint, atomically as always, so ``--resume`` works with any
-number of processes.
+local rank), the trainer's :class:`~flowlab.training.ObjectiveLoss` (a module whose forward is the objective's loss
+of the flow on a batch: for ``mle``, ``−mean Flow.log_prob``) wrapped in ``DistributedDataParallel``, and each
+step's **global** batch (the one a single process would draw from the stream ``(seed, "batch", k)``) split into
+``W`` equal contiguous shards, rank ``r`` taking shard ``r``. DDP averages the ranks' gradients, and the mean of
+``W`` shard means of equal size is the global mean, so every rank takes the single-process step, up to the order
+of floating-point sums (``tests/test_distributed.py``: 2 processes against 1). Held-out evaluations are computed
+on every rank (same points, same result); only rank 0 writes the checkpoint, atomically as always, so ``--resume``
+works with any number of processes.
 
-Limits: the batch size must be divisible by ``W``; only the ``mle`` objective (its loss goes through
-``Flow.log_prob``, which is what DDP wraps); flows whose randomness is per row (Hutchinson probes of ODE flows)
-draw their probes per shard, so they match a single process in distribution, not bit for bit.
+Limits: the batch size must be divisible by ``W``; only the ``mle`` objective (the flow-matching objectives draw
+their base points and couplings per batch from the step's generator: every rank would draw the same ones for its
+shard); flows whose randomness is per row (Hutchinson probes of ODE flows) draw their probes per shard, so they
+match a single process in distribution, not bit for bit.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from flowlab.errors import FlowlabError, OptionError
-from flowlab.flow import Flow
-from flowlab.training import TrainConfig, Trainer
+from flowlab.errors import OptionError
+from flowlab.runconfig import TrainConfig
+from flowlab.training import Trainer
 
-if TYPE_CHECKING:
-    from torch.nn.parallel import DistributedDataParallel
-
-#: the environment variable that carries the parsed ``flowlab train`` arguments to the launched workers
-ARGS_ENV = "FLOWLAB_TRAIN_ARGS"
 #: what torchrun / the elastic agent sets in every worker
 WORKER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -50,17 +45,15 @@ def launched() -> bool:
     return all(name in os.environ for name in WORKER_ENV)
 
 
-def launch(args: argparse.Namespace) -> int:
-    """Run ``flowlab train`` with ``args`` in ``args.nproc`` local worker processes; their exit status (0, or the
-    failing rank's)."""
+def launch(argv: Sequence[str], nproc: int) -> int:
+    """Run ``python -m flowlab ARGV`` (the command line as given, e.g. ``["train", "--nproc", "2", ...]``) in
+    ``nproc`` local worker processes; their exit status (0, or the failing rank's). Each worker parses the command
+    itself and, being :func:`launched`, trains its rank instead of launching again."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    nproc = args.nproc
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise OptionError(f"train: expected --nproc >= 1, got {nproc!r}")
-    payload = {key: value for key, value in vars(args).items() if key not in ("func", "nproc")}
-    os.environ[ARGS_ENV] = json.dumps(payload)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     config = LaunchConfig(
         min_nodes=1,
@@ -74,14 +67,12 @@ def launch(args: argparse.Namespace) -> int:
         start_method="spawn",
     )
     try:
-        elastic_launch(config, sys.executable)("-m", "flowlab.distributed")
+        elastic_launch(config, sys.executable)("-m", "flowlab", *argv)
     except ChildFailedError as exc:
         rank, failure = min(exc.failures.items())
         code = failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
         print(f"train --nproc {nproc}: worker rank {rank} exited with status {failure.exitcode}", file=sys.stderr)
         return code
-    finally:
-        os.environ.pop(ARGS_ENV, None)
     return 0
 
 
@@ -103,21 +94,9 @@ def setup(device: str) -> tuple[int, int, str]:
     return rank, world, device
 
 
-class _LogProb(nn.Module):
-    """``forward(x, context) = flow.log_prob(x, context=context)``: what DDP wraps (it synchronises the gradients of
-    what its forward computed)."""
-
-    def __init__(self, flow: Flow) -> None:
-        super().__init__()
-        self.flow = flow
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        return Flow.log_prob(self.flow, x, context=context)
-
-
 class DistributedTrainer(Trainer):
-    """A :class:`~flowlab.training.Trainer` that takes this rank's shard of every global batch, synchronises the
-    gradients with DDP and checkpoints on rank 0 only."""
+    """A :class:`~flowlab.training.Trainer` that takes this rank's shard of every global batch, computes its loss
+    through ``DistributedDataParallel`` (which averages the gradients) and checkpoints on rank 0 only."""
 
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu") -> None:
         from torch.nn.parallel import DistributedDataParallel
@@ -128,12 +107,13 @@ class DistributedTrainer(Trainer):
                 f"train --nproc {self.world}: the global batch ({config.batch_size}) must split into {self.world} "
                 "equal shards: choose a --batch-size divisible by the number of processes"
             )
-        objective = getattr(config, "objective", "mle")
-        if objective != "mle":
-            raise OptionError(f"train --nproc: only the mle objective trains on several processes, got {objective!r}")
+        if config.objective != "mle":
+            raise OptionError(
+                f"train --nproc: only the mle objective trains on several processes, got {config.objective!r}"
+            )
         super().__init__(config, device)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp: DistributedDataParallel = DistributedDataParallel(_LogProb(self.flow), device_ids=ids)
+        self.objective_loss = DistributedDataParallel(self.objective_loss, device_ids=ids)
 
     def draw(self, n: int, *keys: object) -> Tensor:
         """The stream's points; for a training batch, this rank's contiguous shard of the global batch."""
@@ -148,16 +128,11 @@ class DistributedTrainer(Trainer):
         return x.chunk(self.world)[self.rank], condition.chunk(self.world)[self.rank]
 
     def train_step(self) -> float:
-        """The step on this rank's shard, gradients averaged by DDP; returns the global batch's loss (the mean of
-        the ranks' shard losses), so that every rank reports and judges divergence alike."""
+        """The step on this rank's shard; returns the global batch's loss (the mean of the ranks' shard losses), so
+        that every rank reports and judges divergence alike."""
         import torch.distributed as dist
 
-        # the step's loss calls self.flow.log_prob: route it through DDP (an instance attribute shadows the method)
-        self.flow.__dict__["log_prob"] = self.ddp
-        try:
-            loss = torch.tensor(super().train_step(), dtype=torch.float64, device=self.device)
-        finally:
-            del self.flow.__dict__["log_prob"]
+        loss = torch.tensor(super().train_step(), dtype=torch.float64, device=self.device)
         dist.all_reduce(loss)
         return float(loss) / self.world
 
@@ -172,22 +147,3 @@ class DistributedTrainer(Trainer):
 def trainer_class() -> type[Trainer]:
     """:class:`DistributedTrainer` in a launched worker, else :class:`~flowlab.training.Trainer`."""
     return DistributedTrainer if launched() else Trainer
-
-
-def worker_main() -> int:
-    """A worker started by :func:`launch`: ``flowlab train`` with the arguments the launcher passed on."""
-    from flowlab.cli import exit_code
-    from flowlab.cli.console import error_console, escape
-    from flowlab.cli.train_cmd import run
-
-    payload: dict[str, Any] = json.loads(os.environ[ARGS_ENV])
-    args = argparse.Namespace(**payload, nproc=None)
-    try:
-        return run(args)
-    except FlowlabError as exc:
-        error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exit_code(exc)
-
-
-if __name__ == "__main__":  # pragma: no cover -- run in the workers
-    sys.exit(worker_main())

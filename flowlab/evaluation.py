@@ -1,4 +1,6 @@
-"""Held-out negative log-likelihood with its standard error, in nats and bits per dimension."""
+"""Held-out negative log-likelihood with its standard error, in nats and bits per dimension, and the held-out set
+it is measured on (:func:`held_out`: the one place that says which points, and which contexts, a run and
+``flowlab eval`` score)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flowlab.data import DatasetSpec
 from flowlab.errors import ShapeError
 from flowlab.flow import Flow
 from flowlab.ode import continuous_flow
+from flowlab.runconfig import check_dataset_context, dataset_context
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,31 @@ def held_out_nll(flow: Flow, points: Tensor, batch_size: int = 4096, context: Te
     n = len(nll)
     se = float(nll.std() / math.sqrt(n)) if n > 1 else math.nan
     return NLL(nats=float(nll.mean()), se=se, n=n, dim=points.shape[-1])
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Points to score a flow on (``[n, dim]``, on the flow's device) and, for a conditional flow, their rows'
+    contexts (``[n, context_dim]``; ``None`` for an unconditional one)."""
+
+    points: Tensor
+    context: Tensor | None = None
+
+    def nll(self, flow: Flow) -> NLL:
+        """The held-out NLL of ``flow`` on these points (at their contexts)."""
+        return held_out_nll(flow, self.points, context=self.context)
+
+
+def held_out(
+    dataset: DatasetSpec, n: int, generator: torch.Generator, *, context_dim: int, device: torch.device | str
+) -> HeldOut:
+    """The held-out set of ``dataset`` for a flow with ``context_dim`` context features: a finite dataset's whole
+    test split (``n`` ignored; dequantised by ``generator`` where the data are integers), else ``n`` fresh points
+    of the stream drawn by ``generator``; a conditional flow's contexts are the encoded labels of the test rows
+    (:func:`~flowlab.runconfig.check_dataset_context` first: an ``OptionError`` if the dataset has none of that
+    size)."""
+    points = dataset.test_points(n, generator).to(device)
+    if not context_dim:
+        return HeldOut(points)
+    check_dataset_context(dataset, context_dim)
+    return HeldOut(points, dataset_context(dataset, dataset.test_labels(), device))

@@ -183,7 +183,7 @@ def labelled_images(flow: Flow, dataset: DatasetSpec, *, columns: int = 8, seed:
     """For a flow conditioned on a dataset's class labels: one row per label ``k``, ``columns`` test images of label
     ``k`` (the first ones of the test split; NaN, drawn blank, where it has fewer) and ``columns`` samples
     ``x ~ p(x | k)``: ``(data, samples, classes)``, the images as two ``[classes · columns, dim]`` tensors."""
-    from flowlab.training import check_dataset_context, dataset_context
+    from flowlab.runconfig import check_dataset_context, dataset_context
 
     check_dataset_context(dataset, flow.context_dim)
     classes = dataset.num_classes

@@ -18,6 +18,13 @@ step ``k`` from ``seeding.generator(seed, "batch", k)``, and any randomness insi
 from the global RNG seeded with ``(seed, "step", k)``; parameters, optimizer state and step are checkpointed, so a
 resumed run takes exactly the steps the uninterrupted one would have.
 
+Data-parallel training (:mod:`flowlab.distributed`) wraps :attr:`Trainer.objective_loss`, a module whose
+``forward`` is the objective's loss on a batch, in ``DistributedDataParallel``: everything the loss computes from
+the flow runs inside DDP's forward, so its gradients are averaged across processes (nothing is patched).
+
+Resuming (:meth:`Trainer.resume`) continues a run with the configuration it was made with; what may change, and the
+one check of it, is :func:`resumed_config`.
+
 Divergence: a loss or held-out NLL that is NaN/inf, or that exceeds the run's first loss by more than
 ``EXPLOSION_FACTOR × max(1, |first loss|)``, stops :meth:`Trainer.fit` with a :class:`DivergenceError` naming the
 last good checkpoint; a diverged state is never saved.
@@ -26,25 +33,33 @@ last good checkpoint; a diverged state is never saved.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from flowlab.bijector import Bijector
-from flowlab.checkpoint import read_checkpoint, save_checkpoint
+from flowlab.checkpoint import (
+    config_from,
+    generator_states,
+    installed,
+    load_state,
+    read_checkpoint,
+    save_checkpoint,
+    set_generator_states,
+)
+from flowlab.checkpoint import load_flow as load_flow  # re-exported: docs/tutorial loads runs from here
 from flowlab.data import DatasetSpec
-from flowlab.datafiles import DataFileError, resolve_dataset
-from flowlab.errors import CheckpointError, DeviceError, DivergenceError, NonFiniteError, OptionError, UnknownFlowError
-from flowlab.evaluation import NLL, held_out_nll
+from flowlab.datafiles import resolve_dataset
+from flowlab.errors import CheckpointError, DivergenceError, NonFiniteError, OptionError
+from flowlab.evaluation import NLL, held_out
 from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext, ObjectiveSpec
 from flowlab.ode import continuous_flow
-from flowlab.preprocess import Preprocessed
-from flowlab.registry import build, datasets, flow_spec, objective_spec
+from flowlab.registry import flow_spec, objective_spec
+from flowlab.runconfig import TrainConfig, build_flow, dataset_context, resolve_device
 from flowlab.seeding import generator, global_rng
 
 #: a loss above ``first + EXPLOSION_FACTOR * max(1, |first|)`` (first: the first loss of a fit) has exploded
@@ -52,95 +67,8 @@ EXPLOSION_FACTOR = 1e3
 #: options ``--resume`` may change: limits and tolerances of ODE solves and torch.compile, which do not change the
 #: parameters
 RESUMABLE_OPTIONS = ("max_nfe", "max_seconds", "rtol", "atol", "compile")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``torch.device(device)`` if this machine can allocate on it, else a :class:`DeviceError` saying why."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise DeviceError(
-            f"device: expected cpu, cuda or cuda:N (or another torch device type), got {device!r}"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise DeviceError(f"device {str(device)!r}: CUDA is not available ({why}, torch {torch.__version__}); use cpu")
-    try:
-        torch.empty(0, device=resolved)
-    except Exception as exc:  # an absent backend or device index fails in backend-specific ways
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DeviceError(f"device {str(device)!r}: not usable on this machine ({first})") from None
-    return resolved
-
-
-def build_flow(name: str, dim: int, options: dict[str, Any], transform: Bijector | None = None) -> Flow:
-    """``Flow(build(name, dim, **options))``: the registered flow with a standard-normal base; with a dataset's
-    preprocessing ``transform`` (model space -> data space, :mod:`flowlab.preprocess`) composed after it, so that
-    the flow's density is one of the data in their own units."""
-    learned = cast(Bijector, build(name, dim, **options))
-    return Flow(learned if transform is None else Preprocessed(learned, transform))
-
-
-def check_dataset_context(dataset: DatasetSpec, context_dim: int) -> None:
-    """An :class:`OptionError` unless ``dataset`` supplies the contexts of a flow conditioned on ``context_dim``
-    features: its declared context (:attr:`~flowlab.data.DatasetSpec.context_dim`, the one-hot of its class labels)
-    has exactly that many. Nothing to check for an unconditional flow (``context_dim = 0``)."""
-    if not context_dim or dataset.context_dim == context_dim:
-        return
-    if not dataset.context_dim:
-        having = [f"{name} ({spec.context_dim} classes)" for name, spec in datasets().items() if spec.context_dim]
-        raise OptionError(
-            f"the flow is conditional (context_dim {context_dim}) but dataset {dataset.name!r} has no context (class "
-            f"labels); datasets with one: {', '.join(having) or 'none installed'}. Train it without -o context_dim"
-        )
-    raise OptionError(
-        f"dataset {dataset.name!r}'s context is the one-hot of its {dataset.context_dim} class labels: expected a "
-        f"flow with -o context_dim={dataset.context_dim}, got context_dim {context_dim}"
-    )
-
-
-def dataset_context(dataset: DatasetSpec, labels: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """The conditioning contexts of ``labels`` (``[n]`` class labels of ``dataset``), on ``device``."""
-    return dataset.encode_context(labels).to(device)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """What defines a run: the flow (name and options), the dataset, the objective (name and options; checkpoints
-    written before objectives existed have none and load as ``mle``), and the optimisation budget."""
-
-    flow: str
-    data: str
-    options: dict[str, Any] = field(default_factory=dict)
-    objective: str = "mle"
-    objective_options: dict[str, Any] = field(default_factory=dict)
-    steps: int = 2000
-    batch_size: int = 256
-    #: ``None``: the objective's own default (``ObjectiveSpec.lr``: 1e-3 for mle), resolved when the config is made
-    lr: float | None = None
-    seed: int = 0
-    eval_every: int = 200
-    eval_size: int = 4096
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"train: expected a positive integer {name}, got {value!r}")
-        if self.lr is None:
-            object.__setattr__(self, "lr", objective_spec(self.objective).lr)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise OptionError(f"train: expected a positive finite learning rate, got {self.lr!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise OptionError(f"train: expected a non-negative integer seed, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{key: value for key, value in data.items() if key in known})
+#: the old private name of :func:`flowlab.checkpoint.installed`, for ``flowlab.checks.trained`` until it imports that
+_installed = installed
 
 
 @dataclass(frozen=True)
@@ -167,22 +95,26 @@ class Trainer:
             self.flow = build_flow(config.flow, self.dataset.dim, config.options, self.dataset.preprocessing())
             self.flow = self.flow.to(self.device)
         self.objective.check_flow(flow_spec(config.flow), self.flow.bijector)
-        check_dataset_context(self.dataset, self.flow.context_dim)
         #: the objective's context; its generator is replaced by the step's before every loss
         self.context = ObjectiveContext(
             generator(config.seed, "objective"), objective_options, self.device, config.seed
         )
         if self.objective.prepare is not None:
             self.objective.prepare(self.flow, self.context)
+        #: the objective's loss on a batch as a module (what data-parallel training wraps in DDP)
+        self.objective_loss: nn.Module = ObjectiveLoss(self.flow, self.objective, self.context)
         assert config.lr is not None  # TrainConfig resolves None to the objective's default
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        #: the held-out set: the test split of a finite dataset, else eval_size points of the stream (seed, "test")
-        self.test_points = self.dataset.test_points(config.eval_size, generator(config.seed, "test")).to(self.device)
-        #: a conditional flow's contexts of the test points (their labels, encoded); None for an unconditional one
-        self.test_context = (
-            dataset_context(self.dataset, self.dataset.test_labels(), self.device) if self.flow.context_dim else None
+        #: the held-out set: the test split of a finite dataset, else eval_size points of the stream (seed, "test");
+        #: with the test rows' contexts for a conditional flow
+        self.held_out = held_out(
+            self.dataset,
+            config.eval_size,
+            generator(config.seed, "test"),
+            context_dim=self.flow.context_dim,
+            device=self.device,
         )
         #: where and at which step the last checkpoint was written (or read, for a resumed run)
         self.saved: tuple[str, int] | None = None
@@ -208,10 +140,7 @@ class Trainer:
         self.flow.train()
         self.context.generator = generator(self.config.seed, "objective", self.step)
         with global_rng(self.config.seed, "step", self.step), self._diverges_on_non_finite("the loss", self.step + 1):
-            if condition is None:
-                loss = self.objective.loss(self.flow, x, self.context)
-            else:
-                loss = self.objective.loss(self.flow, x, self.context, condition=condition)
+            loss = self.objective_loss(x, condition)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -219,10 +148,10 @@ class Trainer:
         return float(loss.detach())
 
     def evaluate(self) -> NLL:
-        """The held-out NLL on the run's fixed test set (``eval_size`` points from the stream ``(seed, "test")``)."""
+        """The held-out NLL on the run's fixed held-out set (:attr:`held_out`)."""
         diverges = self._diverges_on_non_finite("the held-out NLL", self.step)
         with global_rng(self.config.seed, "eval", self.step), diverges:
-            return held_out_nll(self.flow, self.test_points, context=self.test_context)
+            return self.held_out.nll(self.flow)
 
     @contextmanager
     def _diverges_on_non_finite(self, what: str, step: int) -> Iterator[None]:
@@ -322,25 +251,13 @@ class Trainer:
         self.saved = (path, self.step)
 
     @classmethod
-    def resume(
-        cls,
-        path: str,
-        device: str | torch.device = "cpu",
-        steps: int | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> Trainer:
-        """The trainer saved at ``path``, ready to continue (optionally with a new total ``steps``).
-
-        ``options`` may change the :data:`RESUMABLE_OPTIONS` (solver limits and tolerances); giving any other
-        option a new value raises :class:`OptionError`.
-        """
+    def resume(cls, path: str, device: str | torch.device = "cpu", changes: Mapping[str, Any] | None = None) -> Trainer:
+        """The trainer saved at ``path``, ready to continue with the configuration it was made with, and the
+        ``changes`` (fields of :class:`~flowlab.runconfig.TrainConfig`) a resumed run may make
+        (:func:`resumed_config`: an :class:`OptionError` for any other)."""
         checkpoint = read_checkpoint(path)
-        config = config_from(checkpoint, path)
-        if steps is not None:
-            config = TrainConfig.from_dict({**config.to_dict(), "steps": steps})
-        if options:
-            config = with_option_changes(config, options)
-        with _installed(path):
+        config = resumed_config(config_from(checkpoint, path), changes or {}, path)
+        with installed(path):
             trainer = cls(config, device)
         load_state(trainer.flow, checkpoint, path)
         try:
@@ -352,6 +269,56 @@ class Trainer:
         trainer.history = list(checkpoint["history"])
         trainer.saved = (path, trainer.step)
         return trainer
+
+
+class ObjectiveLoss(nn.Module):
+    """``forward(x, condition) = objective.loss(flow, x, context[, condition=condition])``: the objective's loss of
+    the flow on a batch ``x`` (``condition``: the rows' conditioning contexts of a conditional flow, else ``None``),
+    as a module, so that data-parallel training can wrap it in ``DistributedDataParallel`` (whose forward must
+    compute everything the gradients flow through). Its parameters are the flow's."""
+
+    def __init__(self, flow: Flow, objective: ObjectiveSpec, context: ObjectiveContext) -> None:
+        super().__init__()
+        self.flow = flow
+        self.objective = objective
+        self.context = context
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        if condition is None:
+            return self.objective.loss(self.flow, x, self.context)
+        return self.objective.loss(self.flow, x, self.context, condition=condition)
+
+
+def resumed_config(saved: TrainConfig, changes: Mapping[str, Any], path: str) -> TrainConfig:
+    """The configuration a run saved at ``path`` with ``saved`` continues with, given ``changes`` (fields of
+    :class:`~flowlab.runconfig.TrainConfig`, e.g. what the command line gave): a new total of ``steps`` and new
+    values of the :data:`RESUMABLE_OPTIONS` (solver limits and tolerances, which do not change the parameters) are
+    taken; a field given with the value it has is fine; any other change is an :class:`OptionError` naming the
+    saved value (:func:`refuse_changes`)."""
+    config = saved
+    if changes.get("steps") is not None:
+        config = replace(config, steps=changes["steps"])
+    if changes.get("options"):
+        config = with_option_changes(config, changes["options"])
+    others = {name: value for name, value in changes.items() if name not in ("steps", "options")}
+    refuse_changes(
+        saved,
+        others,
+        f"train --resume {path}",
+        advice=f"a resumed run keeps its configuration (only --steps and -o {'/'.join(RESUMABLE_OPTIONS)} may change)",
+    )
+    return config
+
+
+def refuse_changes(saved: TrainConfig, wanted: Mapping[str, Any], where: str, *, advice: str) -> None:
+    """An :class:`OptionError` naming every field of ``wanted`` whose value differs from ``saved``'s (``where``
+    says which run, ``advice`` what to do instead); the one check that a run found on disk is the one asked for
+    (``train --resume``, ``flowlab compare``)."""
+    recorded = saved.to_dict()
+    differ = [name for name, value in wanted.items() if recorded.get(name) != value]
+    if differ:
+        shown = ", ".join(f"{name}={recorded.get(name)!r}, not {wanted[name]!r}" for name in differ)
+        raise OptionError(f"{where}: the run was made with {shown}; {advice}")
 
 
 def with_option_changes(config: TrainConfig, options: dict[str, Any]) -> TrainConfig:
@@ -369,69 +336,3 @@ def with_option_changes(config: TrainConfig, options: dict[str, Any]) -> TrainCo
             f"keeps its configuration; only --steps and the solver limits {', '.join(RESUMABLE_OPTIONS)} may change"
         )
     return replace(config, options={**config.options, **changed})
-
-
-def generator_states(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The state of every ``torch.Generator`` a submodule holds as an attribute (e.g. the generator an ODE flow
-    draws its Hutchinson probes from), keyed ``"submodule.attribute"``. Not part of ``state_dict``, yet needed for
-    an exact resume."""
-    return {
-        f"{name}.{attribute}": value.get_state()
-        for name, submodule in module.named_modules()
-        for attribute, value in vars(submodule).items()
-        if isinstance(value, torch.Generator)
-    }
-
-
-def set_generator_states(module: nn.Module, states: dict[str, torch.Tensor], path: str) -> None:
-    """Restore what :func:`generator_states` saved (:class:`CheckpointError` if the generators do not match)."""
-    current = generator_states(module)
-    if set(current) != set(states):
-        raise CheckpointError(
-            f"{path}: the checkpoint has random generators {sorted(states)}, the installed flow {sorted(current)}"
-        )
-    submodules = dict(module.named_modules())
-    for key, state in states.items():
-        name, attribute = key.rsplit(".", 1)
-        getattr(submodules[name], attribute).set_state(state)
-
-
-def config_from(checkpoint: dict[str, Any], path: str) -> TrainConfig:
-    """The :class:`TrainConfig` stored in a checkpoint (:class:`CheckpointError` if it is not a valid one)."""
-    try:
-        return TrainConfig.from_dict(checkpoint["config"])
-    except (TypeError, OptionError) as exc:
-        raise CheckpointError(f"{path}: damaged checkpoint config: {exc}") from None
-
-
-@contextmanager
-def _installed(path: str) -> Iterator[None]:
-    """Turn a missing flow/dataset or an option the installed flow rejects into a :class:`CheckpointError`."""
-    try:
-        yield
-    except UnknownFlowError as exc:
-        raise CheckpointError(f"{path}: the checkpoint needs a flow or dataset that is not installed: {exc}") from None
-    except DataFileError as exc:
-        raise CheckpointError(f"{path}: the checkpoint's data file: {exc}") from None
-    except OptionError as exc:
-        raise CheckpointError(f"{path}: the checkpoint's options are not valid for the installed flow: {exc}") from None
-
-
-def load_state(flow: Flow, checkpoint: dict[str, Any], path: str) -> None:
-    """Load the checkpoint's parameters into ``flow`` (:class:`CheckpointError` if they do not fit)."""
-    try:
-        flow.load_state_dict(checkpoint["model"])
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: the saved parameters do not fit the installed flow ({first})") from None
-
-
-def load_flow(path: str, device: str | torch.device = "cpu") -> tuple[Flow, TrainConfig, dict[str, Any]]:
-    """The trained flow saved at ``path`` (in eval mode), its config and the raw checkpoint."""
-    target = resolve_device(device)
-    checkpoint = read_checkpoint(path)
-    config = config_from(checkpoint, path)
-    with _installed(path):
-        flow = build_flow(config.flow, checkpoint["dim"], config.options, resolve_dataset(config.data).preprocessing())
-    load_state(flow, checkpoint, path)
-    return flow.to(target).eval(), config, checkpoint

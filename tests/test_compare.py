@@ -60,7 +60,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 def test_a_directory_of_other_runs_is_refused(tmp_path):
     compare(["affine"], "moons", out=tmp_path, budget=Budget(steps=2), **TINY)
-    with pytest.raises(OptionError, match=r"steps=2 \(now 3\).*use another --out"):
+    with pytest.raises(OptionError, match=r"made with steps=2, not 3; .*use another --out"):
         compare(["affine"], "moons", out=tmp_path, budget=Budget(steps=3), **TINY)
 
 

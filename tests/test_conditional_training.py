@@ -22,8 +22,9 @@ from flowlab.cli import main
 from flowlab.errors import ContextError, OptionError
 from flowlab.evaluation import held_out_nll
 from flowlab.registry import flow_spec, objective_spec
+from flowlab.runconfig import check_dataset_context
 from flowlab.seeding import generator
-from flowlab.training import TrainConfig, Trainer, check_dataset_context
+from flowlab.training import TrainConfig, Trainer
 
 pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (pip install 'flowlab-nf[data]')")
 
@@ -106,15 +107,15 @@ def test_the_loss_gets_the_batchs_contexts_and_evaluation_the_test_rows_labels(d
         seen.append(condition)
         return loss(flow, x, run_context, condition=condition)
 
-    trainer.objective = dataclasses.replace(trainer.objective, loss=spy)
+    trainer.objective_loss.objective = dataclasses.replace(trainer.objective, loss=spy)
     expected = trainer.batch()[1]
     trainer.train_step()
     assert expected is not None and len(seen) == 1 and torch.equal(seen[0], expected)
     labels = digits.test_labels()
-    assert len(labels) == len(trainer.test_points) == 359
-    at_labels = held_out_nll(trainer.flow, trainer.test_points, context=digits.encode_context(labels))
+    assert len(labels) == len(trainer.held_out.points) == 359
+    at_labels = held_out_nll(trainer.flow, trainer.held_out.points, context=digits.encode_context(labels))
     assert trainer.evaluate().nats == at_labels.nats
-    shifted = held_out_nll(trainer.flow, trainer.test_points, context=digits.encode_context((labels + 1) % 10))
+    shifted = held_out_nll(trainer.flow, trainer.held_out.points, context=digits.encode_context((labels + 1) % 10))
     assert shifted.nats != at_labels.nats  # the contexts matter, so the right ones were used
 
 

@@ -98,8 +98,8 @@ def test_cli_resume_after_ctrl_c_matches_an_uninterrupted_run(tmp_path, monkeypa
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--lr", "0.01"], "trained with lr=0.001, not 0.01"),
-        (["--data", "8gaussians"], "trained with data='moons', not '8gaussians'"),
+        (["--lr", "0.01"], "made with lr=0.001, not 0.01"),
+        (["--data", "8gaussians"], "made with data='moons', not '8gaussians'"),
         (["-o", "blocks=3"], "trained with options="),
     ],
 )

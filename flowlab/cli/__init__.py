@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for one that re-runs itself
     if getattr(args, "func", None) is None:
         parser.print_help()
         return EXIT_USAGE

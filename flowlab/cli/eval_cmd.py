@@ -34,12 +34,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowlab.checkpoint import load_flow
     from flowlab.datafiles import display_name, resolve_dataset
     from flowlab.errors import OptionError
-    from flowlab.evaluation import held_out_nll
+    from flowlab.evaluation import held_out
     from flowlab.ode import continuous_flow
     from flowlab.seeding import generator, global_rng
-    from flowlab.training import check_dataset_context, dataset_context, load_flow
 
     load_plugin_files(args.plugins)
     if args.n < 2:
@@ -48,12 +48,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = resolve_dataset(args.data or config.data)
     if dataset.dim != flow.dim:
         raise OptionError(f"eval: the flow is {flow.dim}-dimensional but dataset {dataset.name!r} is {dataset.dim}-d")
-    # a finite dataset (digits, a file): its whole test split (dequantised by this seed), whatever -n says
-    points = dataset.test_points(args.n, generator(args.seed, "eval")).to(args.device)
-    check_dataset_context(dataset, flow.context_dim)  # a conditional flow: at the test rows' labels
-    context = dataset_context(dataset, dataset.test_labels(), args.device) if flow.context_dim else None
+    # a finite dataset (digits, a file): its whole test split (dequantised by this seed), whatever -n says; a
+    # conditional flow at the test rows' labels
+    test = held_out(dataset, args.n, generator(args.seed, "eval"), context_dim=flow.context_dim, device=args.device)
     with global_rng(args.seed, "eval-flow"):
-        nll = held_out_nll(flow, points, context=context)
+        nll = test.nll(flow)
     result = {
         "checkpoint": args.checkpoint,
         "flow": config.flow,
@@ -75,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    held_out = f"the test split of {display_name(dataset.name)}" if dataset.finite else display_name(dataset.name)
-    held_out += " at its labels" if flow.context_dim else ""
-    table = Table(title=f"{config.flow} after {checkpoint['step']} steps, held-out {held_out} (n={nll.n})")
+    scored = f"the test split of {display_name(dataset.name)}" if dataset.finite else display_name(dataset.name)
+    scored += " at its labels" if flow.context_dim else ""
+    table = Table(title=f"{config.flow} after {checkpoint['step']} steps, held-out {scored} (n={nll.n})")
     for column in ("", "nats", "bits/dim"):
         table.add_column(column, justify="right")
     table.add_row("NLL ± SE", f"{nll.nats:.4f} ± {nll.se:.4f}", f"{nll.bits_per_dim:.4f} ± {nll.se_bits_per_dim:.4f}")

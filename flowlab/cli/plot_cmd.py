@@ -35,11 +35,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowlab.checkpoint import atomic_write
+    from flowlab.checkpoint import atomic_write, load_flow
     from flowlab.datafiles import display_name, resolve_dataset
     from flowlab.errors import OptionError
     from flowlab.plotting import image_side, plot_flow, plot_images, pyplot, run_title
-    from flowlab.training import load_flow
 
     load_plugin_files(args.plugins)
     if args.out is None and args.animate is None:

@@ -58,12 +58,11 @@ def configure_solver(flow: Any, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from flowlab.checkpoint import atomic_write
+    from flowlab.checkpoint import atomic_write, load_flow
     from flowlab.errors import OptionError
     from flowlab.evaluation import uses_autograd
     from flowlab.ode import continuous_flow
     from flowlab.seeding import global_rng
-    from flowlab.training import load_flow
 
     load_plugin_files(args.plugins)
     suffix = Path(args.out).suffix.lower()
@@ -92,7 +91,7 @@ def label_context(flow: Any, data: str, label: int | None, device: str) -> Any:
 
     from flowlab.datafiles import resolve_dataset
     from flowlab.errors import OptionError
-    from flowlab.training import check_dataset_context, dataset_context
+    from flowlab.runconfig import check_dataset_context, dataset_context
 
     if not flow.context_dim:
         if label is not None:

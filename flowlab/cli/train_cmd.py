@@ -148,13 +148,13 @@ CONFIG_ARGS = ("flow", "data", "objective", "steps", "batch_size", "lr", "seed",
 def run(args: argparse.Namespace) -> int:
     from flowlab.datafiles import canonical, display_name
     from flowlab.errors import CheckpointError, OptionError
-    from flowlab.training import RESUMABLE_OPTIONS, TrainConfig
+    from flowlab.training import TrainConfig
 
     load_plugin_files(args.plugins)
     from flowlab.distributed import launch, launched, trainer_class
 
     if args.nproc is not None and not launched():
-        return launch(args)  # re-runs this command in N workers (torch's elastic launcher)
+        return launch(args.argv, args.nproc)  # the same command line in N workers (torch's elastic launcher)
     given = {name: getattr(args, name) for name in CONFIG_ARGS if getattr(args, name) is not None}
     if args.option:
         given["options"] = parse_options(args.option)
@@ -170,18 +170,7 @@ def run(args: argparse.Namespace) -> int:
         given["data"] = canonical(given["data"])
     path = Path(args.out or f"runs/{args.flow}-{Path(display_name(args.data or '')).stem}") / CHECKPOINT
     if args.resume:
-        trainer = trainer_class().resume(
-            str(path), args.device, steps=given.pop("steps", None), options=given.pop("options", None)
-        )
-        saved = trainer.config.to_dict()
-        for name, value in given.items():
-            if value != saved[name]:
-                raise OptionError(
-                    f"train --resume: the checkpoint was trained with {name}={saved[name]!r}, not {value!r}; a "
-                    f"resumed run keeps its configuration (only --steps and -o {'/'.join(RESUMABLE_OPTIONS)} may "
-                    "change)"
-                )
-        return fit(trainer, path)
+        return fit(trainer_class().resume(str(path), args.device, given), path)
     if "flow" not in given or "data" not in given:
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
     if path.exists():

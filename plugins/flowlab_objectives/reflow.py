@@ -39,7 +39,7 @@ def prepare(flow: Flow, context: ObjectiveContext) -> None:
     path = context.options["reflow_from"]
     if not path:
         return
-    from flowlab.training import load_flow
+    from flowlab.checkpoint import load_flow
 
     teacher, _, _ = load_flow(path, context.device)
     if teacher.dim != flow.dim:
