@@ -67,8 +67,6 @@ EXPLOSION_FACTOR = 1e3
 #: options ``--resume`` may change: limits and tolerances of ODE solves and torch.compile, which do not change the
 #: parameters
 RESUMABLE_OPTIONS = ("max_nfe", "max_seconds", "rtol", "atol", "compile")
-#: the old private name of :func:`flowlab.checkpoint.installed`, for ``flowlab.checks.trained`` until it imports that
-_installed = installed
 
 
 @dataclass(frozen=True)

@@ -49,15 +49,15 @@ class FixedParametersError(SkipCase):
 
 def trained_spec(path: str) -> FlowSpec:
     """The derived spec of the flow trained in ``path`` (:class:`CheckpointError` if it cannot be read)."""
-    from flowlab.checkpoint import read_checkpoint
+    from flowlab.checkpoint import config_from, installed, load_state, read_checkpoint
     from flowlab.datafiles import resolve_dataset
     from flowlab.registry import flow_spec
-    from flowlab.training import _installed, build_flow, config_from, load_state
+    from flowlab.runconfig import build_flow
 
     checkpoint = read_checkpoint(path)
     config = config_from(checkpoint, path)
     dim = int(checkpoint["dim"])
-    with _installed(path):
+    with installed(path):
         spec = flow_spec(config.flow)
         trained = spec.resolve_options(config.options)
         dataset = resolve_dataset(config.data)  # its preprocessing is saved with the flow (checked: the learned part)
