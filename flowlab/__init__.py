@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "VectorField": "flowlab.vector_field",
     "Flow": "flowlab.flow",
     "FlowSpec": "flowlab.spec",
+    "Support": "flowlab.support",
+    "DomainError": "flowlab.errors",
     "Option": "flowlab.options",
     "Tolerance": "flowlab.options",
     "CONTEXT_OPTION": "flowlab.options",
@@ -62,6 +64,7 @@ __all__ = [
     "DatasetSpec",
     "DeviceError",
     "DivergenceError",
+    "DomainError",
     "DtypeError",
     "DuplicateNameError",
     "Flow",
@@ -77,6 +80,7 @@ __all__ = [
     "SingularMatrixError",
     "SkipCase",
     "SolverError",
+    "Support",
     "Tolerance",
     "UnknownFlowError",
     "VectorField",
@@ -100,6 +104,7 @@ if TYPE_CHECKING:
         ConvergenceError,
         DeviceError,
         DivergenceError,
+        DomainError,
         DtypeError,
         DuplicateNameError,
         FlowlabError,
@@ -117,6 +122,7 @@ if TYPE_CHECKING:
     from flowlab.options import CONTEXT_OPTION, Option, Tolerance
     from flowlab.registry import build, dataset_spec, datasets, flow_spec, flows
     from flowlab.spec import CheckSpec, FlowSpec
+    from flowlab.support import Support
     from flowlab.validation import check_points
     from flowlab.vector_field import VectorField
 

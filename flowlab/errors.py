@@ -23,6 +23,10 @@ class NonFiniteError(FlowlabError, ValueError):
     """A tensor holds NaN or infinite values."""
 
 
+class DomainError(FlowlabError, ValueError):
+    """A point lies outside the support of a density (e.g. ``log_prob`` of a flow on ``(0, 1)^d`` at 1.5)."""
+
+
 class UnknownFlowError(FlowlabError, KeyError):
     """No registered flow (or dataset, or check) has the requested name."""
 

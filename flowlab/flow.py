@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, distributions, nn
 
 from flowlab.bijector import Bijector, context_dim_of
-from flowlab.errors import NonFiniteError, OptionError, ShapeError
+from flowlab.errors import DomainError, NonFiniteError, OptionError, ShapeError
+from flowlab.support import REAL, Support
 from flowlab.validation import check_context, check_points, module_dtype_device, require_context
 
 if TYPE_CHECKING:
@@ -31,6 +32,11 @@ class Flow(nn.Module):
     ``validate=True`` checks every input (shape, dtype, device, finite values) and raises a
     :class:`~flowlab.errors.FlowlabError` that says what was expected.
 
+    ``support`` (a :class:`~flowlab.support.Support`, default all of R^d): the set the density lives on, e.g.
+    ``Support(0.0, 1.0)`` for a flow onto the unit cube (``FlowSpec.support`` says it for a registered flow). With
+    ``validate``, ``log_prob`` refuses points outside it with a :class:`~flowlab.errors.DomainError` naming the
+    rows, instead of handing them to an inverse that is not defined there.
+
     **Conditioning** (``docs/conditioning.md``). With a conditional bijector (``bijector.context_dim = k > 0``) the
     flow is the conditional density ``p(x | c)``: every method takes ``context``, of shape ``[rows, k]`` (one context
     per row: per point of ``x``, per sample) or ``[k]`` (one context for every row). The base distribution does not
@@ -42,10 +48,16 @@ class Flow(nn.Module):
     _loc: Tensor
 
     def __init__(
-        self, bijector: Bijector, base: distributions.Distribution | None = None, *, validate: bool = True
+        self,
+        bijector: Bijector,
+        base: distributions.Distribution | None = None,
+        *,
+        validate: bool = True,
+        support: Support = REAL,
     ) -> None:
         super().__init__()
         self.bijector = bijector
+        self.support = support
         self.dim = int(bijector.dim)
         self.context_dim = context_dim_of(bijector)
         self.validate = validate
@@ -83,6 +95,8 @@ class Flow(nn.Module):
         """
         if self.validate:
             check_points(x, self.dim, name="x", module=self)
+            if not self.support.is_real:
+                check_support(x, self.support)
         context = self.context_for(context, x.shape[0], "Flow.log_prob")
         if x.shape[0] == 0:
             return x.new_zeros(0)
@@ -152,3 +166,14 @@ def check_inverse(z: Tensor, ladj: Tensor) -> None:
         "Flow.log_prob: the bijector's inverse returned " + " and ".join(parts) + "; the flow's parameters are "
         "probably non-finite or huge (a diverged training run? try a smaller learning rate)"
     )
+
+
+def check_support(x: Tensor, support: Support) -> None:
+    """:class:`~flowlab.errors.DomainError` naming the rows of ``x`` outside ``support``."""
+    outside = (~support.contains(x)).nonzero().flatten().tolist()
+    if outside:
+        rows = ", ".join(map(str, outside[:8])) + (", ..." if len(outside) > 8 else "")
+        raise DomainError(
+            f"log_prob: {len(outside)} of {x.shape[0]} row(s) ({rows}) lie outside the flow's support "
+            f"{support.describe()} (bounds excluded); the density is 0 there"
+        )

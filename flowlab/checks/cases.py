@@ -120,7 +120,8 @@ def build_case_flow(spec: FlowSpec, case: Case, *, train: bool = False) -> Flow:
     if it names none), on the case's dtype and device."""
     bijector = build_case_bijector(spec, case, train=train)
     base = None if spec.base is None else spec.base(case.dim, dtype=dtype_of(case), device=torch.device(case.device))
-    return Flow(bijector, base).to(device=case.device, dtype=dtype_of(case)).train(train)
+    flow = Flow(bijector, base, support=spec.support)
+    return flow.to(device=case.device, dtype=dtype_of(case)).train(train)
 
 
 def float64_cpu(case: Case, dim: int | None = None) -> Case:

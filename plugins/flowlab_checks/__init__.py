@@ -12,20 +12,25 @@ from flowlab_checks import (
     batch_independence,
     build,
     context_dependence,
+    determinism,
     dtype_device,
     gradients,
     invertibility,
     logdet,
+    logdet_estimator,
     mixing,
     normalization,
     sample_consistency,
     stress,
+    support,
 )
 
 CHECKS = (
     build.CHECK,
     invertibility.CHECK,
     logdet.CHECK,
+    logdet_estimator.CHECK,
+    determinism.CHECK,
     normalization.CHECK,
     sample_consistency.CHECK,
     batch_independence.CHECK,
@@ -33,6 +38,7 @@ CHECKS = (
     dtype_device.CHECK,
     mixing.CHECK,
     stress.CHECK,
+    support.CHECK,
     context_dependence.CHECK,
 )
 

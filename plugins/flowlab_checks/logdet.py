@@ -3,8 +3,9 @@
 ``J = ∂x/∂z`` (forward, at base points) and ``∂z/∂x`` (inverse, at data points) are computed by reverse-mode
 autograd through the flow's own ``forward`` / ``inverse``; ``torch.linalg.slogdet`` gives ``log|det J|``. For a
 conditional flow, at the case's drawn context (one per row), held fixed: the Jacobian is in ``z`` (or ``x``) only.
-Applies to flows with an exact log-det (``FlowSpec.logdet == "exact"``); a stochastic estimate is checked by
-``normalization`` and by the estimator checks its plugin brings.
+Runs in eval mode, so it applies to every flow whose eval mode is deterministic (``FlowSpec.eval_deterministic``,
+verified by ``determinism``), a flow with a stochastic training-mode estimate included (its eval-mode log-det is
+checked here, the estimate by ``logdet_estimator``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from flowlab.checks import (
 
 
 def applies(spec: FlowSpec) -> bool | str:
-    if spec.logdet == "exact":
+    if spec.eval_deterministic:
         return True
-    return "its log-det is a stochastic estimate: checked by normalization and its plugin's estimator checks"
+    return "its eval-mode log-det is random (FlowSpec.eval_deterministic=False): logdet_estimator checks its mean"
 
 
 def _points_of(
