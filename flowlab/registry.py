@@ -39,6 +39,10 @@ def build_from_spec(spec: FlowSpec, dim: int, **options: Any) -> nn.Module:
     name = spec.name
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < spec.min_dim:
         raise OptionError(f"{name}: expected an integer dim >= {spec.min_dim}, got {dim!r}")
+    if not spec.dim_allowed(dim):
+        top = "" if spec.max_dim is None else f", max_dim {spec.max_dim}"
+        rule = ", allows_dim" if spec.allows_dim is not None else ""
+        raise OptionError(f"{name} is not defined in {dim} dimensions (min_dim {spec.min_dim}{top}{rule})")
     resolved = spec.resolve_options(options)
     bijector = spec.build(dim, **resolved)
     if not isinstance(bijector, nn.Module) or getattr(bijector, "dim", None) != dim:

@@ -108,7 +108,7 @@ def test_the_parallel_report_is_the_serial_one(reports):
 
 def test_a_failing_mutant_under_n_2_shows_its_counterexample_and_reproduce_line(reports):
     out = " ".join(reports["parallel"]["out"].split())
-    assert "mutant_logdet_offset / logdet / cpu: failed" in out and "counterexample: dim=" in out
+    assert "mutant_logdet_offset / logdet / cpu: failed" in out and "counterexample (shrunk): error" in out
     assert f"reproduce: flowlab check --plugin {MUTANTS} --plugin " in out
     assert "mutant_logdet_offset --property logdet --device cpu --case" in out
 

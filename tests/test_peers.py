@@ -47,10 +47,14 @@ def test_peers_imports_without_the_optional_libraries(monkeypatch: pytest.Monkey
     assert registered == EXPECTED["torch"]
 
 
-def test_zuko_cnf_declares_its_solver_tolerances() -> None:
+def test_zuko_cnf_has_solver_tolerances_the_ode_properties_can_pin() -> None:
     pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
+    from flowlab.checks import check_spec
+    from flowlab.checks.runner import preflight
+
     spec = flowlab.flow_spec("zuko.cnf")
-    assert spec.capabilities == {"solver_tolerances"} and {"rtol", "atol"} <= set(spec.options)
+    assert {"rtol", "atol"} <= set(spec.options)
+    assert check_spec("ode_invertibility").needs(spec, preflight(spec).bijector) is True
 
 
 def test_check_passes_on_zuko_and_torch(tmp_path: Path) -> None:

@@ -158,10 +158,11 @@ def case_points(
     rows = case.batch if batch is None else batch
     points = torch.randn(rows, case.dim, generator=generator, dtype=torch.float64)
     points = points * (case.scale if scale is None else scale)
+    points = points.to(dtype=dtype_of(case))
     support = case.support if side == "data" else case.base_support
-    if not support.is_real:
+    if not support.is_real:  # in the case's dtype, so that rounding cannot put a point on a bound
         points = support.from_real(points)
-    return points.to(device=case.device, dtype=dtype_of(case))
+    return points.to(device=case.device)
 
 
 def inputs(

@@ -142,13 +142,24 @@ def run_case(check: CheckSpec, spec: FlowSpec, case: Case) -> CheckResult:
     :class:`~flowlab.errors.SkipCase` (a case the flow cannot be built for: skipped) and an
     :class:`~flowlab.errors.Uncovered` (the flow lacks what the property needs: uncovered)."""
     try:
-        return check.run(spec, case)
+        result = check.run(spec, case)
     except SkipCase as exc:
         return CheckResult("skipped", detail=str(exc))
     except Uncovered as exc:
         return CheckResult("uncovered", detail=str(exc))
     except Exception as exc:
-        return CheckResult("failed", detail=f"raised {type(exc).__name__}: {exc}")
+        result = CheckResult("failed", detail=f"raised {type(exc).__name__}: {exc}")
+    if result.status == "failed" and case.support.is_real and _non_finite(result.detail):
+        result.detail += f" ({SUPPORT_HINT})"
+    return result
+
+
+#: said of a non-finite failure of a flow that declares no support: the likeliest cause of a correct flow failing
+SUPPORT_HINT = "if the flow is defined on part of R^d only, declare where: FlowSpec.support, and the kit stays inside"
+
+
+def _non_finite(detail: str) -> bool:
+    return any(word in detail for word in ("NaN", "nan", " inf", "non-finite", "not finite", "NonFinite"))
 
 
 @dataclass(frozen=True)
@@ -171,10 +182,10 @@ def preflight(spec: FlowSpec) -> Preflight:
     if cached is not None and cached[0] is spec:
         return cached[1]
     from flowlab.checks.cases import build_case_bijector
-    from flowlab.checks.strategies import case_dtype, dims
+    from flowlab.checks.strategies import allowed_dims, case_dtype
 
     try:
-        dim = dims(spec).example() if spec.allows_dim is not None else spec.min_dim
+        dim = allowed_dims(spec)[0]
         case = Case(dim=dim, batch=1, seed=0, options=dict(spec.check_options), dtype=case_dtype(spec))
         result = Preflight(bijector=build_case_bijector(spec, case))
     except Exception as exc:

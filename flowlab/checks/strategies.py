@@ -45,13 +45,19 @@ def dims(
     if spec is None or spec.allows_dim is None:
         high = low + extra if spec is None or spec.max_dim is None else max(low, min(low + extra, spec.max_dim))
         return st.integers(low, high)
-    top = spec.max_dim if spec.max_dim is not None else low + 64 * (extra + 1)
-    allowed = [d for d in range(low, top + 1) if spec.dim_allowed(d)][: extra + 1]
+    return st.sampled_from(allowed_dims(spec, low, extra))
+
+
+def allowed_dims(spec: FlowSpec, low: int | None = None, extra: int = EXTRA_DIMS) -> list[int]:
+    """The first ``extra + 1`` dimensions from ``low`` (default ``min_dim``) that ``spec`` is defined in."""
+    start = spec.min_dim if low is None else low
+    top = spec.max_dim if spec.max_dim is not None else start + 64 * (extra + 1)
+    allowed = [d for d in range(start, top + 1) if spec.dim_allowed(d)][: extra + 1]
     if not allowed:
         from flowlab.errors import OptionError
 
-        raise OptionError(f"{spec.name}: allows_dim allows no dimension in {low}..{top}")
-    return st.sampled_from(allowed)
+        raise OptionError(f"{spec.name}: allows_dim allows no dimension in {start}..{top}")
+    return allowed
 
 
 def batches(max_batch: int = MAX_BATCH) -> st.SearchStrategy[int]:

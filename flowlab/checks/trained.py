@@ -16,8 +16,10 @@ draws. A trained flow is one point of that space: its dimension, its options and
 
 What still varies per case: the batch, the seed of the inputs and their scale, the dtype and device, which is what
 makes sense at fixed parameters. A property that needs the flow in another dimension, or with options that change
-its architecture, cannot be run on these parameters: building it raises :class:`FixedParametersError` (a
-:class:`~flowlab.errors.SkipCase`), which the runner reports as a skipped case with that reason (never a failure).
+its architecture, cannot be run on these parameters: the kit does not build a flow in a dimension outside
+``min_dim..max_dim`` (a :class:`~flowlab.errors.SkipCase`), and options the parameters do not fit raise
+:class:`FixedParametersError` (one too); the runner reports either as a skipped case with its reason (never a
+failure).
 """
 
 from __future__ import annotations
@@ -63,11 +65,7 @@ def trained_spec(path: str) -> FlowSpec:
         dataset = resolve_dataset(config.data)  # its preprocessing is saved with the flow (checked: the learned part)
     architecture = {name: value for name, value in trained.items() if name not in spec.check_options}
 
-    def build(at: int, **options: Any) -> Bijector:
-        if at != dim:
-            raise FixedParametersError(
-                f"this property builds the flow in {at} dimensions; the trained flow of {path} is {dim}-dimensional"
-            )
+    def build(at: int, **options: Any) -> Bijector:  # at == dim: min_dim = max_dim = dim (no other is built)
         try:
             flow = build_flow(config.flow, dim, options, dataset.preprocessing())
             load_state(flow, checkpoint, path)

@@ -25,7 +25,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         return CheckResult(
             "failed",
             detail=f"build({case.dim}, {dict(case.options)}) raised {type(exc).__name__}: {exc} (if {spec.name} is not "
-            "defined in this dimension, declare which ones it is: FlowSpec.min_dim, max_dim or allows_dim)",
+            "defined in this dimension, declare the ones it is defined in: FlowSpec.allows_dim, min_dim, max_dim)",
         )
     problems = []
     tensors = [*bijector.named_parameters(), *bijector.named_buffers()]

@@ -42,7 +42,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         if not torch.equal(first, second):
             problems.append(f"{direction}: two eval-mode calls on the same points returned different points")
         elif spec.eval_deterministic and not torch.equal(first_ladj, second_ladj):
-            gap = float((first_ladj - second_ladj).abs().max())
+            gap = float((first_ladj - second_ladj).detach().abs().max())
             problems.append(
                 f"{direction}: two eval-mode calls on the same points returned log-dets {gap:.3g} apart (declare "
                 "FlowSpec.eval_deterministic=False if the flow draws randomness in eval mode)"

@@ -39,6 +39,10 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         Measurement(
             "forward(inverse(x)) vs x", row_errors(back_x, x), with_context({"x": x, "forward(inverse(x))": back_x}, c)
         ),
+    ]
+    if not spec.eval_deterministic:  # the log-dets are random draws: their mean is checked by logdet_estimator
+        return judge(measurements, CHECK.tolerance_for(spec))
+    measurements += [
         Measurement(
             "log-dets of forward(z) and inverse(forward(z)) do not cancel",
             row_errors(ladj_back, -ladj_forward),
