@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchdiffeq import odeint, odeint_adjoint
 
 from flowlab.errors import OptionError, SolverError
 
@@ -138,6 +137,9 @@ def solve(
     torchdiffeq's assertions (step size underflow, non-finite state) become :class:`SolverError` naming the solver,
     the time reached and a hint; a fixed-step solve that ends non-finite raises the same way.
     """
+    from torchdiffeq import odeint, odeint_adjoint  # on first solve: it imports scipy.integrate (~1 s), which
+    # registering the ODE flows (plugin discovery) does not need
+
     dynamics.reset(config)
     kwargs = config.odeint_kwargs()
     if config.adaptive and controlled is not None and controlled < len(state):
