@@ -57,5 +57,5 @@ CHECK = CheckSpec(
     name="determinism",
     summary="two eval-mode calls on the same input agree (as FlowSpec.eval_deterministic claims)",
     run=run,
-    max_examples=3,
+    max_examples=2,  # randomness left on in eval mode shows on any input
 )
