@@ -21,9 +21,11 @@ from flowlab.ode.options import (
     ODE_CONVENTION,
     ODE_NOTES,
     ODE_REFERENCES,
+    SOLVER_OPTIONS,
     build_ode_bijector,
     ode_options,
     ode_tolerances,
+    solver_config,
 )
 from flowlab.ode.paths import set_solver, straightness
 from flowlab.ode.protocol import ContinuousFlow, continuous_flow
@@ -38,6 +40,7 @@ __all__ = [
     "ODE_CONVENTION",
     "ODE_NOTES",
     "ODE_REFERENCES",
+    "SOLVER_OPTIONS",
     "AugmentedDynamics",
     "ContinuousFlow",
     "ExactTrace",
@@ -52,5 +55,6 @@ __all__ = [
     "ode_tolerances",
     "set_solver",
     "solve",
+    "solver_config",
     "straightness",
 ]

@@ -103,6 +103,23 @@ def ode_tolerances() -> dict[str, Tolerance]:
     }
 
 
+#: the :func:`ode_options` that configure the solver alone (not the field): what a flow with a given field offers
+SOLVER_OPTIONS = ("method", "rtol", "atol", "step_size", "adjoint", "max_nfe", "max_seconds")
+
+
+def solver_config(options: dict[str, Any]) -> SolverConfig:
+    """The :class:`SolverConfig` of the :data:`SOLVER_OPTIONS` values in ``options`` (other keys are ignored)."""
+    return SolverConfig(
+        method=options["method"],
+        rtol=float(options["rtol"]),
+        atol=float(options["atol"]),
+        step_size=float(options["step_size"]),
+        adjoint=options["adjoint"],
+        max_nfe=options["max_nfe"],
+        max_seconds=float(options["max_seconds"]),
+    )
+
+
 def build_ode_bijector(
     dim: int,
     options: dict[str, Any],
@@ -122,20 +139,11 @@ def build_ode_bijector(
         activation=options["activation"],
         frequencies=options["frequencies"],
     )
-    solver = SolverConfig(
-        method=options["method"],
-        rtol=float(options["rtol"]),
-        atol=float(options["atol"]),
-        step_size=float(options["step_size"]),
-        adjoint=options["adjoint"],
-        max_nfe=options["max_nfe"],
-        max_seconds=float(options["max_seconds"]),
-    )
     return cls(
         field,
         trace=trace,
         eval_trace=eval_trace,
-        solver=solver,
+        solver=solver_config(options),
         kinetic=float(options["kinetic"]),
         jacobian=float(options["jacobian"]),
         seed=seed,
