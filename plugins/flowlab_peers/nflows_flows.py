@@ -1,35 +1,67 @@
 """nflows' flows: ``nflows.realnvp`` (affine coupling), ``nflows.maf`` (masked affine autoregressive) and
-``nflows.rqs`` (rational-quadratic spline coupling with linear tails)."""
+``nflows.rqs`` (rational-quadratic spline coupling with linear tails), adapted through their transforms;
+``nflows.maf_flow``, the whole ``MaskedAutoregressiveFlow`` (with or without a context) as users call it.
+
+nflows is imported when a flow is built, not when the plugin registers them (``flowlab list`` stays fast)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from nflows.distributions.normal import StandardNormal
-from nflows.flows.autoregressive import MaskedAutoregressiveFlow
-from nflows.flows.base import Flow
-from nflows.flows.realnvp import SimpleRealNVP
-from nflows.nn.nets import ResidualNet
-from nflows.transforms.base import CompositeTransform
-from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
 
 from flowlab import Option
 from flowlab.adapters import adapted_spec, from_nflows
-from flowlab.adapters.nflows import NflowsTransform
+from flowlab.adapters.core import Adapted
+from flowlab.flow import CONTEXT_OPTION
 from flowlab_peers.options import size_options, stacked
 
 REFERENCE = "Durkan et al. (2020). nflows: normalizing flows in PyTorch. https://doi.org/10.5281/zenodo.4296287"
 
 
-def realnvp(dim: int, *, transforms: int, hidden: int) -> NflowsTransform:
-    return from_nflows(SimpleRealNVP(dim, hidden_features=hidden, num_layers=transforms, num_blocks_per_layer=1), dim)
+def realnvp(dim: int, *, transforms: int, hidden: int) -> Adapted:
+    from nflows.flows.realnvp import SimpleRealNVP
+
+    flow = SimpleRealNVP(dim, hidden_features=hidden, num_layers=transforms, num_blocks_per_layer=1)
+    return from_nflows(flow, dim, model=False)
 
 
-def maf(dim: int, *, transforms: int, hidden: int) -> NflowsTransform:
-    flow = MaskedAutoregressiveFlow(dim, hidden_features=hidden, num_layers=transforms, num_blocks_per_layer=1)
-    return from_nflows(flow, dim)
+def _maf(dim: int, transforms: int, hidden: int, context_dim: int = 0) -> Any:
+    """nflows' ``MaskedAutoregressiveFlow`` recipe (a ``ReversePermutation`` then a
+    ``MaskedAffineAutoregressiveTransform`` per layer, ``StandardNormal`` base), built from its parts because the
+    class of nflows 0.14 takes no ``context_features``."""
+    from nflows.distributions.normal import StandardNormal
+    from nflows.flows.base import Flow
+    from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
+    from nflows.transforms.base import CompositeTransform
+    from nflows.transforms.permutations import ReversePermutation
+
+    layers: list[Any] = []
+    for _ in range(transforms):
+        layers.append(ReversePermutation(dim))
+        layers.append(
+            MaskedAffineAutoregressiveTransform(
+                dim, hidden_features=hidden, context_features=context_dim or None, num_blocks=1
+            )
+        )
+    return Flow(CompositeTransform(layers), StandardNormal([dim]))
 
 
-def rqs(dim: int, *, transforms: int, hidden: int, bins: int, tail_bound: float) -> NflowsTransform:
+def maf(dim: int, *, transforms: int, hidden: int) -> Adapted:
+    return from_nflows(_maf(dim, transforms, hidden), dim, model=False)
+
+
+def maf_flow(dim: int, *, transforms: int, hidden: int, context_dim: int) -> Adapted:
+    return from_nflows(_maf(dim, transforms, hidden, context_dim), dim, context_dim=context_dim)
+
+
+def rqs(dim: int, *, transforms: int, hidden: int, bins: int, tail_bound: float) -> Adapted:
+    from nflows.distributions.normal import StandardNormal
+    from nflows.flows.base import Flow
+    from nflows.nn.nets import ResidualNet
+    from nflows.transforms.base import CompositeTransform
+    from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
+
     def net(features_in: int, features_out: int) -> ResidualNet:
         return ResidualNet(features_in, features_out, hidden_features=hidden, num_blocks=1)
 
@@ -43,7 +75,7 @@ def rqs(dim: int, *, transforms: int, hidden: int, bins: int, tail_bound: float)
             )
         )
         mask = -mask
-    return from_nflows(Flow(CompositeTransform(layers), StandardNormal([dim])), dim)
+    return from_nflows(Flow(CompositeTransform(layers), StandardNormal([dim])), dim, model=False)
 
 
 SPECS = [
@@ -69,6 +101,23 @@ SPECS = [
         "`MaskedAffineAutoregressiveTransform` (MADE, scale `σ(ŝ + 2) + 10⁻³`) per layer, in nflows' data -> noise "
         "direction; the noise -> data direction is sequential (`dim` passes). Log-det `Σ log scale_i`.",
         options=size_options(2),
+        mixes=stacked,
+        references=(
+            REFERENCE,
+            "Papamakarios et al. (2017). Masked Autoregressive Flow for Density Estimation. "
+            "https://arxiv.org/abs/1705.07057",
+        ),
+    ),
+    adapted_spec(
+        "nflows.maf_flow",
+        "nflows MaskedAutoregressiveFlow as a whole flow: Flow.log_prob and its sampling transform; optional context",
+        maf_flow,
+        library="nflows",
+        explanation="**The whole flow.** nflows' `MaskedAutoregressiveFlow` (as `nflows.maf`) adapted through the "
+        "`Flow` users train: the kit's density is `flow.log_prob(x, context)` itself (its `StandardNormal` base and "
+        "embedding net included) and its samples come from `flow._transform.inverse`, as in "
+        "`flow.sample_and_log_prob`. With `context_dim = k > 0` the MADE conditioners read the context.",
+        options={**size_options(2), "context_dim": CONTEXT_OPTION},
         mixes=stacked,
         references=(
             REFERENCE,

@@ -1,20 +1,23 @@
 """normflows' flows: ``normflows.realnvp`` (masked affine coupling), ``normflows.composite`` (the same layers in a
-``normflows.flows.Composite``), ``normflows.planar``, ``normflows.radial`` and ``normflows.actnorm``.
+``normflows.flows.Composite``), ``normflows.planar``, ``normflows.radial`` and ``normflows.actnorm``, adapted layer by
+layer; ``normflows.model``, the realnvp model through its own ``forward_and_log_det`` and ``log_prob``.
 
 Each model is a ``normflows.NormalizingFlow`` with normflows' trainable ``DiagGaussian`` base, which
 :func:`flowlab.adapters.from_normflows` folds into the bijector as a first affine layer (its parameters stay
 trainable and checked). ``Planar`` with ``tanh`` and ``Radial`` have no analytic inverse in normflows: they are
 inverted by :class:`flowlab.adapters.NumericInverse` (damped Newton), which the kit checks as part of the flow.
+normflows is imported when a flow is built, not when the plugin registers them.
 """
 
 from __future__ import annotations
 
-import normflows
+from typing import Any
+
 import torch
 
 from flowlab import Option
 from flowlab.adapters import adapted_spec, from_normflows
-from flowlab.adapters.normflows import NormflowsChain
+from flowlab.bijector import Bijector
 from flowlab_peers.options import size_options, stacked
 
 REFERENCE = (
@@ -29,15 +32,23 @@ BASE = (
 )
 
 
-def _model(dim: int, flows: list[normflows.flows.Flow], *, solve_inverse: bool = False) -> NormflowsChain:
-    model = normflows.NormalizingFlow(normflows.distributions.DiagGaussian(dim), flows)
-    return from_normflows(model, dim, solve_inverse=solve_inverse)
+def _library() -> Any:
+    import normflows
+
+    return normflows
 
 
-def _coupling_layers(dim: int, transforms: int, hidden: int) -> list[normflows.flows.Flow]:
+def _model(dim: int, flows: list[Any], *, solve_inverse: bool = False, model: bool = False) -> Bijector:
+    normflows = _library()
+    whole = normflows.NormalizingFlow(normflows.distributions.DiagGaussian(dim), flows)
+    return from_normflows(whole, dim, solve_inverse=solve_inverse, model=model)
+
+
+def _coupling_layers(dim: int, transforms: int, hidden: int) -> list[Any]:
     """``MaskedAffineFlow`` layers with alternating binary masks (normflows' RealNVP recipe)."""
+    normflows = _library()
     mask = (torch.arange(dim) % 2).float()
-    layers: list[normflows.flows.Flow] = []
+    layers: list[Any] = []
     for _ in range(transforms):
         scale = normflows.nets.MLP([dim, hidden, dim], init_zeros=True)
         shift = normflows.nets.MLP([dim, hidden, dim], init_zeros=True)
@@ -46,25 +57,29 @@ def _coupling_layers(dim: int, transforms: int, hidden: int) -> list[normflows.f
     return layers
 
 
-def realnvp(dim: int, *, transforms: int, hidden: int) -> NormflowsChain:
+def realnvp(dim: int, *, transforms: int, hidden: int) -> Bijector:
     return _model(dim, _coupling_layers(dim, transforms, hidden))
 
 
-def composite(dim: int, *, transforms: int, hidden: int) -> NormflowsChain:
-    return _model(dim, [normflows.flows.Composite(_coupling_layers(dim, transforms, hidden))])
+def whole_model(dim: int, *, transforms: int, hidden: int) -> Bijector:
+    return _model(dim, _coupling_layers(dim, transforms, hidden), model=True)
 
 
-def planar(dim: int, *, transforms: int, act: str) -> NormflowsChain:
-    layers: list[normflows.flows.Flow] = [normflows.flows.Planar((dim,), act=act) for _ in range(transforms)]
+def composite(dim: int, *, transforms: int, hidden: int) -> Bijector:
+    return _model(dim, [_library().flows.Composite(_coupling_layers(dim, transforms, hidden))])
+
+
+def planar(dim: int, *, transforms: int, act: str) -> Bijector:
+    layers = [_library().flows.Planar((dim,), act=act) for _ in range(transforms)]
     return _model(dim, layers, solve_inverse=act == "tanh")
 
 
-def radial(dim: int, *, transforms: int) -> NormflowsChain:
-    return _model(dim, [normflows.flows.Radial((dim,)) for _ in range(transforms)], solve_inverse=True)
+def radial(dim: int, *, transforms: int) -> Bijector:
+    return _model(dim, [_library().flows.Radial((dim,)) for _ in range(transforms)], solve_inverse=True)
 
 
-def actnorm(dim: int) -> NormflowsChain:
-    return _model(dim, [normflows.flows.ActNorm((dim,))])
+def actnorm(dim: int) -> Bijector:
+    return _model(dim, [_library().flows.ActNorm((dim,))])
 
 
 LAYERS = {"transforms": Option(3, "number of layers", low=1, high=64)}
@@ -81,6 +96,19 @@ SPECS = [
         realnvp,
         library="normflows",
         explanation=COUPLING + BASE,
+        options=size_options(3),
+        min_dim=2,
+        mixes=stacked,
+        references=(REFERENCE,),
+    ),
+    adapted_spec(
+        "normflows.model",
+        "normflows NormalizingFlow of the realnvp layers through its own forward_and_log_det and log_prob",
+        whole_model,
+        library="normflows",
+        explanation=COUPLING + " **The whole model** (`NormalizingFlow`), called as users call it: sampling "
+        "direction `model.forward_and_log_det(z)` (what `sample` and `reverse_kld` run), density "
+        "`model.log_prob(x)` (the kit's `Flow.log_prob` is exactly it), with their own log-det accumulators." + BASE,
         options=size_options(3),
         min_dim=2,
         mixes=stacked,
