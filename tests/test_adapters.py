@@ -1,4 +1,5 @@
-"""flowlab.adapters: direction, sign and log-det shape of each adapter; dtypes passed through; NumericInverse."""
+"""flowlab.adapters: direction, sign and log-det shape of each adapter; dtypes passed through; what the peer holds
+kept (parameters, caches); whole models as their own log_prob; NumericInverse."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from torch.distributions import transforms
 import flowlab
 from flowlab.adapters import (
     NumericInverse,
+    adapted_spec,
+    from_freia,
     from_nflows,
     from_normflows,
+    from_pyro,
     from_torch,
     from_zuko,
     logdet_rows,
@@ -218,3 +222,170 @@ def test_numeric_inverse_names_the_rows_it_cannot_solve() -> None:
     with pytest.raises(flowlab.ConvergenceError, match=r"in rows \[1\]") as info:
         bijector.inverse(x)
     assert info.value.rows == [1] and not math.isnan(info.value.residuals[0])
+
+
+# -- keeping what the peer holds (parameters in distributions, derived tensors, caches) -------------------------------
+def normal_cdf_logit(loc: Tensor, scale: Tensor) -> transforms.Transform:
+    """``x = logit(Φ((z − loc) / scale))``: a bijection of R whose parameters live in a ``Normal``."""
+    cdf = transforms.CumulativeDistributionTransform(torch.distributions.Normal(loc, scale))
+    return transforms.ComposeTransform([cdf, transforms.SigmoidTransform().inv])
+
+
+def test_torch_parameters_inside_a_distribution_are_kept() -> None:
+    loc, scale = nn.Parameter(torch.tensor([0.5, -0.5])), nn.Parameter(torch.tensor([1.5, 0.7]))
+    bijector = from_torch(normal_cdf_logit(loc, scale), 2)
+    assert {id(p) for p in bijector.parameters()} == {id(loc), id(scale)}
+    flowlab.Flow(bijector).log_prob(torch.randn(5, 2)).sum().backward()
+    assert loc.grad is not None and scale.grad is not None and bool(scale.grad.abs().sum() > 0)
+    doubled = from_torch(normal_cdf_logit(loc, scale), 2).double()  # .double() reaches the distribution's tensors
+    assert_convention(doubled, 2)
+
+
+def test_a_learnable_tensor_computed_in_a_constructor_is_named() -> None:
+    log_scale = nn.Parameter(torch.zeros(2))
+    derived = transforms.AffineTransform(torch.zeros(2), log_scale.exp(), event_dim=1)  # a non-leaf: would not follow
+    with pytest.raises(flowlab.AdapterError, match=r"peer\.scale \[2\] \(computed by ExpBackward0\)"):
+        from_torch(derived, 2)
+
+
+def test_deepcopy_after_a_call_copies_the_peers_caches_detached() -> None:
+    pytest.importorskip("pyro", reason="pyro-ppl is not installed (pip install -e '.[peers]')")
+    from pyro.distributions.transforms import Spline
+
+    bijector = from_pyro(Spline(2, count_bins=4), 2)
+    z = torch.randn(3, 2)
+    x, _ = bijector(z)  # Spline caches (z, x) and its log-det: non-leaf tensors torch refuses to deep-copy
+    twin = copy.deepcopy(bijector)
+    torch.testing.assert_close(twin(z)[0], x)
+    assert {id(p) for p in twin.parameters()}.isdisjoint(id(p) for p in bijector.parameters())
+
+
+def test_adapted_spec_takes_any_library_with_its_mapping() -> None:
+    spec = adapted_spec("mine.flow", "mine", lambda dim: from_torch(transforms.ExpTransform(), dim), library="mine",
+                        explanation="**Transform.** exp.", mapping="mine: forward is exp.")  # fmt: skip
+    assert "Adapted from mine not installed" in spec.explanation and "mine: forward is exp." in spec.explanation
+    with pytest.raises(flowlab.OptionError, match="expected mapping="):
+        adapted_spec("mine.flow", "mine", lambda dim: None, library="mine", explanation="")
+
+
+# -- Pyro -------------------------------------------------------------------------------------------------------------
+def test_pyro_direction_sign_and_parameters() -> None:
+    pytest.importorskip("pyro", reason="pyro-ppl is not installed (pip install -e '.[peers]')")
+    from pyro.distributions.transforms import Spline
+
+    torch.manual_seed(0)
+    spline = Spline(3, count_bins=4, order="quadratic")
+    bijector = from_pyro(spline, 3).double()
+    assert {id(p) for p in bijector.parameters()} == {id(p) for p in spline.parameters()}  # a TransformModule's own
+    with torch.no_grad():
+        for parameter in spline.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    assert_convention(bijector, 3)
+    z = torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(bijector(z)[0], spline(z))  # forward is the transform: base -> data
+
+
+def test_pyro_conditional_transform_per_row_contexts() -> None:
+    pytest.importorskip("pyro", reason="pyro-ppl is not installed (pip install -e '.[peers]')")
+    from pyro.distributions.transforms import conditional_spline
+
+    torch.manual_seed(0)
+    module = conditional_spline(2, context_dim=3, count_bins=4).double()
+    bijector = from_pyro(module, 2, context_dim=3)
+    z, c = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    x, ladj = bijector(z, context=c)
+    for row in range(4):  # row i at context i, as Pyro conditioned on that one context
+        torch.testing.assert_close(x[row], module.condition(c[row]).__call__(z[row]))
+    back, inverse_ladj = bijector.inverse(x.clone(), context=c)
+    torch.testing.assert_close(back, z)
+    torch.testing.assert_close(inverse_ladj, -ladj)
+    with pytest.raises(flowlab.AdapterError, match="expected context_dim > 0"):
+        from_pyro(module, 2)
+
+
+# -- FrEIA ------------------------------------------------------------------------------------------------------------
+def freia_subnet(features_in: int, features_out: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(features_in, 8), nn.Tanh(), nn.Linear(8, features_out))
+
+
+def test_freia_direction_sign_and_context() -> None:
+    pytest.importorskip("FrEIA", reason="FrEIA is not installed (pip install -e '.[peers]')")
+    from FrEIA.framework import SequenceINN
+    from FrEIA.modules import AllInOneBlock
+
+    torch.manual_seed(0)
+    inn = SequenceINN(3)
+    for _ in range(2):
+        inn.append(AllInOneBlock, subnet_constructor=freia_subnet, cond=0, cond_shape=(2,))
+    inn = inn.double()
+    with torch.no_grad():  # the trainable parameters only (w_perm is a fixed orthogonal matrix and its inverse)
+        for parameter in inn.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.3 * torch.randn_like(parameter))
+    bijector = from_freia(inn, 3, context_dim=2)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    c = torch.randn(5, 2, dtype=torch.float64)
+    z, ladj = bijector.inverse(x, context=c)
+    peer_z, peer_ladj = inn(x, c=[c])  # FrEIA's forward: data -> latent, log|det ∂z/∂x|
+    torch.testing.assert_close(z, peer_z)
+    torch.testing.assert_close(ladj, peer_ladj)
+    back, forward_ladj = bijector(z, context=c)
+    torch.testing.assert_close(back, x)
+    torch.testing.assert_close(forward_ladj, -ladj)
+    assert_convention_with_context(bijector, 3, 2)
+
+
+# -- whole models, as users call them ---------------------------------------------------------------------------------
+def test_normflows_model_is_its_own_log_prob_and_keeps_its_accumulator_dtype() -> None:
+    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install -e '.[peers]')")
+    torch.manual_seed(0)
+    layers = [normflows.flows.MaskedAffineFlow(torch.tensor([1.0, 0.0]), normflows.nets.MLP([2, 8, 2]))]
+    model = normflows.NormalizingFlow(normflows.distributions.DiagGaussian(2), layers).double()
+    bijector = from_normflows(model, 2)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    torch.testing.assert_close(flowlab.Flow(bijector).log_prob(x), model.log_prob(x))
+    eps = torch.randn(5, 2, dtype=torch.float64)
+    _, ladj = bijector(eps)
+    assert ladj.dtype == torch.float32  # forward_and_log_det's own torch.zeros(len(z)) accumulator, not cast
+
+
+def test_zuko_flow_with_context_is_its_own_log_prob() -> None:
+    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install -e '.[peers]')")
+    torch.manual_seed(0)
+    flow = zuko.flows.NSF(2, 3, transforms=2, hidden_features=(8, 8)).double()
+    bijector = from_zuko(flow, 2, context_dim=3)
+    assert_convention_with_context(bijector, 2, 3)
+    x, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(flowlab.Flow(bijector).log_prob(x, context=c), flow(c).log_prob(x))
+
+
+def test_nflows_flow_with_context_is_its_own_log_prob() -> None:
+    pytest.importorskip("nflows", reason="nflows is not installed (pip install -e '.[peers]')")
+    from nflows.distributions.normal import StandardNormal
+    from nflows.flows.base import Flow
+    from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
+
+    torch.manual_seed(0)
+    transform = MaskedAffineAutoregressiveTransform(2, hidden_features=8, context_features=3)
+    flow = Flow(transform, StandardNormal([2]), embedding_net=nn.Linear(3, 3)).double().eval()
+    with torch.no_grad():
+        for parameter in flow.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    bijector = from_nflows(flow, 2, context_dim=3)
+    assert_convention_with_context(bijector, 2, 3)
+    x, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(flowlab.Flow(bijector).log_prob(x, context=c), flow.log_prob(x, context=c))
+
+
+def assert_convention_with_context(bijector: Bijector, dim: int, context_dim: int) -> None:
+    """As :func:`assert_convention`, each row at its own context (the autograd Jacobian in the points only)."""
+    z = torch.randn(3, dim, dtype=torch.float64)
+    c = torch.randn(3, context_dim, dtype=torch.float64)
+    x, forward_ladj = bijector(z, context=c)
+    back, inverse_ladj = bijector.inverse(x, context=c)
+    torch.testing.assert_close(back, z, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(inverse_ladj, -forward_ladj, rtol=1e-9, atol=1e-9)
+    for row in range(3):
+        at = c[row : row + 1]
+        jac = torch.autograd.functional.jacobian(lambda v, at=at: bijector(v[None], context=at)[0][0], z[row])
+        torch.testing.assert_close(forward_ladj[row], torch.linalg.slogdet(jac).logabsdet, rtol=1e-9, atol=1e-9)
