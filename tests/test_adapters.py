@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.distributions import transforms
 
 import flowlab
+from flowlab import Bijector
 from flowlab.adapters import (
     NumericInverse,
     adapted_spec,
@@ -24,7 +25,6 @@ from flowlab.adapters import (
     logdet_rows,
     sum_logdets,
 )
-from flowlab.bijector import Bijector
 
 
 def jacobian_logdets(bijector: Bijector, points: Tensor, direction: str = "forward") -> Tensor:

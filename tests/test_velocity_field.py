@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 import flowlab
 from flowlab.adapters import VelocityField, from_velocity_field, velocity_spec
-from flowlab.checks.base import checks
-from flowlab.checks.runner import run_property
+from flowlab.checks import checks, run_property
 from flowlab.ode import SolverConfig
 
 TIGHT = SolverConfig(rtol=1e-8, atol=1e-8)

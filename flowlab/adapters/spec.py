@@ -11,7 +11,6 @@ a continuous flow in its one dimension whose build options are the solver's, che
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -40,14 +39,6 @@ MAPPINGS: dict[str, str] = {
 #: (``flowlab.checks.trained.TRAINED_SOLVER``: a trained field amplifies the solver's error where it stretches mass,
 #: 0.088 off at rtol = atol = 1e-5 on 8gaussians, 1.8e-4 at 1e-8; and it takes more evaluations than a random one)
 TRAINED_SOLVER = {**ODE_CHECK_OPTIONS, "rtol": 1e-7, "atol": 1e-7, "max_seconds": 600.0}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedSpec(FlowSpec):
-    """A :class:`FlowSpec` whose ``build`` returns a trained model: the kit checks its parameters as they are."""
-
-    #: read by the kit (``flowlab.checks.cases.build_case_bijector``): no perturbation of the parameters
-    fixed_parameters: bool = True
 
 
 def peer_version(library: str) -> str:
@@ -114,7 +105,7 @@ def velocity_spec(
 
     A continuous flow whose options are the solver's (``flowlab.ode.SOLVER_OPTIONS``, so the kit's ODE checks can
     pin the tolerances: capabilities ``solver_tolerances`` and ``solver_method``), with the ODE flows' tolerances,
-    checked at :data:`TRAINED_SOLVER` in ``dim`` dimensions only and at its own parameters (:class:`TrainedSpec`).
+    checked at :data:`TRAINED_SOLVER` in ``dim`` dimensions only and at its own parameters (``fixed_parameters``).
     ``fields`` are other ``FlowSpec`` fields.
     """
 
@@ -126,7 +117,7 @@ def velocity_spec(
         )
 
     every = ode_options()
-    spec = adapted_spec(
+    return adapted_spec(
         name,
         summary,
         build,
@@ -140,7 +131,7 @@ def velocity_spec(
             "check_options": TRAINED_SOLVER,
             "min_dim": dim,
             "max_dim": dim,
+            "fixed_parameters": True,
             **fields,
         },
     )
-    return TrainedSpec(**{field.name: getattr(spec, field.name) for field in dataclasses.fields(spec)})

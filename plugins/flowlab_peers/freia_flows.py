@@ -16,10 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowlab import Option
+from flowlab import CONTEXT_OPTION, Bijector, Option
 from flowlab.adapters import adapted_spec, from_freia
-from flowlab.bijector import Bijector
-from flowlab.flow import CONTEXT_OPTION
 from flowlab_peers.options import size_options, stacked
 
 LIBRARY = "FrEIA"

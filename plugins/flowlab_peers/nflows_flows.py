@@ -10,10 +10,8 @@ from typing import Any
 
 import torch
 
-from flowlab import Option
-from flowlab.adapters import adapted_spec, from_nflows
-from flowlab.adapters.core import Adapted
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Option
+from flowlab.adapters import Adapted, adapted_spec, from_nflows
 from flowlab_peers.options import size_options, stacked
 
 REFERENCE = "Durkan et al. (2020). nflows: normalizing flows in PyTorch. https://doi.org/10.5281/zenodo.4296287"

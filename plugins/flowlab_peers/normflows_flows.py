@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
-from flowlab import Option
+from flowlab import Bijector, Option
 from flowlab.adapters import adapted_spec, from_normflows
-from flowlab.bijector import Bijector
 from flowlab_peers.options import size_options, stacked
 
 REFERENCE = (

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowlab import Option
+from flowlab import Bijector, Option
 from flowlab.adapters import adapted_spec, from_pyro
-from flowlab.bijector import Bijector
 
 LIBRARY = "pyro-ppl"
 REFERENCE = (

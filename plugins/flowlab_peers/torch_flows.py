@@ -6,8 +6,7 @@ import torch
 from torch import nn
 from torch.distributions import transforms
 
-from flowlab.adapters import adapted_spec, from_torch
-from flowlab.adapters.torch_transform import TorchTransform
+from flowlab.adapters import Adapted, adapted_spec, from_torch
 
 EXPLANATION = r"""
 **Transform** (elementwise, so the Jacobian is diagonal):
@@ -25,7 +24,7 @@ so they follow `.to(dtype/device)`.
 """
 
 
-def build(dim: int) -> TorchTransform:
+def build(dim: int) -> Adapted:
     signs = torch.where(torch.rand(dim) < 0.5, -1.0, 1.0)
     chain = transforms.ComposeTransform(
         [

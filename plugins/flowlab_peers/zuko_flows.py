@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowlab import Option, Tolerance
-from flowlab.adapters import adapted_spec, from_zuko
-from flowlab.adapters.core import Adapted
-from flowlab.flow import CONTEXT_OPTION
+from flowlab import CONTEXT_OPTION, Option, Tolerance
+from flowlab.adapters import Adapted, adapted_spec, from_zuko
 from flowlab_peers.options import size_options, stacked
 
 REFERENCE = "Rozet et al. (2022). Zuko: normalizing flows in PyTorch. https://github.com/probabilists/zuko"
