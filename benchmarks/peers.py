@@ -3,13 +3,17 @@
     OMP_NUM_THREADS=1 python benchmarks/peers.py                       # every peer flow, quick profile -> docs/peers.md
     OMP_NUM_THREADS=1 python benchmarks/peers.py zuko.nsf --out -      # some flows, the page on stdout
     OMP_NUM_THREADS=1 python benchmarks/peers.py --json peers.json     # also the raw runs
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --runs peers.json     # the page again from saved runs (no checks)
 
-Every registered property runs on every peer flow (``flowlab.checks.runner.run_property``, CPU, the ``quick``
-profile unless ``--profile``), exactly as ``flowlab check <flow>`` would. Each failure is classified from
-:data:`KNOWN`, keyed by ``(flow, property)``: a bug of the peer, a limitation (by design, or of the adaptation), or
-the solver's tolerance, with a sentence its maintainers can act on; a failure not in :data:`KNOWN` is reported as
-*unclassified*, and a known one that no longer fails is listed as such. :func:`probes` adds findings of peer APIs the
-adapters do not go through (checked directly, not by the kit).
+Every registered property runs on every peer flow (``flowlab.checks.run_property``, CPU, the ``quick`` profile
+unless ``--profile``), exactly as ``flowlab check <flow>`` would. Each failure is classified from :data:`KNOWN`, keyed
+by ``(flow, property)``: a **peer bug** (with a fix to suggest), a **peer limitation** (a documented or deliberate
+behaviour), or a **limit of the kit** (or of flowlab's adaptation; with what it waits on); a failure not in
+:data:`KNOWN` is reported as *unclassified* (exit 1), and a known one that no longer fails is listed as such.
+
+Written for the peers' maintainers: every peer bug and limitation has a reproduction in ``benchmarks/peer_bugs/``
+that imports only torch and the library (no flowlab), prints what was expected and what happened, and is
+**executed** by this script, which records its code and its output in the page.
 """
 
 from __future__ import annotations
@@ -17,84 +21,184 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 import flowlab
 from flowlab.adapters import peer_version
-from flowlab.checks import checks
-from flowlab.checks.runner import PropertyRun, run_property
+from flowlab.checks import checks, run_property
 
-LIBRARIES = ("torch", "zuko", "nflows", "normflows")
+#: plugin prefix -> the distribution whose version the page lists
+LIBRARIES = {
+    "torch": "torch",
+    "zuko": "zuko",
+    "nflows": "nflows",
+    "normflows": "normflows",
+    "pyro": "pyro-ppl",
+    "freia": "FrEIA",
+    "torchcfm": "torchcfm",
+}
 SYMBOLS = {"passed": "✓", "failed": "✗", "skipped": "–", "inconclusive": "?"}
+REPRODUCTIONS = Path(__file__).with_name("peer_bugs")
+KIT = "issue 18 (the flow contract; the kit is the lead's)"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """What a failure means: ``kind`` (``peer bug``, ``limitation``, ``solver tolerance``), why, and what to do."""
+    """What a failure means: ``kind`` (``peer bug``, ``peer limitation``, ``limit of the kit``), in which library,
+    why, what to do (a suggested fix, or what it waits on), and the plain-torch ``reproduction`` (a file of
+    :data:`REPRODUCTIONS`) where there is one."""
 
     kind: str
+    library: str
     reason: str
     action: str
+    reproduction: str | None = None
 
 
 PLANAR_FLOAT32 = Finding(
     "peer bug",
+    "normflows",
     "`Planar(act='leaky_relu').forward` builds h'(·) as `(x < 0) * (slope - 1.0) + 1.0`: a bool tensor times a Python "
     "float is a float32 tensor (the default dtype), so the forward log-det is float32 for float64 input (and off by "
     "float32 rounding, ~3e-8, where the kit compares it in float64)",
-    "normflows, `flows/planar.py`: compute `h_` as `torch.where(x < 0, slope, 1.0)` on `lin`'s dtype, e.g. "
-    "`(x < 0).to(lin.dtype) * (slope - 1) + 1`, so the log-det keeps the input's dtype.",
+    "normflows, `flows/planar.py`: compute `h_` in `lin`'s dtype, e.g. `(x < 0).to(lin.dtype) * (slope - 1) + 1`.",
+    "normflows_planar_float32.py",
 )
 COMPOSITE_FLOAT32 = Finding(
     "peer bug",
+    "normflows",
     "`Composite._cascade` accumulates the log-dets into `torch.zeros(batch_size)`: default dtype (float32) on the "
     "CPU, so the log-det is float32 for float64 input (rounded: ~4e-8 errors in float64 comparisons) and on the CPU "
     "for CUDA input",
     "normflows, `flows/base.py`: start the sum with `inputs.new_zeros(batch_size)`, as `AffineCouplingBlock` and "
     "nflows' `CompositeTransform` do.",
+    "normflows_composite_float32.py",
+)
+MODEL_FLOAT32 = Finding(
+    "peer bug",
+    "normflows",
+    "`NormalizingFlow.forward_and_log_det` (what `sample` and `reverse_kld` rely on), `inverse_and_log_det` and "
+    "`forward_kld` (the training loss) accumulate into `torch.zeros(len(z), device=z.device)`: float32 whatever the "
+    "input's dtype, so a float64 model's log-dets are rounded to float32 (~4e-8 here); `log_prob` does it right "
+    "(`dtype=x.dtype`)",
+    "normflows, `core.py`: start every sum with `torch.zeros(len(z), dtype=z.dtype, device=z.device)`, as "
+    "`log_prob` does.",
+    "normflows_forward_and_log_det_float32.py",
 )
 MASKED_AFFINE_OVERFLOW = Finding(
     "peer bug",
-    "`MaskedAffineFlow` exponentiates the conditioner's unbounded output for every coordinate and multiplies by "
-    "`(1 - b)`: a few units from the data (|x| ≈ 30 here) `exp(-s)` overflows, and in the kept coordinates "
-    "`0 · inf = NaN`, so coordinates that should pass through unchanged become NaN",
+    "normflows",
+    "`MaskedAffineFlow` exponentiates the scale network's output for every coordinate and multiplies by `(1 - b)`: "
+    "where `exp(±s)` overflows, the kept coordinates get `0 · inf = NaN` instead of passing through unchanged",
     "normflows, `flows/affine/coupling.py`: compute the kept part as `torch.where(b.bool(), z, ...)` (no `0 · exp`), "
     "and offer a bounded log-scale (e.g. a tanh soft clamp) for `MaskedAffineFlow`.",
+    "normflows_masked_affine_nan.py",
 )
 ACTNORM_BATCH_OF_ONE = Finding(
     "peer bug",
+    "normflows",
     "`ActNorm`'s first call sets `s = -log(std + 1e-6)` from its batch; on a batch of one `z.std(dim=0)` is NaN "
     "(Bessel's correction divides by n - 1 = 0), so every output is NaN",
     "normflows, `flows/normalization.py`: refuse (or skip) the data-dependent initialisation on a batch of fewer "
     "than two rows, or use `std(unbiased=False)`.",
+    "normflows_actnorm_batch_of_one.py",
 )
 ACTNORM_EVAL_INIT = Finding(
     "peer bug",
+    "normflows",
     "`ActNorm` initialises `s` and `t` from the first batch it sees in eval mode too (`data_dep_init_done` is "
     "checked in `forward` and `inverse` whatever `self.training` is): a fresh model's first evaluation depends on "
     "the other rows of the batch (and is NaN on a batch of one)",
     "normflows: do the data-dependent initialisation only in training mode (as BatchNorm updates its statistics), "
     "or offer an explicit `initialize(batch)`.",
+    "normflows_actnorm_batch_of_one.py",
 )
-
+SYLVESTER_LOGDET = Finding(
+    "peer bug",
+    "pyro-ppl",
+    "`Sylvester._call` maps row vectors as `y = x + tanh(x·S·Qᵀ + b)·Q·R`, whose Jacobian `I + S Qᵀ D Q R` "
+    "(`D = diag tanh'`) is not triangular after the similarity by `Q`, but its log-det is Sylvester's triangular "
+    "formula `Σ log(1 + tanh'_i R_ii S_ii + 1e-8)`, valid for the paper's `z + Q R h(S Qᵀ z)` in column form: the "
+    "two agree only where `Q` commutes (at Pyro's ±0.01 initialisation the error is tiny, hence unnoticed). Also "
+    "the deliberate `+ 1e-8` (see the NAF finding)",
+    "Pyro, `transforms/sylvester.py`: use the transposes for row vectors, `A = (Q @ R).T`, `B = (S @ Q.T).T` "
+    "(checked: the log-det formula then equals the autograd log|det| to 1e-15); from the second reflection on, "
+    "`Q` also builds `torch.eye(self.input_dim)` without `dtype`/`device` (fails on CUDA).",
+    "pyro_sylvester_logdet.py",
+)
+NAF_EPSILON = Finding(
+    "peer limitation",
+    "pyro-ppl",
+    "`NeuralAutoregressive.log_abs_det_jacobian` adds `eps = 1e-8` inside a log (`log(A + eps)`, the class "
+    "attribute `eps`): a deliberate bias of order 1e-8 against the true log|det|, just above the kit's float64 "
+    "tolerance (1e-8)",
+    "nothing to fix unless Pyro wants exactness: `softplus(A)` is already positive, so `log(A)` or a log-softplus "
+    "would do; flowlab could declare a tolerance of 1e-7 for this flow with this reason.",
+    "pyro_naf_epsilon.py",
+)
+NAF_NUMERIC_INVERSE = Finding(
+    "limit of the kit",
+    "pyro-ppl",
+    "Pyro leaves NAF's inverse unimplemented (documented); flowlab inverts it with `NumericInverse` (damped Newton "
+    "from `z = x`, 50 iterations), which does not converge for some of the thousands of points `normalization` "
+    "and `batch_independence` draw, where NAF's sigmoids saturate and the map is nearly flat",
+    "flowlab (`flowlab.adapters.NumericInverse`, the adapters' owner): a per-coordinate bracketing solve "
+    "(bisection then Newton) for autoregressive monotone maps would converge wherever the map is invertible in "
+    "floating point; nothing for Pyro.",
+)
+FREIA_FROZEN_PARAMETERS = Finding(
+    "limit of the kit",
+    "FrEIA",
+    "the kit perturbs every parameter of a case (`flowlab.checks.perturb_`), frozen ones too: `AllInOneBlock` holds "
+    "its fixed soft permutation and its inverse as two `nn.Parameter(requires_grad=False)` (`w_perm`, "
+    "`w_perm_inv`), and perturbed independently they stop being inverses, so the round trip and the log-det fail "
+    "by O(0.3). With the trainable parameters alone perturbed, the network passes (tests/test_adapters.py)",
+    f"flowlab, the kit: perturb only parameters that require grad; waits on {KIT}. Nothing for FrEIA (a buffer "
+    "would say 'fixed' more plainly than a frozen parameter, but this is not a bug).",
+)
+FREIA_INTEGER_PARAMETERS = Finding(
+    "limit of the kit",
+    "FrEIA",
+    "the kit's `perturb_` adds float noise to every parameter in place: `PermuteRandom` holds its permutation as an "
+    "integer `nn.Parameter(requires_grad=False)` (`perm`, `perm_inv`), and `add_` of a float tensor to a Long one "
+    "raises `RuntimeError: result type Float can't be cast to the desired output type Long` in every property",
+    f"flowlab, the kit: perturb only floating-point parameters that require grad; waits on {KIT}.",
+)
 IMPORTANCE_SAMPLING_ESS = Finding(
-    "limitation (of the kit)",
+    "limit of the kit",
+    "-",
     "an *inconclusive*, not a failure: above 2 dims `normalization` estimates ∫p by importance sampling from a "
     "Student-t fitted to the flow's samples, and on this perturbed, sharply curved density the effective sample size "
     "fell below 5 % of the draws, so the kit declines to judge (Z and its SE are shown, never a silent pass)",
-    "nothing for the library; flowlab: a proposal closer to the flow (e.g. a mixture fitted to its samples) would "
-    "make this case judgeable.",
+    f"nothing for the library; flowlab: a proposal closer to the flow (e.g. a mixture fitted to its samples) would "
+    f"make this case judgeable; waits on {KIT}.",
+)
+SELU_DIVERGENCE = Finding(
+    "peer limitation",
+    "torchcfm",
+    "torchcfm's `models.MLP` uses SELU, whose derivative jumps at 0 (1.05 above, 1.76 below): the field's divergence "
+    "is discontinuous, so an adaptive solver's error control does not bound the error of the log-likelihood "
+    "integral (and takes thousands of evaluations): the forward-then-backward log-det misses 0 by ~1e-4 at "
+    "rtol = atol = 1e-7, against ~1e-6 for a smooth activation. Harmless for sampling and training by flow "
+    "matching; it matters when a likelihood is asked of the model (atong01/conditional-flow-matching#157)",
+    "torchcfm: offer a smooth activation (SiLU, GELU, or ELU with α = 1) in `MLP` for models whose likelihood will be "
+    "computed, or say in the likelihood example that SELU's kink costs accuracy.",
+    "torchcfm_selu_divergence.py",
 )
 
 #: (flow, property) -> the classification of its failure, from the failure's counterexample and the peer's source
 KNOWN: dict[tuple[str, str], Finding] = {
-    **{(flow, "normalization"): IMPORTANCE_SAMPLING_ESS for flow in ("zuko.nsf", "nflows.maf", "zuko.maf")},
+    **{
+        (flow, "normalization"): IMPORTANCE_SAMPLING_ESS
+        for flow in ("zuko.nsf", "zuko.nsf_flow", "nflows.maf", "nflows.maf_flow", "zuko.maf", "pyro.spline")
+    },
+    **{(flow, "context_dependence"): IMPORTANCE_SAMPLING_ESS for flow in ("pyro.conditional_spline", "zuko.nsf_flow")},
+    ("pyro.conditional_spline", "normalization"): IMPORTANCE_SAMPLING_ESS,
     **{
         ("normflows.planar", p): PLANAR_FLOAT32
         for p in ("dtype_device", "invertibility", "logdet", "sample_consistency")
@@ -104,8 +208,11 @@ KNOWN: dict[tuple[str, str], Finding] = {
         for p in ("dtype_device", "invertibility", "logdet", "sample_consistency")
     },
     **{
+        ("normflows.model", p): MODEL_FLOAT32 for p in ("dtype_device", "invertibility", "logdet", "sample_consistency")
+    },
+    **{
         (flow, p): MASKED_AFFINE_OVERFLOW
-        for flow in ("normflows.realnvp", "normflows.composite")
+        for flow in ("normflows.realnvp", "normflows.composite", "normflows.model")
         for p in ("normalization", "stress")
     },
     **{
@@ -113,17 +220,67 @@ KNOWN: dict[tuple[str, str], Finding] = {
         for p in ("invertibility", "logdet", "sample_consistency", "gradients", "dtype_device", "stress")
     },
     ("normflows.actnorm", "batch_independence"): ACTNORM_EVAL_INIT,
+    **{("pyro.sylvester", p): SYLVESTER_LOGDET for p in ("logdet", "invertibility", "sample_consistency", "stress")},
+    ("pyro.neural_autoregressive", "logdet"): NAF_EPSILON,
+    **{
+        ("pyro.neural_autoregressive", p): NAF_NUMERIC_INVERSE
+        for p in ("normalization", "batch_independence", "invertibility", "sample_consistency", "stress")
+    },
+    **{
+        ("freia.allinone", p): FREIA_FROZEN_PARAMETERS
+        for p in (
+            "invertibility",
+            "logdet",
+            "normalization",
+            "sample_consistency",
+            "batch_independence",
+            "dtype_device",
+            "context_dependence",
+            "stress",
+        )
+    },
+    **{
+        ("freia.glow", p): FREIA_INTEGER_PARAMETERS
+        for p in (
+            "invertibility",
+            "logdet",
+            "normalization",
+            "sample_consistency",
+            "batch_independence",
+            "gradients",
+            "dtype_device",
+            "mixing",
+            "stress",
+            "context_dependence",
+        )
+    },
+    **{
+        ("torchcfm.otcfm_8gaussians", p): SELU_DIVERGENCE
+        for p in ("ode_invertibility", "invertibility", "logdet", "sample_consistency", "batch_independence")
+    },
 }
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the page needs of one ``PropertyRun`` (saved with ``--json``, read back with ``--runs``)."""
+
+    flow: str
+    check: str
+    status: str
+    detail: str
+    seconds: float
+    reproduce: str
 
 
 def peer_flows(names: list[str]) -> list[str]:
     """The named flows, or every registered ``<library>.<flow>`` of :data:`LIBRARIES`."""
     if names:
         return names
-    return [name for name in flowlab.flows() if name.split(".")[0] in LIBRARIES and "." in name]
+    return [name for name in flowlab.flows() if "." in name and name.split(".")[0] in LIBRARIES]
 
 
-def run_all(flows: list[str], profile: str, log: Callable[[str], None]) -> list[PropertyRun]:
+def run_all(flows: list[str], profile: str, log: Callable[[str], None]) -> list[Run]:
     runs = []
     properties = list(checks().values())
     for flow in flows:
@@ -131,54 +288,48 @@ def run_all(flows: list[str], profile: str, log: Callable[[str], None]) -> list[
         started = time.perf_counter()
         for check in properties:
             run = run_property(check, spec, "cpu", profile=profile)
-            runs.append(run)
+            reproduce = (
+                run.counterexample.reproduce if run.counterexample else f"flowlab check {flow} --property {check.name}"
+            )
+            runs.append(Run(flow, check.name, run.status, run.detail, run.seconds, reproduce))
             if run.status in ("failed", "inconclusive"):
                 log(f"  {flow} / {check.name}: {run.status} ({run.detail[:120]})")
         log(f"{flow}: {time.perf_counter() - started:.1f} s")
     return runs
 
 
-def probes() -> list[tuple[str, str, str]]:
-    """Findings in peer APIs the adapters do not use, measured directly: ``(what, observed, action)``."""
-    found = []
-    try:
-        import normflows
-    except ImportError:
-        return found
-    model = normflows.NormalizingFlow(
-        normflows.distributions.DiagGaussian(2), [normflows.flows.MaskedAffineFlow(torch.tensor([1.0, 0.0]))]
-    ).double()
-    z = torch.randn(3, 2, dtype=torch.float64)
-    _, forward = model.forward_and_log_det(z)
-    _, inverse = model.inverse_and_log_det(z)
-    if forward.dtype != torch.float64 or inverse.dtype != torch.float64:
-        found.append(
-            (
-                "normflows `NormalizingFlow.forward_and_log_det` / `inverse_and_log_det` (also `forward_kld`)",
-                f"float64 input gives log-dets of dtype {forward.dtype} / {inverse.dtype}: they accumulate into "
-                "`torch.zeros(len(z), device=z.device)`, the default dtype (the adapter calls the layers one by one, "
-                "so the kit's rows above show the layers' own dtypes)",
-                "normflows: in `core.py`, start the sums with `torch.zeros(len(z), dtype=z.dtype, device=z.device)`.",
-            )
-        )
-    return found
+def execute(reproduction: str) -> str:
+    """Run ``benchmarks/peer_bugs/<reproduction>`` in a fresh interpreter; its output (stdout, then stderr's last
+    line if it failed)."""
+    done = subprocess.run(
+        [sys.executable, str(REPRODUCTIONS / reproduction)], capture_output=True, text=True, timeout=600, check=False
+    )
+    out = done.stdout.strip()
+    if done.returncode:
+        out += f"\n(exit {done.returncode}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''})"
+    return out
 
 
-def markdown(runs: list[PropertyRun], profile: str, seconds: float) -> str:
+def markdown(runs: list[Run], profile: str, seconds: float, outputs: dict[str, str]) -> str:
+    """The page; ``outputs`` holds each executed reproduction's output."""
     flows = list(dict.fromkeys(run.flow for run in runs))
     properties = [name for name in dict.fromkeys(run.check for run in runs) if _ran(runs, name)]
     cell = {(run.flow, run.check): run for run in runs}
+    libraries = sorted({flow.split(".")[0] for flow in flows}, key=list(LIBRARIES).index)
     lines = [
         "# The conformance kit on other libraries' flows",
         "",
         "Written by `OMP_NUM_THREADS=1 python benchmarks/peers.py` (do not edit by hand): every property of "
         f"`flowlab check` on every flow of the `peers` plugin, CPU, `{profile}` profile, {seconds:.0f} s in all "
         f"(Python {platform.python_version()}). The adapters (`flowlab.adapters`) map each library's direction and "
-        "sign and pass its dtype and device through unchanged, so what fails here is the peer's behaviour.",
+        "sign and pass its dtype and device through unchanged, so what fails here is the peer's behaviour, the kit's "
+        "limit, or the adaptation's, as each finding says. **For maintainers**: each peer bug and limitation below "
+        "comes with a reproduction that imports only torch and the library (`benchmarks/peer_bugs/`), which the "
+        "script executed; its output is shown as recorded.",
         "",
         "| library | version |",
         "|---|---|",
-        *(f"| {library} | {peer_version(library)} |" for library in LIBRARIES),
+        *(f"| {LIBRARIES[library]} | {peer_version(LIBRARIES[library])} |" for library in libraries),
         "",
         "✓ passed, ✗ failed, ? inconclusive, – skipped (does not apply); properties that apply to none are left out.",
         "",
@@ -193,23 +344,29 @@ def markdown(runs: list[PropertyRun], profile: str, seconds: float) -> str:
     lines += ["", "## Failures, by finding", ""]
     if not failures:
         lines.append("None.")
-    groups: dict[int, tuple[Finding, list[PropertyRun]]] = {}
+    groups: dict[int, tuple[Finding, list[Run]]] = {}
     for run in failures:
-        finding = KNOWN.get((run.flow, run.check)) or Finding("unclassified", "not analysed yet", "—")
+        finding = KNOWN.get((run.flow, run.check)) or Finding("unclassified", "-", "not analysed yet", "—")
         groups.setdefault(id(finding), (finding, []))[1].append(run)
-    for number, (finding, members) in enumerate(groups.values(), start=1):
+    order = {"peer bug": 0, "peer limitation": 1, "limit of the kit": 2, "unclassified": 3}
+    ranked = sorted(groups.values(), key=lambda group: order.get(group[0].kind, 9))
+    for number, (finding, members) in enumerate(ranked, start=1):
         names = ", ".join(f"`{run.flow}` / `{run.check}`" for run in members)
-        lines += [f"### {number}. {finding.kind}: {names}", "", f"- why: {finding.reason}."]
-        lines += [f"- for the maintainers: {finding.action}", "- what the kit saw:"]
+        version = f" {peer_version(finding.library)}" if finding.library != "-" else ""
+        lines += [
+            f"### {number}. {finding.kind} ({finding.library}{version}): {names}",
+            "",
+            f"- why: {finding.reason}.",
+        ]
+        lines += [
+            f"- {'waits on / to do' if finding.kind == 'limit of the kit' else 'suggested fix'}: {finding.action}"
+        ]
+        if finding.reproduction:
+            lines += _reproduction(finding.reproduction, outputs)
+        lines.append("- what the kit saw:")
         for run in members:
-            case = (
-                run.counterexample.reproduce
-                if run.counterexample
-                else f"flowlab check {run.flow} --property {run.check}"
-            )
-            lines.append(
-                f"  - `{run.flow}` / `{run.check}` ({run.status}): {_one_line(run.detail)}; reproduce: `{case}`"
-            )
+            detail = _one_line(run.detail)
+            lines.append(f"  - `{run.flow}` / `{run.check}` ({run.status}): {detail}; reproduce: `{run.reproduce}`")
         lines.append("")
     loosened = [
         (flow, name, tolerance) for flow in flows for name, tolerance in flowlab.flow_spec(flow).tolerances.items()
@@ -223,15 +380,28 @@ def markdown(runs: list[PropertyRun], profile: str, seconds: float) -> str:
         lines += ["## Known findings that no longer fail", ""]
         lines += [f"- `{flow}` / `{prop}`: {KNOWN[(flow, prop)].reason}" for flow, prop in fixed]
         lines.append("")
-    found = probes()
-    if found:
-        lines += ["## Found outside the kit (peer APIs the adapters do not call; `probes()` in the script)", ""]
-        lines += [f"- {what}: {observed}. {action}" for what, observed, action in found]
-        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _ran(runs: list[PropertyRun], name: str) -> bool:
+def _reproduction(name: str, outputs: dict[str, str]) -> list[str]:
+    code = (REPRODUCTIONS / name).read_text().strip()
+    return [
+        f"- reproduction (`benchmarks/peer_bugs/{name}`, plain torch, executed):",
+        "",
+        "  ```python",
+        *(f"  {line}".rstrip() for line in code.splitlines()),
+        "  ```",
+        "",
+        "  output:",
+        "",
+        "  ```",
+        *(f"  {line}".rstrip() for line in outputs.get(name, "(not run)").splitlines()),
+        "  ```",
+        "",
+    ]
+
+
+def _ran(runs: list[Run], name: str) -> bool:
     return any(run.check == name and run.status != "skipped" for run in runs)
 
 
@@ -240,22 +410,36 @@ def _one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def load_runs(path: str) -> list[Run]:
+    """Runs saved by ``--json``."""
+    return [Run(**record) for record in json.loads(Path(path).read_text())]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("flows", nargs="*", help="peer flows to check (default: all)")
     parser.add_argument("--profile", default="quick", help="the kit's Hypothesis profile (default: quick)")
     parser.add_argument("--out", default="docs/peers.md", help="where to write the page ('-': stdout)")
-    parser.add_argument("--json", default=None, help="also write the raw runs to this JSON file")
+    parser.add_argument("--json", default=None, help="also write the runs to this JSON file")
+    parser.add_argument("--runs", default=None, help="write the page from runs saved with --json (no checks run)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    runs = run_all(peer_flows(args.flows), args.profile, lambda line: print(line, file=sys.stderr, flush=True))
-    page = markdown(runs, args.profile, time.perf_counter() - started)
+    if args.runs:
+        runs = load_runs(args.runs)
+        seconds = sum(run.seconds for run in runs)
+    else:
+        runs = run_all(peer_flows(args.flows), args.profile, lambda line: print(line, file=sys.stderr, flush=True))
+        seconds = time.perf_counter() - started
+    failed = {(run.flow, run.check) for run in runs if run.status in ("failed", "inconclusive")}
+    wanted = {KNOWN[key].reproduction for key in failed if key in KNOWN and KNOWN[key].reproduction}
+    outputs = {name: execute(name) for name in sorted(n for n in wanted if n)}
+    page = markdown(runs, args.profile, seconds, outputs)
     if args.out == "-":
         print(page, end="")
     else:
         Path(args.out).write_text(page)
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(run) for run in runs], default=repr, indent=1))
+        Path(args.json).write_text(json.dumps([asdict(run) for run in runs], indent=1))
     unclassified = [run for run in runs if run.status == "failed" and (run.flow, run.check) not in KNOWN]
     return 1 if unclassified else 0
 
