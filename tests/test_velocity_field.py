@@ -223,7 +223,7 @@ def test_the_kit_runs_the_ode_properties_on_a_trained_field() -> None:
     spec = velocity_spec(
         "cfm_field", "a CFM field", load, 2, library="torchcfm", time="concat", explanation="**Field.** a test field."
     )
-    assert spec.kind == "continuous" and {"solver_tolerances", "solver_method"} <= spec.capabilities
+    assert spec.kind == "continuous" and spec.fixed_parameters and {"rtol", "atol", "method"} <= set(spec.options)
     for name in ("ode_logdet", "ode_invertibility"):
         run = run_property(checks()[name], spec, "cpu", profile="quick")
         assert run.status == "passed", run.detail

@@ -65,7 +65,7 @@ def adapted_spec(
     any other). ``explanation`` (Markdown: the peer's transform) is followed by the library's version and the
     direction/sign ``mapping``: by default the one of ``library``'s adapter in :data:`MAPPINGS`; a library without
     one needs it given (say how the flow was adapted). ``fields`` are the other ``FlowSpec`` fields (``options``,
-    ``min_dim``, ``mixes``, ``capabilities``, ``tolerances``, ``base``, ...).
+    ``min_dim``, ``mixes``, ``tolerances``, ``base``, ``support``, ...).
     """
     mapping = mapping if mapping is not None else MAPPINGS.get(library)
     if mapping is None:
@@ -104,7 +104,7 @@ def velocity_spec(
     ``R^dim``, adapted by :func:`~flowlab.adapters.from_velocity_field` (``time``, ``time_shape``).
 
     A continuous flow whose options are the solver's (``flowlab.ode.SOLVER_OPTIONS``, so the kit's ODE checks can
-    pin the tolerances: capabilities ``solver_tolerances`` and ``solver_method``), with the ODE flows' tolerances,
+    pin the tolerances), with the ODE flows' tolerances,
     checked at :data:`TRAINED_SOLVER` in ``dim`` dimensions only and at its own parameters (``fixed_parameters``).
     ``fields`` are other ``FlowSpec`` fields.
     """
@@ -126,7 +126,6 @@ def velocity_spec(
         **{
             "kind": "continuous",
             "options": {option: every[option] for option in SOLVER_OPTIONS},
-            "capabilities": {"solver_tolerances", "solver_method"},
             "tolerances": ode_tolerances(),
             "check_options": TRAINED_SOLVER,
             "min_dim": dim,
