@@ -123,29 +123,17 @@ def train_written_out(steps: int, seed: int, activation: type[nn.Module] = nn.SE
 
 
 def train_torchcfm(steps: int, seed: int) -> nn.Module:
-    """torchcfm's own ``ConditionalFlowMatcher`` and ``MLP``, as its README trains them."""
-    torchcfm = pytest.importorskip(
-        "torchcfm",
-        reason="torchcfm is not installed (not in the peers extra: its requirements pull another torch; "
-        "pip install --no-deps torchcfm==1.0.7 POT==0.9.7.post1, see docs/adapters.md)",
-    )
-    from torchcfm.models import MLP
+    """torchcfm's own ``MLP`` trained by its ``ExactOptimalTransportConditionalFlowMatcher``, as the peers plugin
+    trains ``torchcfm.otcfm_8gaussians`` (``flowlab_peers.torchcfm_flows.train``)."""
+    for module in ("torchcfm", "ot"):
+        pytest.importorskip(
+            module,
+            reason=f"{module} is not installed (torchcfm is not in the peers extra: its requirements pull another "
+            "torch; pip install --no-deps torchcfm==1.0.7 POT==0.9.7.post1, see docs/adapters.md)",
+        )
+    from flowlab_peers.torchcfm_flows import train
 
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    data = flowlab.dataset_spec("8gaussians")
-    model = MLP(2, w=32, time_varying=True)
-    matcher = torchcfm.ConditionalFlowMatcher(sigma=0.1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        x1 = data.sample(256, generator)
-        x0 = torch.randn(256, 2, generator=generator)
-        t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
-        loss = (model(torch.cat([xt, t[:, None]], dim=-1)) - ut).square().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model
+    return train(steps, lr=3e-3, seed=seed)
 
 
 def reference_nll(model: nn.Module, x: Tensor) -> float:

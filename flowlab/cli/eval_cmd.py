@@ -96,7 +96,7 @@ def run_model(args: argparse.Namespace) -> int:
     from flowlab.adapters.reference import flow_from_reference
     from flowlab.datafiles import display_name, resolve_dataset
     from flowlab.errors import OptionError
-    from flowlab.evaluation import held_out
+    from flowlab.evaluation import held_out, held_out_nll
     from flowlab.ode import SolverConfig
     from flowlab.seeding import generator, global_rng
 
@@ -111,7 +111,7 @@ def run_model(args: argparse.Namespace) -> int:
     parameter = next(flow.parameters(), None)
     points = test.points if parameter is None else test.points.to(parameter.dtype)
     with global_rng(args.seed, "eval-flow"):
-        nll = type(test)(points).nll(flow)
+        nll = held_out_nll(flow, points)
     head = {"model": args.model, "data": display_name(dataset.name)}
     title = f"{args.model}, held-out {display_name(dataset.name)} (n={nll.n})"
     return report(args, head, nll, dataset.entropy, flow, title)
