@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/peers.py                       # every peer flow, quick profile -> docs/peers.md
     OMP_NUM_THREADS=1 python benchmarks/peers.py zuko.nsf --out -      # some flows, the page on stdout
     OMP_NUM_THREADS=1 python benchmarks/peers.py --json peers.json     # also the raw runs
-    OMP_NUM_THREADS=1 python benchmarks/peers.py --runs peers.json     # the page again from saved runs (no checks)
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --runs peers.json     # the page again from saved runs (no checks;
+                                                                       # several files: their runs together)
 
 Every registered property runs on every peer flow (``flowlab.checks.run_property``, CPU, the ``quick`` profile
 unless ``--profile``), exactly as ``flowlab check <flow>`` would. Each failure is classified from :data:`KNOWN`, keyed
@@ -42,7 +43,14 @@ LIBRARIES = {
     "freia": "FrEIA",
     "torchcfm": "torchcfm",
 }
-SYMBOLS = {"passed": "✓", "failed": "✗", "skipped": "–", "inconclusive": "?"}
+SYMBOLS = {
+    "passed": "✓",
+    "failed": "✗",
+    "inconclusive": "?",
+    "uncovered": "u",
+    "skipped": "s",
+    "not_applicable": "–",
+}
 REPRODUCTIONS = Path(__file__).with_name("peer_bugs")
 KIT = "issue 18 (the flow contract; the kit is the lead's)"
 
@@ -221,9 +229,9 @@ KNOWN: dict[tuple[str, str], Finding] = {
     },
     ("normflows.actnorm", "batch_independence"): ACTNORM_EVAL_INIT,
     **{("pyro.sylvester", p): SYLVESTER_LOGDET for p in ("logdet", "invertibility", "sample_consistency", "stress")},
-    ("pyro.neural_autoregressive", "logdet"): NAF_EPSILON,
+    ("pyro.naf", "logdet"): NAF_EPSILON,
     **{
-        ("pyro.neural_autoregressive", p): NAF_NUMERIC_INVERSE
+        ("pyro.naf", p): NAF_NUMERIC_INVERSE
         for p in ("normalization", "batch_independence", "invertibility", "sample_consistency", "stress")
     },
     # every property that builds the flow (all of them: the ones that do not apply never fail)
@@ -255,9 +263,17 @@ def peer_flows(names: list[str]) -> list[str]:
     return [name for name in flowlab.flows() if "." in name and name.split(".")[0] in LIBRARIES]
 
 
-def run_all(flows: list[str], profile: str, log: Callable[[str], None]) -> list[Run]:
-    runs = []
-    properties = list(checks().values())
+def run_all(
+    flows: list[str],
+    profile: str,
+    log: Callable[[str], None],
+    save: Callable[[list[Run]], None] | None = None,
+    only: list[str] | None = None,
+) -> list[Run]:
+    """Every property (or those named in ``only``) on every flow; ``save`` gets the runs so far after each flow (a
+    long run keeps its results)."""
+    runs: list[Run] = []
+    properties = [check for name, check in checks().items() if not only or name in only]
     for flow in flows:
         spec = flowlab.flow_spec(flow)
         started = time.perf_counter()
@@ -270,6 +286,8 @@ def run_all(flows: list[str], profile: str, log: Callable[[str], None]) -> list[
             if run.status in ("failed", "inconclusive"):
                 log(f"  {flow} / {check.name}: {run.status} ({run.detail[:120]})")
         log(f"{flow}: {time.perf_counter() - started:.1f} s")
+        if save is not None:
+            save(runs)
     return runs
 
 
@@ -306,14 +324,15 @@ def markdown(runs: list[Run], profile: str, seconds: float, outputs: dict[str, s
         "|---|---|",
         *(f"| {LIBRARIES[library]} | {peer_version(LIBRARIES[library])} |" for library in libraries),
         "",
-        "✓ passed, ✗ failed, ? inconclusive, – skipped (does not apply); properties that apply to none are left out.",
+        "✓ passed, ✗ failed, ? inconclusive, u uncovered, s skipped (every case), – not applicable, · not run (a flow "
+        "checked on some properties only, as its section says); properties that apply to none are left out.",
         "",
         "| flow | " + " | ".join(properties) + " | s |",
         "|---|" + "---|" * (len(properties) + 1),
     ]
     for flow in flows:
-        total = sum(cell[(flow, name)].seconds for name in dict.fromkeys(run.check for run in runs))
-        row = [SYMBOLS[cell[(flow, name)].status] for name in properties]
+        total = sum(run.seconds for run in runs if run.flow == flow)
+        row = [SYMBOLS[cell[(flow, name)].status] if (flow, name) in cell else "·" for name in properties]
         lines.append(f"| `{flow}` | " + " | ".join(row) + f" | {total:.0f} |")
     failures = [run for run in runs if run.status in ("failed", "inconclusive")]
     lines += ["", "## Failures, by finding", ""]
@@ -377,7 +396,7 @@ def _reproduction(name: str, outputs: dict[str, str]) -> list[str]:
 
 
 def _ran(runs: list[Run], name: str) -> bool:
-    return any(run.check == name and run.status != "skipped" for run in runs)
+    return any(run.check == name and run.status not in ("skipped", "not_applicable") for run in runs)
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -385,25 +404,38 @@ def _one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def load_runs(path: str) -> list[Run]:
-    """Runs saved by ``--json``."""
-    return [Run(**record) for record in json.loads(Path(path).read_text())]
+def save_runs(runs: list[Run], path: str) -> None:
+    Path(path).write_text(json.dumps([asdict(run) for run in runs], indent=1))
+
+
+def load_runs(paths: list[str]) -> list[Run]:
+    """Runs saved by ``--json`` (several files: their runs in order)."""
+    return [Run(**record) for path in paths for record in json.loads(Path(path).read_text())]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("flows", nargs="*", help="peer flows to check (default: all)")
+    parser.add_argument("--property", action="append", help="only this property (repeatable; default: all)")
     parser.add_argument("--profile", default="quick", help="the kit's Hypothesis profile (default: quick)")
     parser.add_argument("--out", default="docs/peers.md", help="where to write the page ('-': stdout)")
     parser.add_argument("--json", default=None, help="also write the runs to this JSON file")
-    parser.add_argument("--runs", default=None, help="write the page from runs saved with --json (no checks run)")
+    parser.add_argument(
+        "--runs", nargs="+", default=None, help="write the page from runs saved with --json (no checks run)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.runs:
         runs = load_runs(args.runs)
         seconds = sum(run.seconds for run in runs)
     else:
-        runs = run_all(peer_flows(args.flows), args.profile, lambda line: print(line, file=sys.stderr, flush=True))
+        runs = run_all(
+            peer_flows(args.flows),
+            args.profile,
+            lambda line: print(line, file=sys.stderr, flush=True),
+            (lambda so_far: save_runs(so_far, args.json)) if args.json else None,
+            args.property,
+        )
         seconds = time.perf_counter() - started
     failed = {(run.flow, run.check) for run in runs if run.status in ("failed", "inconclusive")}
     wanted = {KNOWN[key].reproduction for key in failed if key in KNOWN and KNOWN[key].reproduction}
@@ -414,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         Path(args.out).write_text(page)
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(run) for run in runs], indent=1))
+        save_runs(runs, args.json)
     unclassified = [run for run in runs if run.status == "failed" and (run.flow, run.check) not in KNOWN]
     return 1 if unclassified else 0
 

@@ -34,7 +34,7 @@ EXPECTED = {
     "pyro": (
         "pyro",
         "pyro-ppl",
-        ["pyro.spline", "pyro.householder", "pyro.sylvester", "pyro.neural_autoregressive", "pyro.conditional_spline"],
+        ["pyro.spline", "pyro.householder", "pyro.sylvester", "pyro.naf", "pyro.conditional_spline"],
     ),
     "freia": ("FrEIA", "FrEIA", ["freia.allinone", "freia.glow"]),
     "torchcfm": ("torchcfm", "torchcfm", ["torchcfm.otcfm_8gaussians"]),

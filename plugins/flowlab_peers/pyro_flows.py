@@ -1,5 +1,5 @@
 """Pyro's flows (``pyro.distributions.transforms``): ``pyro.spline``, ``pyro.householder``, ``pyro.sylvester``,
-``pyro.neural_autoregressive`` and ``pyro.conditional_spline``, adapted with :func:`flowlab.adapters.from_pyro`.
+``pyro.naf`` and ``pyro.conditional_spline``, adapted with :func:`flowlab.adapters.from_pyro`.
 
 Pyro implements no inverse for ``Sylvester`` and ``NeuralAutoregressive`` (it answers from the cache of the last
 forward call only): they are inverted by :class:`flowlab.adapters.NumericInverse`, which the kit checks as part of
@@ -106,7 +106,7 @@ SPECS = [
         ),
     ),
     adapted_spec(
-        "pyro.neural_autoregressive",
+        "pyro.naf",
         "Pyro NeuralAutoregressive (NAF): autoregressive monotonic sigmoid networks, inverted numerically",
         neural_autoregressive,
         library=LIBRARY,
