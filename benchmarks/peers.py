@@ -227,7 +227,7 @@ KNOWN: dict[tuple[str, str], Finding] = {
         ("normflows.actnorm", p): ACTNORM_BATCH_OF_ONE
         for p in ("invertibility", "logdet", "sample_consistency", "gradients", "dtype_device", "stress")
     },
-    ("normflows.actnorm", "batch_independence"): ACTNORM_EVAL_INIT,
+    **{("normflows.actnorm", p): ACTNORM_EVAL_INIT for p in ("batch_independence", "determinism")},
     **{("pyro.sylvester", p): SYLVESTER_LOGDET for p in ("logdet", "invertibility", "sample_consistency", "stress")},
     ("pyro.naf", "logdet"): NAF_EPSILON,
     **{
