@@ -77,14 +77,19 @@ def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
 
 
 def perturb_(module: torch.nn.Module, seed: int, scale: float = PERTURBATION) -> torch.nn.Module:
-    """Add Gaussian noise (a CPU generator seeded by ``seed``) to every parameter, in place.
+    """Add Gaussian noise (a CPU generator seeded by ``seed``) to every trainable floating-point parameter, in place.
 
     The noise's standard deviation is ``scale`` for vectors and ``scale / √fan_in`` for weight matrices (``fan_in``:
     the product of all but the first dimension), so a layer's output moves by about ``scale`` whatever its width.
+    Frozen parameters (``requires_grad=False``) and integer ones are left alone: they are structure the flow holds
+    fixed (FrEIA's permutation and its inverse, stored as a pair of frozen parameters, must stay each other's
+    inverse), not what training moves.
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in module.parameters():
+            if not (parameter.requires_grad and parameter.is_floating_point()):
+                continue
             noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
             fan_in = parameter[0].numel() if parameter.dim() >= 2 else 1
             parameter.add_(noise.to(dtype=parameter.dtype, device=parameter.device) * (scale / fan_in**0.5))
