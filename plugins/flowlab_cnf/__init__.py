@@ -15,6 +15,7 @@ from flowlab.ode import (
     ode_options,
     ode_tolerances,
 )
+from flowlab_cnf import time_embedding
 from flowlab_cnf.checks import CHECKS
 
 EXPLANATION = (
@@ -59,5 +60,5 @@ def flowlab_register_flows(register: Any) -> None:
 
 @hookimpl
 def flowlab_register_checks(register: Any) -> None:
-    for check in CHECKS:
+    for check in (*CHECKS, time_embedding.CHECK):
         register(check)
