@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "datasets": "flowlab.registry",
     "dataset_spec": "flowlab.registry",
     "DatasetSpec": "flowlab.data",
+    "grade": "flowlab.grading",
+    "Grade": "flowlab.grading",
     "AdapterError": "flowlab.errors",
     "CheckpointError": "flowlab.errors",
     "ContextError": "flowlab.errors",
@@ -70,6 +72,7 @@ __all__ = [
     "Flow",
     "FlowSpec",
     "FlowlabError",
+    "Grade",
     "MissingDependencyError",
     "NonFiniteError",
     "Option",
@@ -91,6 +94,7 @@ __all__ = [
     "datasets",
     "flow_spec",
     "flows",
+    "grade",
     "hookimpl",
 ]
 
@@ -119,6 +123,7 @@ if TYPE_CHECKING:
         UnknownFlowError,
     )
     from flowlab.flow import Flow
+    from flowlab.grading import Grade, grade
     from flowlab.options import CONTEXT_OPTION, Option, Tolerance
     from flowlab.registry import build, dataset_spec, datasets, flow_spec, flows
     from flowlab.spec import CheckSpec, FlowSpec
