@@ -96,7 +96,16 @@ class CheckpointError(FlowlabError):
 
 
 class MissingDependencyError(FlowlabError, ImportError):
-    """An optional dependency (e.g. matplotlib for plots) is not installed."""
+    """An optional dependency (e.g. matplotlib for plots) is not installed; :func:`install_hint` says how to get it."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install flowlab with the optional dependencies of ``extra`` (``"plot"``, ``"data"``, ...): from a
+    checkout, since the distribution ``flowlab-nf`` is not on PyPI yet, and the command once it is."""
+    return (
+        f"pip install -e '.[{extra}]' from the root of a flowlab checkout (flowlab-nf is not on PyPI yet; "
+        f"once flowlab-nf is published: pip install 'flowlab-nf[{extra}]')"
+    )
 
 
 class DivergenceError(FlowlabError, ArithmeticError):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from flowlab.data import DatasetSpec
-from flowlab.errors import MissingDependencyError, OptionError
+from flowlab.errors import MissingDependencyError, OptionError, install_hint
 from flowlab.evaluation import log_probs, uses_autograd
 from flowlab.flow import Flow
 from flowlab.ode import continuous_flow
@@ -30,8 +30,7 @@ def pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError(
-            "plotting needs matplotlib, which is not installed: pip install 'flowlab-nf[plot]' (or pip install "
-            "matplotlib)"
+            f"plotting needs matplotlib, which is not installed: {install_hint('plot')}, or pip install matplotlib"
         ) from None
     return plt
 

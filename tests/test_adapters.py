@@ -118,7 +118,7 @@ def test_torch_rejects_what_it_cannot_adapt() -> None:
 
 # -- zuko, nflows, normflows: direction and sign against the library's own log_prob ---------------------------------
 def test_zuko_flow_direction_and_sign() -> None:
-    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
+    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install -e '.[peers]')")
     torch.manual_seed(0)
     peer = zuko.flows.MAF(3, transforms=2, hidden_features=(8, 8)).double()
     bijector = from_zuko(peer, 3)
@@ -128,7 +128,7 @@ def test_zuko_flow_direction_and_sign() -> None:
 
 
 def test_zuko_refuses_a_non_standard_base() -> None:
-    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install 'flowlab-nf[peers]')")
+    zuko = pytest.importorskip("zuko", reason="zuko is not installed (pip install -e '.[peers]')")
     peer = zuko.flows.MAF(2, transforms=1)
     peer.base = zuko.lazy.UnconditionalDistribution(
         zuko.distributions.DiagNormal, torch.zeros(2), 2 * torch.ones(2), buffer=True
@@ -139,7 +139,7 @@ def test_zuko_refuses_a_non_standard_base() -> None:
 
 
 def test_nflows_flow_direction_and_sign() -> None:
-    pytest.importorskip("nflows", reason="nflows is not installed (pip install 'flowlab-nf[peers]')")
+    pytest.importorskip("nflows", reason="nflows is not installed (pip install -e '.[peers]')")
     from nflows.flows.autoregressive import MaskedAutoregressiveFlow
 
     torch.manual_seed(0)
@@ -154,7 +154,7 @@ def test_nflows_flow_direction_and_sign() -> None:
 
 
 def test_normflows_model_direction_sign_and_folded_base() -> None:
-    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab-nf[peers]')")
+    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install -e '.[peers]')")
     torch.manual_seed(0)
     base = normflows.distributions.DiagGaussian(2)
     with torch.no_grad():
@@ -177,7 +177,7 @@ def test_normflows_model_direction_sign_and_folded_base() -> None:
 
 
 def test_a_float32_logdet_from_a_peer_is_passed_through() -> None:
-    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install 'flowlab-nf[peers]')")
+    normflows = pytest.importorskip("normflows", reason="normflows is not installed (pip install -e '.[peers]')")
     bijector = from_normflows([normflows.flows.Planar((2,), act="leaky_relu")], 2).double()
     z = torch.randn(4, 2, dtype=torch.float64)
     x, ladj = bijector(z)

@@ -26,7 +26,7 @@ from flowlab.runconfig import check_dataset_context
 from flowlab.seeding import generator
 from flowlab.training import TrainConfig, Trainer
 
-pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (pip install 'flowlab-nf[data]')")
+pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (pip install -e '.[data]')")
 
 TINY = {"blocks": 2, "block_options": {"hidden": 8}}
 CLI_TINY = ["-o", "blocks=2", "-o", 'block_options={"hidden": 8}', "--batch-size", "16"]

@@ -136,7 +136,7 @@ def test_a_stream_holds_out_fresh_points_of_its_own_sampler():
 
 
 def digits_spec():
-    pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (pip install 'flowlab-nf[data]')")
+    pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (pip install -e '.[data]')")
     return flowlab.dataset_spec("digits")
 
 
@@ -184,7 +184,7 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
     from flowlab_datasets import digits
 
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
-    with pytest.raises(flowlab.MissingDependencyError, match=r"pip install 'flowlab-nf\[data\]'"):
+    with pytest.raises(flowlab.MissingDependencyError, match=r"pip install -e '\.\[data\]' from the root of a flowlab"):
         digits.split.__wrapped__()
 
 

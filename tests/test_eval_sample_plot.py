@@ -85,7 +85,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(checkpoint, tmp_path, ca
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes 'import matplotlib' raise ImportError
     assert main(["plot", str(checkpoint), "--out", str(tmp_path / "f.png")]) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert "needs matplotlib" in err and "pip install 'flowlab-nf[plot]'" in err and "Traceback" not in err
+    assert "needs matplotlib" in err and "pip install -e '.[plot]' from the root" in err and "Traceback" not in err
     assert not (tmp_path / "f.png").exists()
 
 

@@ -18,7 +18,7 @@ def add_parser(subparsers: Any) -> None:
         "also particle trajectories over t and the vector field at t = 0, 0.5, 1. For square images (digits: 64 = 8×8) "
         "a grid of 64 test images beside 64 samples. --animate FILE.gif (continuous 2D flows): samples moving from "
         "the base (t = 0) to the data (t = 1). Needs the 'plot' extra "
-        "(pip install 'flowlab-nf[plot]').",
+        "(pip install -e '.[plot]' from the root of a flowlab checkout).",
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'flowlab train'")
     parser.add_argument("--out", help="image file, e.g. flow.png (--out and/or --animate)")

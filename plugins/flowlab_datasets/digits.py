@@ -24,6 +24,7 @@ import torch
 
 from flowlab import MissingDependencyError
 from flowlab.data import DatasetSpec, Split, finite_dataset
+from flowlab.errors import install_hint
 from flowlab.preprocess import Logit
 
 LEVELS = 17  # grey levels 0..16
@@ -38,7 +39,7 @@ def split() -> Split:
         from sklearn.datasets import load_digits
     except ImportError:
         raise MissingDependencyError(
-            "the digits dataset needs scikit-learn, which is not installed: pip install 'flowlab-nf[data]'"
+            f"the digits dataset needs scikit-learn, which is not installed: {install_hint('data')}"
         ) from None
     digits = load_digits()
     points = torch.as_tensor(digits.data, dtype=torch.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowlab.errors import MissingDependencyError
+from flowlab.errors import MissingDependencyError, install_hint
 
 
 def ot_pairing(x0: Tensor, x1: Tensor) -> Tensor:
@@ -20,7 +20,7 @@ def ot_pairing(x0: Tensor, x1: Tensor) -> Tensor:
         from scipy.optimize import linear_sum_assignment
     except ImportError:  # pragma: no cover - scipy is in the 'data' extra
         raise MissingDependencyError(
-            "objective otcfm needs scipy for the assignment solver: pip install 'flowlab-nf[data]' (or scipy)"
+            f"objective otcfm needs scipy for the assignment solver: {install_hint('data')}, or pip install scipy"
         ) from None
     cost = torch.cdist(x0.detach().double(), x1.detach().double()).pow(2)
     rows, columns = linear_sum_assignment(cost.cpu().numpy())
