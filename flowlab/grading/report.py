@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import textwrap
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,14 @@ WORDS: dict[str, str] = {
     "inverse log-det": "your inverse log-det",
     "float32 log-det": "your log-det in float32",
     "float64 log-det": "your log-det in float64",
+    "float32 out": "your output in float32",
+    "float64 out": "your output in float64",
 }
 
 #: the largest number of entries of a vector that is printed
 SHOWN = 8
+#: the width hints are wrapped to
+WIDTH = 110
 
 
 @dataclass(frozen=True)
@@ -172,17 +177,23 @@ def _finding_lines(finding: Finding) -> list[str]:
     data = example.data if example is not None else {}
     if "measure" in data and run.max_error is not None:
         lines.append(f"      {data['measure']}: error {_number(run.max_error)}, allowed {_number(run.tolerance)}")
-        shown = {WORDS.get(name, name): value for name, value in data.items() if name not in ("measure", "row")}
-        width = max((len(name) for name in shown), default=0)
-        lines += [
-            f"        {name + ':':<{width + 1}} {_value(value)}" for name, value in shown.items() if _value(value)
-        ]
+        lines += _values({WORDS.get(k, k): value for k, value in data.items() if k not in ("measure", "row")})
+        _, nonfinite, magnitudes = run.detail.partition("; a value is not finite")
+        if nonfinite:
+            lines.append(f"      a value is not finite{magnitudes}")
     else:
         lines.append(f"      {run.detail}")
     hint = finding.variant.hints.get(run.check)
     if hint:
-        lines.append(f"      hint: {hint}")
+        lines += textwrap.wrap(f"hint: {hint}", WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 12)
     return lines
+
+
+def _values(named: dict[str, Any]) -> list[str]:
+    """One aligned line per value that prints short (see :func:`_value`)."""
+    shown = {name: _value(value) for name, value in named.items() if _value(value)}
+    width = max((len(name) for name in shown), default=0) + 1
+    return [f"        {name + ':':<{width}} {text}" for name, text in shown.items()]
 
 
 def _case(case: Case) -> str:
@@ -203,5 +214,7 @@ def _value(value: Any) -> str:
         return _number(float(value))
     if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
         entries = [_number(float(v)) for v in value[:SHOWN]]
-        return "[" + ", ".join(entries) + (", …" if len(value) > SHOWN else "") + "]"
+        shown = "[" + ", ".join(entries) + (", …" if len(value) > SHOWN else "") + "]"
+        nonfinite = sum(not math.isfinite(v) for v in value)
+        return shown + (f" ({nonfinite} of {len(value)} not finite)" if nonfinite else "")
     return ""
