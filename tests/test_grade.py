@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import flowlab
-from flowlab.checks.base import checks
+from flowlab.checks import checks
 from flowlab.grading import EXERCISES, AnswerError
 from flowlab.grading.continuous import NO_TRACE, REDRAWN, SCALAR_TIME
 from flowlab.grading.discrete import UNBOUNDED

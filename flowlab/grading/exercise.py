@@ -22,7 +22,7 @@ class Variant:
     - ``label``: the flow in the student's words ("your layer", "your layer with a strong conditioner").
     - ``flow``: ``answer -> FlowSpec`` (never registered: the kit checks it as it is); raises
       :class:`AnswerError` when the answer is not what the exercise asks for.
-    - ``properties``: names of registered checks (``flowlab.checks.base.checks()``), run in this order.
+    - ``properties``: names of registered checks (``flowlab.checks.checks()``), run in this order.
     - ``hints``: property name -> what a failure of that property usually means in this exercise.
     """
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from flowlab.checks.base import Case, check_spec
-from flowlab.checks.runner import PropertyRun, run_property
+from flowlab.checks import Case, PropertyRun, check_spec, run_property
 from flowlab.errors import OptionError
 from flowlab.grading.continuous import EXERCISES as CONTINUOUS
 from flowlab.grading.discrete import EXERCISES as DISCRETE

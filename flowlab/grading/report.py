@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowlab.checks.base import Case
-from flowlab.checks.runner import PropertyRun
+from flowlab.checks import Case, PropertyRun
 from flowlab.grading.exercise import Exercise, Variant
 
 #: what each property asks of the student's code, in the student's words (else the check's own summary)
@@ -70,7 +69,8 @@ class Finding:
 
     @property
     def failed(self) -> bool:
-        return self.run.status == "failed"
+        """Failed, or uncovered: the kit could not run the property on the answer (it lacks what it needs)."""
+        return self.run.status in ("failed", "uncovered")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,8 @@ class Grade:
         """The last line of the report."""
         if self.crash is not None:
             return "✗ Not yet: your code did not run, so nothing was checked."
-        failed, ran = len(self.failed), sum(f.run.status != "skipped" for f in self.findings)
+        failed = len(self.failed)
+        ran = sum(f.run.status not in ("skipped", "not_applicable") for f in self.findings)
         return f"✓ All {ran} checks pass." if not failed else f"✗ Not yet: {failed} of {ran} checks fail."
 
     def __str__(self) -> str:
@@ -167,7 +168,7 @@ def _crash_lines(crash: Crash) -> list[str]:
 
 def _finding_lines(finding: Finding) -> list[str]:
     run = finding.run
-    mark = {"failed": "✗", "inconclusive": "?", "skipped": "–"}[run.status]
+    mark = "✗" if finding.failed else "?" if run.status == "inconclusive" else "–"
     lines = [f"  {mark} {run.check}: {WHAT.get(run.check, '')}".rstrip(": ")]
     if run.status != "failed":
         return [*lines, f"      {run.status}: {run.detail}"]

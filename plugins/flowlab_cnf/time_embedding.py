@@ -7,26 +7,39 @@ solve-based check runs that way. A flow-matching loss evaluates the field at a d
 ``t.view(1, 1).expand(batch, 1)`` raises for a batch of times, ``t.reshape(-1)[0]`` gives every row the first
 row's time, silently.
 
-The check takes the field of the case's flow (``flowlab.ode.continuous_flow``; a continuous flow that exposes none
-skips), ``ROWS`` or more points ``z_b`` of the case and distinct times ``t_b ∈ [0, 1]``, and compares the field at
-the times as ``[batch]`` and as ``[batch, 1]`` with one call per row at a 0-d time, ``f(t_b, z_b)``; then one 0-d
-time for the whole batch with the same per-row calls. Mixed relative errors (``flowlab.checks.measure``), float64
-on the CPU: the same arithmetic row by row, so any difference beyond rounding is a time given to the wrong row.
+The check takes the field of the case's flow (a :class:`flowlab.ode.ContinuousFlow`; a continuous flow that is none
+has no field to call, and makes no promise about it: the case is skipped, saying so), ``ROWS`` or more points
+``z_b`` of the case and distinct times ``t_b ∈ [0, 1]``, and compares the field at the times as ``[batch]`` and as
+``[batch, 1]`` with one call per row at a 0-d time, ``f(t_b, z_b)``; then one 0-d time for the whole batch with the
+same per-row calls. Mixed relative errors (``flowlab.checks.row_errors``), float64 on the CPU: the same arithmetic
+row by row, so any difference beyond rounding is a time given to the wrong row.
 """
 
 from __future__ import annotations
 
 import torch
 
-from flowlab.checks.base import Case, CheckResult, CheckSpec
-from flowlab.checks.cases import build_case_bijector, case_points, float64_cpu
-from flowlab.checks.measure import Measurement, judge, row_errors
+from flowlab import FlowSpec
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    Measurement,
+    build_case_bijector,
+    case_points,
+    float64_cpu,
+    judge,
+    row_errors,
+)
 from flowlab.errors import ShapeError
 from flowlab.ode import continuous_flow
-from flowlab.spec import FlowSpec
 
 #: at least this many rows, so a time of shape [batch] never has the one element a scalar-only embedding accepts
 ROWS = 3
+NO_FIELD = (
+    "the bijector is not a flowlab.ode.ContinuousFlow: it exposes no vector field to call (and flow matching cannot "
+    "train it either)"
+)
 
 
 def applies(spec: FlowSpec) -> bool | str:
@@ -37,7 +50,7 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     case = float64_cpu(case)
     flow = continuous_flow(build_case_bijector(spec, case))
     if flow is None:
-        return CheckResult("skipped", detail="the bijector is not a flowlab.ode.ContinuousFlow: no vector field")
+        return CheckResult("skipped", detail=NO_FIELD)
     field = flow.field
     z = case_points(case, batch=max(case.batch, ROWS))
     times = torch.rand(z.shape[0], generator=torch.Generator().manual_seed(case.seed), dtype=z.dtype)
