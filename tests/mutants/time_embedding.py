@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from flowlab_cnf import SPEC as CNF
@@ -45,11 +46,10 @@ MUTANTS = (
 EXPECTED: dict[str, str] = {"mutant_scalar_time": "time_embedding", "mutant_first_row_time": "time_embedding"}
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for mutant in MUTANTS:
-            register(mutant)
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for mutant in MUTANTS:
+        register(mutant)
 
 
-PLUGIN = _Plugin()
+PLUGIN = SimpleNamespace(flowlab_register_flows=flowlab_register_flows)
