@@ -73,12 +73,13 @@ class EvalNoise(SilentDouble):
 class BiasedSeries(Bijector):
     """``x = z + 0.4·tanh(W z)`` (contractive: ``‖W‖₂ ≤ 1``), inverse by fixed-point iteration; its log-det
     ``log det(I + J)`` by the series ``Σ_{k=1}^{n} (−1)^{k+1} tr(J^k)/k`` truncated at a random ``n = 1 + M``,
-    ``M ~ Geometric(1/2)``, in training mode, with no reweighting: biased towards the first terms. Eval mode: exact."""
+    ``M ~ Geometric(1/2)`` per row, in training mode, with no reweighting: biased towards the first terms. Eval mode:
+    exact."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self.weight = nn.Parameter(torch.eye(dim) * 0.9)
+        self.weight = nn.Parameter(torch.eye(dim) * 0.9)  # ‖W‖₂ ≤ 1 after the normalisation below
 
     def _w(self) -> Tensor:
         return self.weight / torch.linalg.matrix_norm(self.weight, ord=2).clamp(min=1.0)
@@ -91,10 +92,12 @@ class BiasedSeries(Bijector):
         jacobian = self._jacobian(z)
         if not self.training:
             return torch.linalg.slogdet(torch.eye(self.dim, dtype=z.dtype) + jacobian).logabsdet
-        terms = 1 + int(torch.distributions.Geometric(0.5).sample())
-        power, total = jacobian, torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-        for k in range(1, terms + 1):
-            total = total + (-1) ** (k + 1) * power.diagonal(dim1=-2, dim2=-1).sum(-1) / k
+        rows = z.shape[0]
+        terms = 1 + torch.distributions.Geometric(torch.full((rows,), 0.5)).sample().to(z.device)  # one n per row
+        power, total = jacobian, torch.zeros(rows, dtype=z.dtype, device=z.device)
+        for k in range(1, int(terms.max()) + 1):
+            term = (-1) ** (k + 1) * power.diagonal(dim1=-2, dim2=-1).sum(-1) / k
+            total = total + torch.where(terms >= k, term, torch.zeros_like(term))
             power = power @ jacobian
         return total
 
