@@ -27,6 +27,11 @@ class DomainError(FlowlabError, ValueError):
     """A point lies outside the support of a density (e.g. ``log_prob`` of a flow on ``(0, 1)^d`` at 1.5)."""
 
 
+class NotABijectorError(FlowlabError, TypeError):
+    """An object given where a bijector is expected (e.g. ``Flow(module)``) is not one: no ``dim``, ``forward`` and
+    ``inverse``."""
+
+
 class UnknownFlowError(FlowlabError, KeyError):
     """No registered flow (or dataset, or check) has the requested name."""
 

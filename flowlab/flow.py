@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, distributions, nn
 
 from flowlab.bijector import Bijector, context_dim_of
-from flowlab.errors import DomainError, NonFiniteError, OptionError, ShapeError
+from flowlab.errors import DomainError, NonFiniteError, NotABijectorError, OptionError, ShapeError
 from flowlab.support import REAL, Support
 from flowlab.validation import check_context, check_points, module_dtype_device, require_context
 
@@ -56,6 +56,16 @@ class Flow(nn.Module):
         support: Support = REAL,
     ) -> None:
         super().__init__()
+        if not (
+            isinstance(bijector, nn.Module)
+            and hasattr(bijector, "dim")
+            and callable(getattr(bijector, "inverse", None))
+        ):
+            raise NotABijectorError(
+                "Flow: expected a flowlab Bijector (an nn.Module with .dim, forward(z) -> (x, log|det ∂x/∂z|) "
+                f"and inverse(x) -> (z, log|det ∂z/∂x|)), e.g. flowlab.build('stacked', 2), got "
+                f"{type(bijector).__module__}.{type(bijector).__qualname__}; another library's flow: flowlab.adapters"
+            )
         self.bijector = bijector
         self.support = support
         self.dim = int(bijector.dim)
@@ -102,7 +112,7 @@ class Flow(nn.Module):
             return x.new_zeros(0)
         z, ladj = self.bijector.inverse(x) if context is None else self.bijector.inverse(x, context=context)
         if self.validate:
-            check_inverse(z, ladj)
+            check_inverse(z, ladj, x, self)
         return self.base_log_prob(z) + ladj
 
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
@@ -143,10 +153,12 @@ class Flow(nn.Module):
         return self.base.sample((n,))
 
 
-def check_inverse(z: Tensor, ladj: Tensor) -> None:
-    """Raise :class:`NonFiniteError` if ``bijector.inverse`` returned NaN/inf in ``z`` or the log-det, naming the
-    rows and the largest finite magnitude reached (a diverged or overflowing flow), instead of the base
-    distribution's "within the support" error."""
+def check_inverse(z: Tensor, ladj: Tensor, x: Tensor, module: nn.Module) -> None:
+    """Raise :class:`NonFiniteError` if ``bijector.inverse`` returned NaN/inf in ``z`` or the log-det (of the
+    inputs ``x``), naming the rows and the largest finite magnitude reached, instead of the base distribution's
+    "within the support" error; and the likely cause: non-finite parameters of ``module`` (a diverged training run),
+    or, where they are all finite, the range of the inputs (too large for the map, or outside a preprocessing's
+    domain)."""
     z_bad = ~torch.isfinite(z).all(dim=-1)
     ladj_bad = ~torch.isfinite(ladj)
     if not bool(z_bad.any()) and not bool(ladj_bad.any()):
@@ -162,10 +174,16 @@ def check_inverse(z: Tensor, ladj: Tensor) -> None:
         parts.append(
             f"NaN or inf in {name} in {len(rows)} of {len(bad)} row(s) ({shown}; largest finite |{name}|: {largest})"
         )
-    raise NonFiniteError(
-        "Flow.log_prob: the bijector's inverse returned " + " and ".join(parts) + "; the flow's parameters are "
-        "probably non-finite or huge (a diverged training run? try a smaller learning rate)"
-    )
+    reached = float(x.detach()[z_bad | ladj_bad].abs().max())
+    if all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        cause = (
+            f"the flow's parameters are all finite, so the inputs are the cause: those rows reach |x| = {reached:.3g}, "
+            "beyond what this flow maps to finite values (for a trained flow: far outside its training data, or "
+            "outside the domain of its dataset's preprocessing, e.g. digits' pixel range [0, 17))"
+        )
+    else:
+        cause = "the flow's parameters are not all finite (a diverged training run? try a smaller learning rate)"
+    raise NonFiniteError("Flow.log_prob: the bijector's inverse returned " + " and ".join(parts) + "; " + cause)
 
 
 def check_support(x: Tensor, support: Support) -> None:

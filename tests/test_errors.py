@@ -143,3 +143,22 @@ def test_a_non_finite_inverse_is_a_non_finite_error_naming_rows_and_magnitudes()
     x = torch.tensor([[1.0, 1.0], [1e5, 0.0], [0.0, 0.0], [-1e6, 1.0]])
     with pytest.raises(NonFiniteError, match=r"NaN or inf in z in 2 of 4 row\(s\) \(1, 3; largest finite \|z\|: 5.5"):
         flow.log_prob(x)
+
+
+def test_the_non_finite_hint_blames_the_inputs_range_when_the_parameters_are_finite():
+    """Finite parameters: not a diverged run, so the message names the inputs' range instead."""
+    flow = flowlab.Flow(Scale(2, -80.0))
+    with pytest.raises(NonFiniteError, match=r"parameters are all finite, so the inputs are the cause.*\|x\| = 1e\+06"):
+        flow.log_prob(torch.tensor([[1.0, 1.0], [-1e6, 1.0]]))
+    with torch.no_grad():
+        flow.bijector.s.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match=r"parameters are not all finite \(a diverged training run\?"):
+        flow.log_prob(torch.tensor([[1.0, 1.0]]))
+
+
+def test_a_module_that_is_no_bijector_is_refused_by_flow_with_what_is_expected():
+    with pytest.raises(
+        errors.NotABijectorError, match=r"expected a flowlab Bijector .*got torch.nn.modules.linear.Linear"
+    ):
+        flowlab.Flow(torch.nn.Linear(2, 2))
+    assert issubclass(errors.NotABijectorError, (errors.FlowlabError, TypeError))
