@@ -9,8 +9,15 @@ A checkpoint is a dict of plain data and tensors (nothing that needs unpickling 
     model           the Flow's state_dict
     optimizer       the optimizer's state_dict
     generators      states of the torch.Generators the flow holds (e.g. Hutchinson probes), for an exact resume
-    history         [{"step", "loss", "test_nll", "nfe"}...] at each evaluation
+    history         [{"step", "loss", "validation_nll", "train_nll", "lr", "nfe"}...] at each evaluation
+                    ("test_nll" instead of the two NLLs for a stream, which has no validation split)
+    plugin_files    absolute paths of the --plugin files the run's flow, dataset or objective came from (may be
+                    absent: older checkpoints)
     versions        library versions that wrote it (flowlab, torch, python)
+
+A run folder (``flowlab train --out DIR``) holds ``last.pt`` and ``best.pt`` (the lowest validation NLL) for a
+run on a finite dataset, ``checkpoint.pt`` for a run on a stream; :func:`resolve_run` says which file a command
+reads.
 
 Every problem with a file (missing, truncated, corrupted, not a checkpoint, another format version) raises
 :class:`~flowlab.errors.CheckpointError` saying what was expected; reading never modifies the file.
@@ -27,19 +34,24 @@ import os
 import platform
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from flowlab.datafiles import DataFileError, resolve_dataset
+from flowlab.datafiles import DataFileError, is_path, relocated, resolve_dataset
 from flowlab.errors import CheckpointError, OptionError, UnknownFlowError
 from flowlab.flow import Flow
 from flowlab.runconfig import TrainConfig, build_flow, resolve_device
 
+#: a run folder's checkpoints: on a finite dataset the last and the best (by validation NLL); on a stream the last
+LAST, BEST, CHECKPOINT = "last.pt", "best.pt", "checkpoint.pt"
+#: how the registry names a plugin loaded from a file (``flowlab.plugins.load_plugin_files``)
+FILE_PLUGIN = "file:"
 FORMAT = "flowlab-checkpoint"
 FORMAT_VERSION = 1
 #: what flowlab says instead of torch's advice to retry with weights_only=False
@@ -156,13 +168,24 @@ def config_from(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Tra
 
 
 @contextmanager
-def installed(path: str | os.PathLike[str]) -> Iterator[None]:
+def installed(path: str | os.PathLike[str], plugin_files: Sequence[str] = ()) -> Iterator[None]:
     """Around rebuilding a checkpoint's flow and dataset: a flow or dataset that is not installed, a data file that
-    cannot be read, or options the installed flow rejects become a :class:`CheckpointError` naming ``path``."""
+    cannot be read, or options the installed flow rejects become a :class:`CheckpointError` naming ``path``; for a
+    missing flow it says how to bring it back (``plugin_files``: the ``--plugin`` files the run was trained with,
+    the checkpoint's ``plugin_files``)."""
     try:
         yield
     except UnknownFlowError as exc:
-        raise CheckpointError(f"{path}: the checkpoint needs a flow or dataset that is not installed: {exc}") from None
+        again = " ".join(f"--plugin {file}" for file in plugin_files)
+        hint = (
+            f"it was trained with {again}: give that again"
+            if plugin_files
+            else "a flow from a plugin file needs that file again (--plugin FILE); one from an installed plugin needs "
+            "that plugin installed"
+        )
+        raise CheckpointError(
+            f"{path}: the checkpoint needs a flow or dataset that is not installed: {exc} ({hint})"
+        ) from None
     except DataFileError as exc:
         raise CheckpointError(f"{path}: the checkpoint's data file: {exc}") from None
     except OptionError as exc:
@@ -204,14 +227,78 @@ def set_generator_states(module: nn.Module, states: dict[str, torch.Tensor], pat
 
 
 def load_flow(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    path: str | os.PathLike[str], device: str | torch.device = "cpu", data: str | None = None
 ) -> tuple[Flow, TrainConfig, dict[str, Any]]:
-    """The trained flow saved at ``path`` (in eval mode, on ``device``), its config and the raw checkpoint; every
-    problem is a :class:`CheckpointError` (nothing is written)."""
+    """The trained flow saved at ``path`` (a checkpoint file; in eval mode, on ``device``), its config and the raw
+    checkpoint; every problem is a :class:`CheckpointError` (nothing is written). ``data``: where the data file of a
+    run made on a file is now, if it moved (canonical, :func:`flowlab.datafiles.canonical`; accepted when its
+    SHA-256 is the recorded one, and the config then names it); ignored for a run on a registered dataset."""
     target = resolve_device(device)
     checkpoint = read_checkpoint(path)
     config = config_from(checkpoint, path)
-    with installed(path):
+    if data is not None and is_path(config.data):
+        config = replace(config, data=relocated(config.data, data))
+    with installed(path, recorded_plugin_files(checkpoint)):
         flow = build_flow(config.flow, checkpoint["dim"], config.options, resolve_dataset(config.data).preprocessing())
     load_state(flow, checkpoint, path)
     return flow.to(target).eval(), config, checkpoint
+
+
+def recorded_plugin_files(checkpoint: dict[str, Any]) -> list[str]:
+    """The ``--plugin`` files a checkpoint says its run was trained with (none for an older checkpoint)."""
+    files = checkpoint.get("plugin_files", [])
+    return [str(file) for file in files] if isinstance(files, list) else []
+
+
+def plugin_files(plugins: Iterable[str]) -> list[str]:
+    """The absolute paths of the plugin files among the registry's plugin names ``plugins`` (``file:PATH``)."""
+    return sorted({str(Path(name[len(FILE_PLUGIN) :]).resolve()) for name in plugins if name.startswith(FILE_PLUGIN)})
+
+
+def resolve_run(path: str | os.PathLike[str], which: str = "best") -> tuple[Path, str]:
+    """The checkpoint file a command reads for ``path``, and which it is: a file as it is (``"file"``); in a run
+    folder its ``best.pt`` (``"best"``, the default, where the run has one: a finite dataset's, by validation NLL),
+    else its last checkpoint (``"last"``: ``last.pt``, or the ``checkpoint.pt`` of a run on a stream), also when
+    ``which="last"``. A :class:`CheckpointError` if there is none."""
+    if which not in ("best", "last"):
+        raise OptionError(f"expected the best or the last checkpoint of a run, got {which!r}")
+    source = Path(path)
+    if not source.is_dir():
+        if not source.exists():
+            raise CheckpointError(f"{source}: no such checkpoint file or run folder")
+        return source, "file"
+    if which == "best" and (source / BEST).is_file():
+        return source / BEST, "best"
+    return latest_checkpoint(source), "last"
+
+
+def step_score(checkpoint: dict[str, Any]) -> tuple[str, float] | None:
+    """What the run scored at the checkpoint's step: ``("validation", NLL)`` on a finite dataset, ``("held-out",
+    NLL)`` on a stream (its held-out draws); ``None`` where it was not evaluated at that step."""
+    entry: dict[str, Any] = next(
+        (entry for entry in checkpoint["history"] if entry.get("step") == checkpoint["step"]), {}
+    )
+    for key, name in (("validation_nll", "validation"), ("test_nll", "held-out")):
+        if key in entry:
+            return name, float(entry[key])
+    return None
+
+
+def run_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The evaluations of a whole run: the history of a run folder's last checkpoint (its best one stops at the best
+    step), or of the checkpoint file ``path``."""
+    source = Path(path)
+    history: list[dict[str, Any]] = read_checkpoint(latest_checkpoint(source) if source.is_dir() else source)["history"]
+    return history
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path:
+    """A run folder's last checkpoint (``last.pt``, or a stream run's ``checkpoint.pt``); a
+    :class:`CheckpointError` if the folder has none."""
+    folder = Path(directory)
+    for name in (LAST, CHECKPOINT):
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(
+        f"{folder}: no checkpoint in this run folder (expected {LAST} or {CHECKPOINT}, written by flowlab train)"
+    )

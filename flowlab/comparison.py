@@ -5,18 +5,22 @@ wall time per run).
 Layout of the output directory (resumable: running the same comparison again skips finished runs and resumes
 interrupted ones from their last checkpoint)::
 
-    OUT/FLOW/seed-S/checkpoint.pt   the run's checkpoint (written atomically by the trainer)
-    OUT/FLOW/seed-S/result.json     written once the run has reached its budget: held-out NLL, time, NFE
+    OUT/FLOW/seed-S/                the run folder (flowlab train's): last.pt and best.pt on a finite dataset,
+                                    checkpoint.pt on a stream (written atomically by the trainer)
+    OUT/FLOW/seed-S/result.json     written once the run has reached its budget: its score, time, NFE
     OUT/compare.json                the table: every run and the per-flow summary
     OUT/compare.png                 densities (2D data) or samples (square images, e.g. digits) of each flow
 
-Per flow the table shows the mean held-out NLL over the seeds with its standard error — across seeds
-(``s/√k`` of the k runs' NLLs) when there are several, else the run's own held-out SE — bits/dim
+A run's score is what ``flowlab eval`` reports for it: on a finite dataset (digits, a file) the test NLL of its
+**best checkpoint** (the lowest validation NLL of its evaluations; the test split plays no part in choosing it),
+on a stream the held-out NLL of its last state. Per flow the table shows the mean over the seeds with its standard
+error — across seeds (``s/√k`` of the k runs' NLLs) when there are several, else the run's own SE — bits/dim
 (``nats / (dim ln 2)``), the number of parameters, the mean training time per run, the steps taken and, for ODE
 flows, the NFE of the last held-out solve.
 
-A seconds budget stops a run at the first step boundary past the budget; such a run checkpoints only at its end,
-so an interrupted one starts again (a steps budget checkpoints :data:`SAVES` times along the way).
+A steps budget evaluates (and checkpoints) :data:`EVALUATIONS` times along each run; a seconds budget stops a run
+at the first step boundary past the budget and evaluates every :data:`SECONDS_EVAL_EVERY` steps on a finite
+dataset (to choose the best checkpoint; the clock runs on), on a stream only at its end.
 """
 
 from __future__ import annotations
@@ -26,18 +30,21 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from flowlab.checkpoint import atomic_write
-from flowlab.errors import OptionError
+from flowlab.checkpoint import atomic_write, latest_checkpoint, resolve_run
+from flowlab.errors import CheckpointError, OptionError
 from flowlab.training import TrainConfig, Trainer, refuse_changes
 
-#: checkpoints along a steps-budget run (each after a held-out evaluation)
-SAVES = 3
+#: evaluations (each followed by a checkpoint) along a steps-budget run
+EVALUATIONS = 10
+#: steps between the evaluations of a seconds-budget run on a finite dataset
+SECONDS_EVAL_EVERY = 100
 #: the step cap of a seconds-budget run (the clock stops it first)
 MAX_STEPS = 10**9
-RESULT, CHECKPOINT, TABLE, PICTURE = "result.json", "checkpoint.pt", "compare.json", "compare.png"
+RESULT, TABLE, PICTURE = "result.json", "compare.json", "compare.png"
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class RunResult:
-    """One finished run: its held-out NLL (nats, with SE), bits/dim, size, time, steps and NFE."""
+    """One finished run: its score (nats, with SE: the test NLL of its best checkpoint on a finite dataset, else the
+    held-out NLL), bits/dim, size, time, steps, NFE, and the step of the checkpoint scored."""
 
     flow: str
     seed: int
@@ -73,6 +81,7 @@ class RunResult:
     seconds: float
     steps: int
     nfe: int | None
+    scored_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,8 @@ class Comparison:
     lr: float
     runs: list[RunResult] = field(default_factory=list)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: what a run's score is (see the module docstring)
+    score: str = "held-out NLL"
 
     def summaries(self) -> list[FlowSummary]:
         flows = list(dict.fromkeys(r.flow for r in self.runs))
@@ -140,6 +151,7 @@ class Comparison:
             "batch_size": self.batch_size,
             "lr": self.lr,
             "options": self.options,
+            "score": self.score,
             "flows": [asdict(s) for s in self.summaries()],
             "runs": [asdict(r) for r in self.runs],
         }
@@ -157,15 +169,22 @@ def run_one(
     on_step: Callable[[Any], None] | None = None,
 ) -> RunResult:
     """Train (or resume, or read back) one run of the comparison in ``directory``."""
-    result_path, checkpoint = directory / RESULT, directory / CHECKPOINT
+    from flowlab.checkpoint import load_flow
+    from flowlab.evaluation import test_nll
+
+    result_path = directory / RESULT
     if result_path.exists():
         saved = json.loads(result_path.read_text())
         _same_run(TrainConfig.from_dict(saved["config"]), config, result_path)
         return RunResult(**saved["result"])
     directory.mkdir(parents=True, exist_ok=True)
     progress = directory / "seconds.json"  # training seconds spent before the last checkpoint
-    spent = json.loads(progress.read_text())["seconds"] if progress.exists() and checkpoint.exists() else 0.0
-    if checkpoint.exists():
+    try:
+        checkpoint: Path | None = latest_checkpoint(directory)
+    except CheckpointError:
+        checkpoint = None
+    spent = json.loads(progress.read_text())["seconds"] if progress.exists() and checkpoint else 0.0
+    if checkpoint is not None:
         trainer = Trainer.resume(str(checkpoint), device)
         _same_run(trainer.config, config, checkpoint)
     else:
@@ -173,18 +192,20 @@ def run_one(
     start = time.perf_counter()
 
     def save(t: Trainer) -> None:
-        t.save(str(checkpoint))
+        t.save_run(directory)
         seconds = spent + time.perf_counter() - start
         atomic_write(progress, lambda tmp: Path(tmp).write_text(json.dumps({"seconds": seconds})))
 
-    if budget.seconds is not None:
-        deadline = start + budget.seconds
-        trainer.fit(on_step=on_step, should_stop=lambda: time.perf_counter() >= deadline)
-    else:
-        trainer.fit(on_step=on_step, save=save)
+    stop = None if budget.seconds is None else partial(past, start + budget.seconds)
+    trainer.fit(on_step=on_step, should_stop=stop, save=save)
     seconds = spent + time.perf_counter() - start
-    trainer.save(str(checkpoint))
-    nll = trainer.evaluate()
+    trainer.save_run(directory)
+    if trainer.dataset.finite:  # the best checkpoint's test NLL, as flowlab eval reports it
+        file, _ = resolve_run(directory)
+        flow, _, scored = load_flow(file, device)
+        nll, step = test_nll(flow, trainer.dataset, n=config.eval_size, seed=1, device=device), scored["step"]
+    else:
+        nll, step = trainer.evaluate(), trainer.step
     result = RunResult(
         flow=config.flow,
         seed=config.seed,
@@ -196,10 +217,16 @@ def run_one(
         seconds=seconds,
         steps=trainer.step,
         nfe=trainer.nfe,
+        scored_step=step,
     )
     text = json.dumps({"config": config.to_dict(), "result": asdict(result)}, indent=2) + "\n"
     atomic_write(result_path, lambda tmp: Path(tmp).write_text(text))
     return result
+
+
+def past(deadline: float) -> bool:
+    """Whether the clock (``time.perf_counter``) has passed ``deadline``."""
+    return time.perf_counter() >= deadline
 
 
 def _same_run(saved: TrainConfig, config: TrainConfig, path: Path) -> None:
@@ -229,8 +256,13 @@ def configs(
     stray = sorted(set(options) - set(flows))
     if stray:
         raise OptionError(f"compare: options for {', '.join(stray)}, which is not among the flows {list(flows)}")
+    from flowlab.datafiles import resolve_dataset
+
     steps = budget.steps if budget.steps is not None else MAX_STEPS
-    every = max(1, math.ceil(steps / SAVES)) if budget.steps is not None else MAX_STEPS
+    if budget.steps is not None:
+        every = max(1, math.ceil(steps / EVALUATIONS))
+    else:
+        every = SECONDS_EVAL_EVERY if resolve_dataset(data).finite else MAX_STEPS
     return [
         TrainConfig(
             flow=f,
@@ -266,7 +298,10 @@ def compare(
     data = canonical(data)
     dataset = resolve_dataset(data)
     out = Path(out)
-    comparison = Comparison(data, dataset.dim, budget, list(seeds), batch_size, lr, options=dict(options or {}))
+    score = "test NLL of the best checkpoint" if dataset.finite else "held-out NLL"
+    comparison = Comparison(
+        data, dataset.dim, budget, list(seeds), batch_size, lr, options=dict(options or {}), score=score
+    )
     for config in configs(flows, data, seeds, budget, batch_size=batch_size, lr=lr, options=options):
         result = run_one(config, budget, run_dir(out, config.flow, config.seed), device)
         comparison.runs.append(result)
@@ -278,12 +313,13 @@ def compare(
 
 
 def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
-    """``OUT/compare.png``: per flow (its first seed's run) the learned density (2D data) or 16 samples (square
-    images), beside the data; else the first two coordinates of samples."""
+    """``OUT/compare.png``: per flow (the checkpoint its first seed's run was scored at) the learned density on one
+    colour scale with its colour bar (2D data) or 16 samples (square images), beside the data (a stream's draws,
+    or a finite dataset's test rows); else the first two coordinates of samples."""
     import torch
 
     from flowlab.checkpoint import load_flow
-    from flowlab.datafiles import display_name, resolve_dataset
+    from flowlab.datafiles import resolve_dataset, short_name
     from flowlab.evaluation import log_probs, uses_autograd
     from flowlab.plotting import grid, image_side, mosaic, pyplot, reference, square_limits
     from flowlab.runconfig import dataset_context
@@ -292,40 +328,54 @@ def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
     plt = pyplot()
     out = Path(out)
     dataset = resolve_dataset(comparison.data)
+    name = short_name(comparison.data)
     flows = [s.flow for s in comparison.summaries()]
     side = image_side(dataset.dim) if dataset.dim != 2 else None
     data = dataset.test_points(2000, generator(seed, "plot-data"))[:2000]
-    fig, axes = plt.subplots(1, len(flows) + 1, figsize=(3.2 * (len(flows) + 1), 3.4), layout="constrained")
+    drawn = f"{len(data)} test rows" if dataset.finite else f"{len(data)} draws"
+    fig, axes = plt.subplots(1, len(flows) + 1, figsize=(3.2 * (len(flows) + 1) + 0.8, 3.6), layout="constrained")
     limits = square_limits(data[:, :2])
     low, high = float(data.min()), float(data.max())
 
     def show(ax: Any, points: torch.Tensor, title: str) -> None:
         if side is not None:
-            ax.imshow(mosaic(points[:16].clamp(low, high), side, 4).numpy(), cmap="gray_r", vmin=low, vmax=high)
+            shown = mosaic(points[:16].clamp(low, high), side, 4).numpy()
+            image = ax.imshow(shown, cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
             ax.set_axis_off()
+            if ax is axes[-1]:
+                fig.colorbar(image, ax=list(axes), label="pixel value", shrink=0.8)
         else:
             ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4, linewidths=0)
             ax.set_xlim(*limits)
             ax.set_ylim(*limits)
+            ax.set_xlabel("x₁", fontsize=8)
+            ax.set_ylabel("x₂", fontsize=8)
         ax.set_title(title, fontsize=9)
 
-    show(axes[0], data, f"data: {Path(display_name(comparison.data)).name}")
+    show(axes[0], data, f"data: {name} ({drawn})")
     summaries = {s.flow: s for s in comparison.summaries()}
-    for ax, name in zip(axes[1:], flows, strict=True):
-        flow, _, _ = load_flow(str(run_dir(out, name, comparison.seeds[0]) / CHECKPOINT))
-        label = f"{name}: {summaries[name].nll:.3f} nats"
+    densities = []
+    for ax, flow_name in zip(axes[1:], flows, strict=True):
+        flow, _, checkpoint = load_flow(resolve_run(run_dir(out, flow_name, comparison.seeds[0]))[0])
+        label = f"{flow_name}: {summaries[flow_name].nll:.3f} nats"
         if dataset.dim == 2:
             points = grid(limits, 120, reference(flow))
-            density = log_probs(flow, points).exp().reshape(120, 120).numpy()
-            ax.imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", aspect="equal")
-            ax.set_title(label, fontsize=9)
+            densities.append((ax, log_probs(flow, points).exp().reshape(120, 120).numpy()))
+            ax.set_title(f"{label}\nlearned density (step {checkpoint['step']})", fontsize=9)
             continue
         n = 16 if side else 2000
         # a flow conditioned on the dataset's labels: sample i at label i mod num_classes
         at = dataset_context(dataset, torch.arange(n) % dataset.num_classes, "cpu") if flow.context_dim else None
         with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
-            show(ax, flow.sample(n, context=at).detach().cpu().float(), label)
-    fig.suptitle(f"{display_name(comparison.data)}, {comparison.budget.describe()} per run")
+            show(ax, flow.sample(n, context=at).detach().cpu().float(), f"{label}\nsamples (step {checkpoint['step']})")
+    if densities:  # one colour scale for every flow's density, so they compare
+        top = max(float(density.max()) for _, density in densities)
+        for ax, density in densities:
+            image = ax.imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", vmin=0, vmax=top)
+            ax.set_xlabel("x₁", fontsize=8)
+            ax.set_ylabel("x₂", fontsize=8)
+        fig.colorbar(image, ax=[ax for ax, _ in densities], label="learned density q(x)", shrink=0.8)
+    fig.suptitle(f"{name}: {comparison.budget.describe()} per run; each flow's mean {comparison.score} over the seeds")
     path = out / PICTURE
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=72, format="png"))
     plt.close(fig)

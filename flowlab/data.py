@@ -3,12 +3,13 @@
 Two kinds of dataset share the record:
 
 - *streams* (the 2D toys): a sampler of i.i.d. points; a run's held-out set is drawn from the stream too.
-- *finite* datasets (digits, a file of rows): a fixed :class:`Split` into train and test rows, loaded lazily
-  (``split``). Their sampler draws training rows uniformly **with replacement** (so a step's batch is i.i.d. from
-  the empirical distribution of the train split, as for a stream), adding ``U(0, 1)`` noise per coordinate where
-  the rows are integers to dequantise; :meth:`DatasetSpec.test_points` is then the whole test split (dequantised
-  by the generator it is given), never rows seen in training. The split is a function of the data alone, not of a
-  run's seed.
+- *finite* datasets (digits, a file of rows): a fixed :class:`Split` into train, validation and test rows, loaded
+  lazily (``split``). Their sampler draws training rows uniformly **with replacement** (so a step's batch is i.i.d.
+  from the empirical distribution of the train split, as for a stream), adding ``U(0, 1)`` noise per coordinate
+  where the rows are integers to dequantise; :meth:`DatasetSpec.held_out_points` is the whole validation or test
+  split (dequantised by the generator it is given), never rows seen in training. The trainer scores the validation
+  split (to keep the best checkpoint and stop early); the test split is for ``flowlab eval`` (and ``compare``'s
+  final score). The split is a function of the data alone, not of a run's seed.
 
 A dataset may also bring a fixed ``transform`` (a :class:`~flowlab.bijector.Bijector` from model space to data
 space, :mod:`flowlab.preprocess`): the trainer learns in model space and composes the transform after the flow, so
@@ -33,39 +34,51 @@ from flowlab.errors import ContextError, OptionError
 if TYPE_CHECKING:
     from flowlab.bijector import Bijector
 
-#: share of the rows of a finite dataset held out for testing (at least MIN_TEST rows)
+#: shares of the rows of a finite dataset held out for testing and for validation (at least MIN_HELD_OUT rows each)
 TEST_FRACTION = 0.2
-MIN_TEST = 2
+VALIDATION_FRACTION = 0.1
+#: the fewest rows of each part of a split (train, validation, test): a standard error needs two
+MIN_HELD_OUT = 2
+#: the parts of a finite dataset's split, in the order of :meth:`Split.of`'s permutation
+PARTS = ("train", "validation", "test")
 #: seed of the permutation that splits a finite dataset (fixed: the split belongs to the data, not to a run)
 SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
 class Split:
-    """A finite dataset's fixed train/test split: float32 CPU rows ``[n, dim]``, optional per-row context (class
-    labels, ``[n]`` int64) and whether the rows are integers to dequantise with ``U(0, 1)`` noise."""
+    """A finite dataset's fixed train/validation/test split: float32 CPU rows ``[n, dim]``, optional per-row context
+    (class labels, ``[n]`` int64) and whether the rows are integers to dequantise with ``U(0, 1)`` noise."""
 
     train: Tensor
+    validation: Tensor
     test: Tensor
     train_context: Tensor | None = None
+    validation_context: Tensor | None = None
     test_context: Tensor | None = None
     dequantize: bool = False
 
     @classmethod
     def of(cls, points: Tensor, context: Tensor | None = None, *, dequantize: bool = False) -> Split:
         """Split ``points`` by a fixed random permutation (seed :data:`SPLIT_SEED`): the last
-        ``max(MIN_TEST, round(TEST_FRACTION · n))`` rows of the permuted order are the test rows."""
-        n = len(points)
-        n_test = max(MIN_TEST, round(TEST_FRACTION * n))
-        if n - n_test < MIN_TEST:
-            raise OptionError(
-                f"expected at least {2 * MIN_TEST} rows ({MIN_TEST} to train on, {MIN_TEST} held out), got {n}"
-            )
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-        train, test = order[: n - n_test], order[n - n_test :]
+        ``n_test = max(MIN_HELD_OUT, round(TEST_FRACTION · n))`` rows of the permuted order are the test rows, the
+        ``n_validation = max(MIN_HELD_OUT, round(VALIDATION_FRACTION · n))`` before them the validation rows, the
+        rest (at least ``MIN_HELD_OUT``) the training rows. digits (1797 rows): 1258 / 180 / 359."""
+        parts = split_indices(len(points))
         points = points.to(torch.float32)
-        labels = (None, None) if context is None else (context[train], context[test])
-        return cls(points[train], points[test], labels[0], labels[1], dequantize)
+        train, validation, test = (points[part] for part in parts)
+        if context is None:
+            return cls(train, validation, test, dequantize=dequantize)
+        labels = [context[part] for part in parts]
+        return cls(train, validation, test, labels[0], labels[1], labels[2], dequantize=dequantize)
+
+    def part(self, name: str) -> tuple[Tensor, Tensor | None]:
+        """The rows of part ``name`` (one of :data:`PARTS`) and their labels (``None`` without a context)."""
+        if name not in PARTS:
+            raise OptionError(f"expected a part of the split ({', '.join(PARTS)}), got {name!r}")
+        rows: Tensor = getattr(self, name)
+        labels: Tensor | None = getattr(self, f"{name}_context")
+        return rows, labels
 
     def rows(self, n: int, generator: torch.Generator) -> Tensor:
         """Indices of ``n`` training rows drawn uniformly with replacement."""
@@ -132,10 +145,15 @@ class DatasetSpec:
 
     def test_labels(self) -> Tensor:
         """The class labels of the test split, row for row with :meth:`test_points` (``[n]`` int64)."""
-        split = self.split() if self.split is not None else None
-        if split is None or split.test_context is None:
+        return self.labels("test")
+
+    def labels(self, part: str) -> Tensor:
+        """The class labels of a part of the split (``"train"``, ``"validation"``, ``"test"``), row for row with
+        :meth:`held_out_points` (``[n]`` int64); a :class:`~flowlab.errors.ContextError` without a context."""
+        labels = self.split().part(part)[1] if self.split is not None else None
+        if labels is None:
             raise ContextError(f"{self.name}: this dataset has no context (class labels)")
-        return split.test_context
+        return labels
 
     @property
     def finite(self) -> bool:
@@ -151,10 +169,16 @@ class DatasetSpec:
     def test_points(self, n: int, generator: torch.Generator) -> Tensor:
         """The held-out points: a finite dataset's whole test split (``n`` is ignored; dequantised with
         ``generator`` where the data are integers), else ``n`` fresh points from the stream."""
+        return self.held_out_points("test", n, generator)
+
+    def held_out_points(self, part: str, n: int, generator: torch.Generator) -> Tensor:
+        """A finite dataset's whole ``part`` of the split (``"train"``, ``"validation"`` or ``"test"``; ``n`` is
+        ignored; dequantised with ``generator`` where the data are integers), else ``n`` fresh points from the
+        stream (a stream has no parts: every draw is new)."""
         if self.split is None:
             return self.sample(n, generator)
         split = self.split()
-        return split.noisy(split.test, generator)
+        return split.noisy(split.part(part)[0], generator)
 
     def sample_with_context(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``n`` training points and their context (class labels), for conditional flows; an
@@ -170,6 +194,30 @@ class DatasetSpec:
     def preprocessing(self) -> Bijector | None:
         """A fresh instance of the dataset's preprocessing bijector, or ``None``."""
         return None if self.transform is None else self.transform()
+
+
+def split_indices(n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The row indices of the train, validation and test parts of ``n`` rows (see :meth:`Split.of`)."""
+    n_test = max(MIN_HELD_OUT, round(TEST_FRACTION * n))
+    n_validation = max(MIN_HELD_OUT, round(VALIDATION_FRACTION * n))
+    n_train = n - n_test - n_validation
+    if n_train < MIN_HELD_OUT:
+        raise OptionError(f"expected at least {min_rows()} rows ({split_sizes_text()}), got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return order[:n_train], order[n_train : n_train + n_validation], order[n_train + n_validation :]
+
+
+def min_rows() -> int:
+    """The fewest rows a finite dataset can have: :data:`MIN_HELD_OUT` in each part of its split."""
+    return MIN_HELD_OUT * len(PARTS)
+
+
+def split_sizes_text() -> str:
+    """How a finite dataset's rows are split, for messages."""
+    return (
+        f"{MIN_HELD_OUT} each to train on, validate and test at least; {TEST_FRACTION:.0%} test, "
+        f"{VALIDATION_FRACTION:.0%} validation"
+    )
 
 
 def finite_dataset(

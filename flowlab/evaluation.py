@@ -15,6 +15,7 @@ from flowlab.errors import ShapeError
 from flowlab.flow import Flow
 from flowlab.ode import continuous_flow
 from flowlab.runconfig import check_dataset_context, dataset_context
+from flowlab.seeding import generator, global_rng
 
 
 @dataclass(frozen=True)
@@ -92,16 +93,33 @@ class HeldOut:
         return held_out_nll(flow, self.points, context=self.context)
 
 
+def test_nll(flow: Flow, dataset: DatasetSpec, *, n: int, seed: int, device: torch.device | str) -> NLL:
+    """What ``flowlab eval`` reports: the NLL of ``flow`` on the test set of ``dataset`` (a finite dataset's whole
+    test split, dequantised by the stream ``(seed, "eval")``; a stream's ``n`` draws of it), a conditional flow at
+    the rows' labels, any randomness of the flow from ``(seed, "eval-flow")``."""
+    test = held_out(dataset, n, generator(seed, "eval"), context_dim=flow.context_dim, device=device)
+    with global_rng(seed, "eval-flow"):
+        return test.nll(flow)
+
+
 def held_out(
-    dataset: DatasetSpec, n: int, generator: torch.Generator, *, context_dim: int, device: torch.device | str
+    dataset: DatasetSpec,
+    n: int,
+    generator: torch.Generator,
+    *,
+    context_dim: int,
+    device: torch.device | str,
+    part: str = "test",
+    first: int | None = None,
 ) -> HeldOut:
-    """The held-out set of ``dataset`` for a flow with ``context_dim`` context features: a finite dataset's whole
-    test split (``n`` ignored; dequantised by ``generator`` where the data are integers), else ``n`` fresh points
-    of the stream drawn by ``generator``; a conditional flow's contexts are the encoded labels of the test rows
-    (:func:`~flowlab.runconfig.check_dataset_context` first: an ``OptionError`` if the dataset has none of that
-    size)."""
-    points = dataset.test_points(n, generator).to(device)
+    """The points of ``dataset`` a flow with ``context_dim`` context features is scored on: a finite dataset's whole
+    ``part`` of the split (``"test"``, ``"validation"``, or ``"train"``; ``n`` ignored; dequantised by
+    ``generator`` where the data are integers), or only its ``first`` rows (a fixed random subset: the split is a
+    permutation); a stream's ``n`` fresh points drawn by ``generator``. A conditional flow's contexts are the
+    encoded labels of those rows (:func:`~flowlab.runconfig.check_dataset_context` first: an ``OptionError`` if
+    the dataset has none of that size)."""
+    points = dataset.held_out_points(part, n, generator)[:first].to(device)
     if not context_dim:
         return HeldOut(points)
     check_dataset_context(dataset, context_dim)
-    return HeldOut(points, dataset_context(dataset, dataset.test_labels(), device))
+    return HeldOut(points, dataset_context(dataset, dataset.labels(part)[:first], device))

@@ -1,6 +1,11 @@
 """Pictures of a trained 2D flow: the data, the learned density ``q(x) = exp(log q(x))`` on a grid, samples
 ``x = f(z)``; for ODE flows also particle trajectories ``z(t)`` from ``t = 0`` (base) to ``t = 1`` (data) and the
-vector field ``f(t, ·)`` at a few times. Needs matplotlib (the ``plot`` extra)."""
+vector field ``f(t, ·)`` at a few times; image grids of a flow on square images; a run's learning curves (train
+and validation NLL per step, the best step marked). Needs matplotlib (the ``plot`` extra).
+
+Every picture reads on its own: a title naming the flow and the dataset (its registered name, or the data file's
+name, never its directories), axis labels, colour bars for colours, and counts that say what was drawn (draws of a
+stream, or which split's rows of a finite dataset)."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import torch
 
 from flowlab.data import DatasetSpec
+from flowlab.datafiles import short_name
 from flowlab.errors import MissingDependencyError, OptionError, install_hint
 from flowlab.evaluation import log_probs, uses_autograd
 from flowlab.flow import Flow
@@ -35,6 +41,24 @@ def pyplot() -> Any:
     return plt
 
 
+def image_formats() -> list[str]:
+    """The file suffixes matplotlib writes pictures in (``png``, ``pdf``, ``svg``, ...)."""
+    pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_picture_path(path: str, option: str) -> str:
+    """The format of the picture file ``path`` (its suffix; ``png`` without one), or an :class:`OptionError`
+    naming ``option`` and the formats matplotlib writes."""
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    formats = image_formats()
+    if fmt not in formats:
+        raise OptionError(f"plot {option} {path}: expected a picture file ending in .{', .'.join(formats)}")
+    return fmt
+
+
 def reference(flow: Flow) -> torch.Tensor:
     """An empty tensor with the flow's dtype and device, for allocating grids and times like it."""
     dtype, device = module_dtype_device(flow)
@@ -56,10 +80,21 @@ def grid(limits: tuple[float, float], size: int, like: torch.Tensor) -> torch.Te
     return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
 
 
-def run_title(flow: str, data: str, step: int, nll: float | None) -> str:
-    """The figure's title: which flow, fitted to which dataset, for how many steps, and how well."""
-    score = f"held-out NLL {nll:.3f} nats" if nll is not None else "held-out NLL not measured"
-    return f"{flow} fitted to {data}: {step} steps, {score}"
+def run_title(flow: str, data: str, step: int, nll: float | None, scored: str = "held-out") -> str:
+    """The figure's title: which flow, fitted to which dataset (``data``: a run's recorded dataset, shown by its
+    name, :func:`~flowlab.datafiles.short_name`), after how many steps, and how well (``scored``: on what)."""
+    score = f"{scored} NLL {nll:.3f} nats" if nll is not None else f"{scored} NLL not measured"
+    return f"{flow} fitted to {short_name(data)}: {step} steps, {score}"
+
+
+def data_points(dataset: DatasetSpec, n: int, seed: int) -> tuple[torch.Tensor, str]:
+    """Points of ``dataset`` to draw beside a flow, and what they are: ``n`` draws of a stream, or (a finite
+    dataset) its training rows, the first ``n`` of them (dequantised where the data are integers)."""
+    stream = generator(seed, "plot-data")
+    if not dataset.finite:
+        return dataset.sample(n, stream), f"{n} draws"
+    points = dataset.held_out_points("train", n, stream)[:n]
+    return points, f"{len(points)} training rows"
 
 
 def plot_flow(
@@ -89,7 +124,8 @@ def figure(
         raise OptionError(f"plot: pictures are drawn for 2D flows and data only, got dim {flow.dim} and {dataset.dim}")
     plt = pyplot()
     like = reference(flow)
-    data = dataset.sample(n, generator(seed, "plot-data")).numpy()
+    drawn, count = data_points(dataset, n, seed)
+    data = drawn.numpy()
     with global_rng(seed, "plot-flow"), torch.set_grad_enabled(uses_autograd(flow)):
         samples = flow.sample(n).detach().cpu().numpy()
     limits = square_limits(torch.from_numpy(data))
@@ -101,12 +137,12 @@ def figure(
     top = rows[0].subplots(1, 3)
     scatter = {"s": 1.5, "alpha": 0.5, "linewidths": 0}
     top[0].scatter(data[:, 0], data[:, 1], color="tab:blue", **scatter)
-    top[0].set_title(f"data: {dataset.name} ({n} points)")
+    top[0].set_title(f"data: {short_name(dataset.name)} ({count})")
     image = top[1].imshow(density, origin="lower", extent=(*limits, *limits), cmap="magma", aspect="equal")
     fig.colorbar(image, ax=top[1], label="q(x)", shrink=0.85)
     top[1].set_title("learned density q(x)")
     top[2].scatter(samples[:, 0], samples[:, 1], color="tab:orange", **scatter)
-    top[2].set_title(f"samples x = f(z) ({n} points)")
+    top[2].set_title(f"samples x = f(z) ({n} draws)")
     panels = list(top)
     if continuous:
         bottom = rows[1].subplots(1, 1 + len(FIELD_TIMES))
@@ -277,11 +313,13 @@ def animate_flow(
     with global_rng(seed, "plot-animate"), torch.enable_grad():
         z = flow.base.sample((n,))
         paths = bijector.trajectory(z, times).detach().cpu().numpy()
-    data = dataset.sample(n, generator(seed, "plot-data")).numpy()
+    drawn, count = data_points(dataset, n, seed)
+    data = drawn.numpy()
     limits = square_limits(torch.from_numpy(data))
     fig, ax = plt.subplots(figsize=(4.8, 4.8))  # a layout engine would re-run at every frame: placed once instead
     fig.subplots_adjust(left=0.1, right=0.97, bottom=0.07, top=0.88)
-    ax.scatter(data[:, 0], data[:, 1], s=2, color="0.82", linewidths=0, label=f"data: {dataset.name}")
+    label = f"data: {short_name(dataset.name)} ({count})"
+    ax.scatter(data[:, 0], data[:, 1], s=2, color="0.82", linewidths=0, label=label)
     points = ax.scatter(paths[0, :, 0], paths[0, :, 1], s=2, color="tab:orange", linewidths=0, label="z(t)")
     ax.set_xlim(*limits)
     ax.set_ylim(*limits)
@@ -305,3 +343,48 @@ def animate_flow(
         animation.save(gif, writer=PillowWriter(fps=fps), dpi=72)
         os.replace(gif, path)
     plt.close(fig)
+
+
+def plot_curves(history: list[dict[str, Any]], path: str, *, fmt: str | None = None, title: str) -> None:
+    """Save :func:`curves_figure` to ``path`` in format ``fmt`` (default: from the suffix of ``path``)."""
+    fig = curves_figure(history, title=title)
+    fig.savefig(path, dpi=72, format=fmt)
+    pyplot().close(fig)
+
+
+def curves_figure(history: list[dict[str, Any]], *, title: str) -> Any:
+    """A run's learning curves from its checkpoint's ``history``: the NLL of as many training rows as the
+    validation split and the validation NLL at every evaluation (a finite dataset), with the best step marked; a
+    stream's batch loss and held-out NLL."""
+    plt = pyplot()
+    steps = [entry["step"] for entry in history]
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    validated = any("validation_nll" in entry for entry in history)
+    curves = (
+        (("train_nll", "train NLL (fixed training rows)", "tab:blue"), ("validation_nll", "validation NLL", "tab:red"))
+        if validated
+        else (("loss", "training loss (the step's batch)", "tab:blue"), ("test_nll", "held-out NLL", "tab:red"))
+    )
+    for key, label, colour in curves:
+        points = [(entry["step"], entry[key]) for entry in history if key in entry]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=2.5, linewidth=1.2, color=colour, label=label)
+    if validated:
+        best = min((entry for entry in history if "validation_nll" in entry), key=lambda e: e["validation_nll"])
+        ax.axvline(best["step"], color="0.4", linestyle="--", linewidth=1)
+        ax.plot(
+            [best["step"]],
+            [best["validation_nll"]],
+            marker="*",
+            markersize=12,
+            color="tab:red",
+            linestyle="none",
+            label=f"best: step {best['step']}, {best['validation_nll']:.2f} nats (best.pt)",
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("NLL (nats)")
+    ax.set_xlim(0, max(steps, default=1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return fig

@@ -72,10 +72,16 @@ def dataset_context(dataset: DatasetSpec, labels: torch.Tensor, device: torch.de
     return dataset.encode_context(labels).to(device)
 
 
+#: the learning-rate schedules of :meth:`TrainConfig.lr_at`
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What defines a run: the flow (name and options), the dataset, the objective (name and options; checkpoints
-    written before objectives existed have none and load as ``mle``), and the optimisation budget."""
+    written before objectives existed have none and load as ``mle``), the optimisation (budget, batch, learning
+    rate and its schedule, gradient clipping) and when to evaluate and stop. Fields added later take their
+    defaults when an older checkpoint is read."""
 
     flow: str
     data: str
@@ -89,18 +95,52 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 200
     eval_size: int = 4096
+    #: the learning rate over the steps (:meth:`lr_at`): ``constant``, or ``cosine`` decay to 0 at ``steps``
+    lr_schedule: str = "constant"
+    #: steps of linear warm-up from ``lr / warmup`` to ``lr`` before the schedule (0: none)
+    warmup: int = 0
+    #: the largest global gradient norm a step takes (``torch.nn.utils.clip_grad_norm_``); ``None``: no clipping
+    clip_grad_norm: float | None = None
+    #: stop when the validation NLL has not improved for this many evaluations (finite datasets); ``None``: never
+    early_stop: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"train: expected a positive integer {name}, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise OptionError(f"train: expected a non-negative integer number of warm-up steps, got {self.warmup!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise OptionError(f"train: expected --lr-schedule {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.clip_grad_norm is not None and not (
+            isinstance(self.clip_grad_norm, (int, float))
+            and math.isfinite(self.clip_grad_norm)
+            and self.clip_grad_norm > 0
+        ):
+            raise OptionError(f"train: expected a positive finite --clip-grad-norm, got {self.clip_grad_norm!r}")
+        early = self.early_stop
+        if early is not None and (isinstance(early, bool) or not isinstance(early, int) or early < 1):
+            raise OptionError(f"train: expected --early-stop PATIENCE >= 1 (evaluations), got {early!r}")
         if self.lr is None:
             object.__setattr__(self, "lr", objective_spec(self.objective).lr)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise OptionError(f"train: expected a positive finite learning rate, got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise OptionError(f"train: expected a non-negative integer seed, got {self.seed!r}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based), a function of the configuration only (so a resumed run
+        takes the uninterrupted one's rates): ``lr · (step + 1) / warmup`` during the warm-up, then ``lr``
+        (``constant``) or ``lr · (1 + cos(π · (step − warmup) / (steps − warmup))) / 2`` (``cosine``, from ``lr``
+        to 0 at ``steps``; a run resumed with more ``--steps`` continues on the longer curve)."""
+        assert self.lr is not None  # resolved in __post_init__
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = min(1.0, (step - self.warmup) / max(1, self.steps - self.warmup))
+        return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

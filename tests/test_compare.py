@@ -105,3 +105,21 @@ def test_options_go_to_their_flow_only():
         configs(["affine"], "moons", [0], Budget(steps=3), options={"maf": {}}, **TINY)
     with pytest.raises(OptionError, match="expected -o FLOW:KEY=VALUE"):
         flow_options(["hidden=8"])
+
+
+def test_on_a_finite_dataset_each_run_scores_its_best_checkpoint_on_the_test_split_as_eval_does(tmp_path, capsys):
+    import numpy as np
+
+    from flowlab.checkpoint import read_checkpoint
+
+    rows = tmp_path / "rows.npy"
+    np.save(rows, np.random.default_rng(0).normal(size=(60, 2)))
+    comparison = compare(["affine"], str(rows), out=tmp_path / "cmp", budget=Budget(steps=20), **TINY)
+    (run,) = comparison.runs
+    folder = run_dir(tmp_path / "cmp", "affine", 0)
+    best = read_checkpoint(folder / "best.pt")
+    assert comparison.score == "test NLL of the best checkpoint" and run.scored_step == best["step"]
+    assert [entry["step"] for entry in best["history"]][-1] == best["step"] and run.steps == 20
+    assert main(["eval", str(folder), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["n"] == run.n_test == 12 and (run.nll, run.se) == (evaluated["nll_nats"], evaluated["se_nats"])

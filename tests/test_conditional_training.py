@@ -46,18 +46,18 @@ def digits() -> flowlab.DatasetSpec:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A conditional stacked flow trained 2 steps on digits by ``flowlab train``."""
+    """The run folder of a conditional stacked flow trained 2 steps on digits by ``flowlab train``."""
     out = tmp_path_factory.mktemp("conditional")
     args = ["train", "--flow", "stacked", "--data", "digits", "-o", "context_dim=10", *CLI_TINY, "--steps", "2"]
     assert main([*args, "--eval-every", "2", "--out", str(out)]) == 0
-    return out / "checkpoint.pt"
+    return out
 
 
 def test_train_resume_continues_a_conditional_run_and_says_so(run, tmp_path, capsys):
-    shutil.copy(run, tmp_path / "checkpoint.pt")
+    shutil.copy(run / "last.pt", tmp_path / "last.pt")
     assert main(["train", "--resume", "--out", str(tmp_path), "--steps", "3"]) == 0
     assert "on digits conditional on its labels (context_dim 10) by mle" in " ".join(capsys.readouterr().out.split())
-    assert read_checkpoint(str(tmp_path / "checkpoint.pt"))["step"] == 3
+    assert read_checkpoint(str(tmp_path / "last.pt"))["step"] == 3
 
 
 # -- the encoding: labels -> one-hot contexts ---------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_a_batch_is_the_unconditional_batch_with_its_rows_labels(digits):
     assert Trainer(config(options=TINY)).batch()[1] is None
 
 
-def test_the_loss_gets_the_batchs_contexts_and_evaluation_the_test_rows_labels(digits):
+def test_the_loss_gets_the_batchs_contexts_and_evaluation_the_validation_rows_labels(digits):
     trainer = Trainer(config())
     seen = []
     loss = trainer.objective.loss
@@ -111,8 +111,8 @@ def test_the_loss_gets_the_batchs_contexts_and_evaluation_the_test_rows_labels(d
     expected = trainer.batch()[1]
     trainer.train_step()
     assert expected is not None and len(seen) == 1 and torch.equal(seen[0], expected)
-    labels = digits.test_labels()
-    assert len(labels) == len(trainer.held_out.points) == 359
+    labels = digits.labels("validation")
+    assert len(labels) == len(trainer.held_out.points) == 180
     at_labels = held_out_nll(trainer.flow, trainer.held_out.points, context=digits.encode_context(labels))
     assert trainer.evaluate().nats == at_labels.nats
     shifted = held_out_nll(trainer.flow, trainer.held_out.points, context=digits.encode_context((labels + 1) % 10))
@@ -178,10 +178,10 @@ def test_eval_of_a_conditional_checkpoint_is_at_the_test_labels(run, capsys, dig
 
 def test_plot_of_a_conditional_digits_flow_has_one_row_per_label(run, tmp_path, digits):
     pytest.importorskip("matplotlib", reason="plotting needs matplotlib (the plot extra)")
+    from flowlab.checkpoint import load_flow
     from flowlab.plotting import labelled_images
-    from flowlab.training import load_flow
 
-    flow, _, _ = load_flow(str(run))
+    flow, _, _ = load_flow(run / "best.pt")
     data, samples, classes = labelled_images(flow, digits)
     assert classes == 10 and data.shape == samples.shape == (80, 64) and torch.isfinite(samples).all()
     test, labels = digits.test_points(0, generator(0, "plot-data")), digits.test_labels()
@@ -203,7 +203,7 @@ def test_the_kit_checks_a_conditional_checkpoint_at_drawn_contexts(run, capsys):
     """The checkpoint's parameters (saved with digits' preprocessing around the learned flow) load into the learned
     flow, which the kit checks at the contexts it draws: the cases run, none is skipped."""
     properties = ["--property", "invertibility", "--property", "logdet"]
-    assert main(["check", "--checkpoint", str(run), *properties, "--profile", "quick"]) == 0
+    assert main(["check", "--checkpoint", str(run / "best.pt"), *properties, "--profile", "quick"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "stacked@" in out and "2 passed" in out and "skipped" not in out
 
@@ -232,11 +232,11 @@ def test_two_processes_take_the_conditional_steps_of_one(tmp_path):
     command = [sys.executable, "-m", "flowlab", *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    two = read_checkpoint(str(out / "checkpoint.pt"))
+    two = read_checkpoint(str(out / "last.pt"))
     one = Trainer(config(steps=3, eval_every=3))
     one.fit()
     for name, value in one.flow.state_dict().items():
         # the same sums in another order: float32 rounding after 3 Adam steps (as in tests/test_distributed.py)
         assert torch.allclose(two["model"][name], value, rtol=1e-5, atol=1e-6), name
     assert two["history"][-1]["loss"] == pytest.approx(one.history[-1]["loss"], rel=1e-5)
-    assert two["history"][-1]["test_nll"] == pytest.approx(one.history[-1]["test_nll"], rel=1e-5)
+    assert two["history"][-1]["validation_nll"] == pytest.approx(one.history[-1]["validation_nll"], rel=1e-5)

@@ -1,5 +1,6 @@
-"""Datasets from files (``--data PATH``): reading .npy/.csv, one-line errors for malformed files, the fixed split,
-standardisation with its log-det counted, the path and content hash recorded for eval and resume."""
+"""Datasets from files (``--data PATH``): reading .npy/.npz/.csv/.txt, one-line errors for malformed files, the
+fixed split, standardisation with its log-det counted, the path and content hash recorded for eval and resume, a
+run whose file moved found again by ``--data NEW_PATH``."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import flowlab
+from flowlab.checkpoint import read_checkpoint
 from flowlab.checks.measure import batch_jacobian
 from flowlab.cli import main
-from flowlab.datafiles import FINGERPRINT, DataFileError, canonical, file_dataset, resolve_dataset
+from flowlab.datafiles import FINGERPRINT, DataFileError, canonical, file_dataset, resolve_dataset, short_name
 from flowlab.ode import continuous_flow
 from flowlab.preprocess import Preprocessed, Standardize
 
@@ -34,13 +36,23 @@ def npy(tmp_path):
     return path
 
 
-def test_npy_and_csv_with_a_header_give_the_same_dataset(tmp_path, npy):
-    csv = tmp_path / "my.csv"
+def test_npy_npz_csv_and_txt_give_the_same_dataset(tmp_path, npy):
+    csv, txt, npz, several = (tmp_path / name for name in ("my.csv", "my.txt", "my.npz", "several.npz"))
     np.savetxt(csv, rows(), delimiter=",", header="a,b,c", comments="", fmt="%.17g")
-    a, b = file_dataset(str(npy)), file_dataset(str(csv))
-    assert a.dim == b.dim == 3 and a.finite and not a.discrete
-    assert torch.equal(a.split().train, b.split().train) and torch.equal(a.split().test, b.split().test)
-    assert (len(a.split().train), len(a.split().test)) == (48, 12)
+    np.savetxt(txt, rows(), header="a b c  (whitespace-separated, a comment line)", fmt="%.17g")
+    np.savez(npz, rows())
+    np.savez(several, labels=np.arange(60), x=rows())
+    a = file_dataset(str(npy))
+    for other in (
+        file_dataset(str(csv)),
+        file_dataset(str(txt)),
+        file_dataset(str(npz)),
+        file_dataset(str(several), "x"),
+    ):
+        assert other.dim == a.dim == 3 and other.finite and not other.discrete
+        for part in ("train", "validation", "test"):
+            assert torch.equal(other.split().part(part)[0], a.split().part(part)[0]), (other.name, part)
+    assert (len(a.split().train), len(a.split().validation), len(a.split().test)) == (42, 6, 12)
 
 
 def test_training_draws_are_training_rows_and_test_points_the_test_rows(npy):
@@ -80,13 +92,15 @@ def write(tmp_path, name: str, content: object) -> str:
     path = tmp_path / name
     if isinstance(content, str):
         path.write_text(content)
+    elif isinstance(content, dict):
+        np.savez(path, **content)
     else:
         np.save(path, content)
     return str(path)
 
 
 MALFORMED = {
-    "one_row.npy": (rows(1), "expected at least 4 rows"),
+    "one_row.npy": (rows(1), "expected at least 6 rows"),
     "nan.npy": (
         np.array([[1.0, np.nan], [2, 3], [4, 5], [6, 7]]),
         "expected finite numbers, got nan at row 1, column 2",
@@ -98,8 +112,25 @@ MALFORMED = {
     "flat.npy": (np.arange(10.0), r"expected a 2-D array \[rows, columns\], got shape \(10,\)"),
     "constant.npy": (np.c_[np.arange(10.0), np.ones(10)], r"column\(s\) 2 are constant"),
     "header_only.csv": ("a,b\n", "got no data rows"),
-    "table.txt": ("1,2\n", "expected a .npy or .csv file, got .txt"),
+    "table.json": ("[1, 2]\n", "expected a .npy, .npz, .csv, .txt file, got .json"),
     "broken.npy": ("not an npy file", "not a readable .npy array"),
+    "broken.npz": ("not an npz file", "not a readable .npz archive"),
+    "two.npz": ({"a": rows(), "b": rows()}, r"holds 2 arrays \(a, b\): choose one with --key NAME"),
+    "text.txt": ("1 2\n3 oops\n5 6\n7 8\n9 10\n11 12\n", "expected numbers, got 'oops' on line 2"),
+    # beyond float32 (flowlab trains in float32): not "constant" as a float32 standard deviation of inf made it
+    "huge.npy": (
+        np.c_[np.arange(10.0), np.arange(10.0) * 1e300],
+        r"column 2 has values up to 9e\+300 \(row 10\), beyond float32's range",
+    ),
+    "float32_max.csv": (
+        "\n".join(f"{i},{i}e39" for i in range(10)),
+        r"column 2 has values up to 9e\+39 .*beyond float32's range",
+    ),
+    "tiny.npy": (np.c_[np.arange(10.0), np.arange(10.0) * 1e-50], r"column 2 standardised in float32.*is not finite"),
+    "offset.npy": (
+        np.c_[np.arange(10.0), 1e10 + np.arange(10.0) * 1e-3],
+        r"column 2 varies by 0.00286 around 1e\+10, finer than float32 resolves",
+    ),
 }
 
 
@@ -122,6 +153,22 @@ def test_a_missing_file_is_named(tmp_path, capsys):
     assert "nope.npy: cannot read the data file" in capsys.readouterr().err
 
 
+def test_key_names_an_array_of_an_npz_and_is_recorded(tmp_path, capsys):
+    several = tmp_path / "several.npz"
+    np.savez(several, labels=np.arange(60), x=rows())
+    assert main(["train", *TINY, "--data", str(several), "--key", "x", "--out", str(tmp_path / "run")]) == 0
+    data = read_checkpoint(tmp_path / "run" / "last.pt")["config"]["data"]
+    assert data.startswith(f"{several}#key=x{FINGERPRINT}") and short_name(data) == "several.npz[x]"
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == f"{several}[x]"
+    for key, message in (("y", "no array 'y'; it holds labels, x"), (None, "choose one with --key NAME")):
+        with pytest.raises(DataFileError, match=message):
+            file_dataset(str(several), key)
+    with pytest.raises(DataFileError, match=r"--key x selects an array of an \.npz file"):
+        file_dataset(str(tmp_path / "x.npy"), "x")
+
+
 def test_train_on_a_file_records_it_and_eval_finds_it_from_elsewhere_until_it_changes(
     tmp_path, npy, capsys, monkeypatch
 ):
@@ -129,7 +176,7 @@ def test_train_on_a_file_records_it_and_eval_finds_it_from_elsewhere_until_it_ch
     monkeypatch.chdir(tmp_path)
     assert main(["train", *TINY, "--data", "my.npy", "--out", "run"]) == 0
     assert npy.read_bytes() == before, "the data file is only read"
-    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    checkpoint = str(tmp_path / "run" / "last.pt")
     data = torch.load(checkpoint, weights_only=True)["config"]["data"]
     assert data == canonical(str(npy)) and data.startswith(str(npy.resolve()) + FINGERPRINT)
     monkeypatch.chdir(tmp_path.parent)
@@ -145,6 +192,30 @@ def test_train_on_a_file_records_it_and_eval_finds_it_from_elsewhere_until_it_ch
         resolve_dataset(data)
 
 
+def test_a_run_whose_file_moved_is_found_again_by_data_new_path(tmp_path, npy, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", *TINY, "--data", str(npy), "--out", run]) == 0
+    moved = tmp_path / "elsewhere" / "renamed.npy"
+    moved.parent.mkdir()
+    npy.rename(moved)
+    capsys.readouterr()
+    assert main(["eval", run]) == 1  # without --data: where is it?
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is not there (moved or deleted?); if it moved, give its new path with --data PATH" in err
+    assert main(["eval", run, "--data", str(moved), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == str(moved)
+    assert main(["sample", run, "--data", str(moved), "-n", "5", "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (5, 3)
+    assert main(["train", "--resume", "--out", run, "--steps", "4", "--data", str(moved)]) == 0
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["config"]["data"] == canonical(str(moved))
+    other = tmp_path / "other.npy"
+    np.save(other, rows(seed=1))
+    capsys.readouterr()
+    for command in (["eval", run], ["train", "--resume", "--out", run, "--steps", "5"]):
+        assert main([*command, "--data", str(other)]) == 2, command
+        assert "not the file the run was made with" in " ".join(capsys.readouterr().err.split())
+
+
 def test_an_ode_flow_behind_a_transform_is_found_as_the_continuous_flow_it_runs():
     """The trainer, the CLI and the checks read an ODE flow's regulariser, NFE and field through
     ``flowlab.ode.continuous_flow``: behind ``Preprocessed`` that is the learned flow (model space); a discrete
@@ -155,3 +226,15 @@ def test_an_ode_flow_behind_a_transform_is_found_as_the_continuous_flow_it_runs(
     assert continuous_flow(wrapped) is learned and learned.nfe > 0
     assert continuous_flow(Preprocessed(flowlab.build("affine", 2), Standardize(torch.zeros(2), torch.ones(2)))) is None
     assert not hasattr(wrapped, "nfe"), "nothing is forwarded by attribute: the protocol says what is read"
+
+
+def test_a_column_of_huge_values_within_float32_trains(tmp_path):
+    """Values ~1e30 used to overflow the float32 standard deviation ("constant"); standardised in float64 they
+    train like any column, in the file's units."""
+    path = tmp_path / "huge.npy"
+    np.save(path, rows() * [1.0, 1e30, 1.0])
+    spec = file_dataset(str(path))
+    transform = spec.preprocessing()
+    assert transform is not None and 5e30 < float(transform.std[1]) < 2e31
+    y, _ = transform.inverse(spec.split().test)
+    assert bool(torch.isfinite(y).all()) and float(y.abs().max()) < 10

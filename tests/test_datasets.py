@@ -118,13 +118,16 @@ def test_split_is_fixed_disjoint_and_covers_every_row():
 
     points = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 2)
     split = Split.of(points, torch.arange(50))
-    assert (len(split.train), len(split.test)) == (40, 10)
-    seen = torch.cat([split.train[:, 0], split.test[:, 0]]).long().sort().values
-    assert torch.equal(seen, torch.arange(50)), "every row exactly once, train and test disjoint"
-    assert split.train_context is not None and torch.equal(split.train_context, split.train[:, 0].long())
+    assert (len(split.train), len(split.validation), len(split.test)) == (35, 5, 10)
+    seen = torch.cat([split.train[:, 0], split.validation[:, 0], split.test[:, 0]]).long().sort().values
+    assert torch.equal(seen, torch.arange(50)), "every row exactly once, the three parts disjoint"
+    for part in ("train", "validation", "test"):
+        rows, labels = split.part(part)
+        assert labels is not None and torch.equal(labels, rows[:, 0].long()), part
     assert torch.equal(Split.of(points).test, split.test), "the split is a function of the data alone"
-    with pytest.raises(flowlab.OptionError, match="at least 4 rows"):
-        Split.of(points[:3])
+    assert torch.equal(Split.of(points).validation, split.validation)
+    with pytest.raises(flowlab.OptionError, match="at least 6 rows"):
+        Split.of(points[:5])
 
 
 def test_a_stream_holds_out_fresh_points_of_its_own_sampler():
@@ -144,13 +147,13 @@ def test_digits_are_dequantised_training_rows_drawn_with_replacement():
     spec = digits_spec()
     split = spec.split()
     assert spec.dim == 64 and spec.finite and spec.discrete
-    assert (len(split.train), len(split.test)) == (1438, 359)
+    assert (len(split.train), len(split.validation), len(split.test)) == (1258, 180, 359)
     x = spec.sample(2000, torch.Generator().manual_seed(0))
     assert x.shape == (2000, 64) and bool((x >= 0).all()) and bool((x < 17).all())
     pixels = x.floor()
     train = {tuple(row) for row in split.train.tolist()}
     assert all(tuple(row) in train for row in pixels.tolist()), "every point is a training row plus U(0, 1) noise"
-    # with replacement: 2000 draws from 1438 rows repeat some (a permutation could not)
+    # with replacement: 2000 draws from 1258 rows repeat some (a permutation could not)
     assert len({tuple(row) for row in pixels.tolist()}) < 2000
     # the noise is U(0, 1): mean 1/2, SD of the mean sqrt(1/12/N) over N = 128000 coordinates; within 4 SD
     noise = (x - pixels).double()
@@ -227,12 +230,13 @@ def test_train_eval_and_plot_on_digits_report_bits_per_dim_of_the_dequantised_pi
     args = ["--flow", "affine", "--data", "digits", "--steps", "2", "--batch-size", "32", "--eval-every", "2"]
     assert main(["train", *args, "--out", str(out)]) == 0
     assert "bits/dim" in capsys.readouterr().out
-    assert main(["eval", str(out / "checkpoint.pt"), "--json"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]
+    assert main(["eval", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 359 and result["data"] == "digits"
     assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / (64 * math.log(2)))
     # an untrained affine flow is far from the data, but its density is in pixel units: well above 0 bits/dim
     assert result["bits_per_dim"] > 1
     pytest.importorskip("matplotlib", reason="plot needs matplotlib (the plot extra)")
-    assert main(["plot", str(out / "checkpoint.pt"), "--out", str(tmp_path / "d.png")]) == 0
+    assert main(["plot", str(out), "--out", str(tmp_path / "d.png")]) == 0
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -169,8 +169,10 @@ def test_bad_checkpoints_are_clear_errors_and_nothing_is_written(bad_checkpoint,
     }[command]
     if command == "plot":
         pytest.importorskip("matplotlib", reason="plots need the 'plot' extra (matplotlib)")
-    if command == "resume" and before is not None:  # --resume reads DIR/checkpoint.pt
+    if command == "resume" and before is not None:  # --resume reads the run folder's last checkpoint
         path = path.rename(path.parent / "checkpoint.pt")
+    if command == "resume" and before is None:
+        message = "no checkpoint in this run folder"
     assert main(args) == 1
     err = capsys.readouterr().err
     assert message in " ".join(err.split()), err
@@ -178,3 +180,56 @@ def test_bad_checkpoints_are_clear_errors_and_nothing_is_written(bad_checkpoint,
     assert (path.read_bytes() if path.exists() else None) == before
     assert not out.exists() and not out.with_suffix(".npy").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left behind
+
+
+# -- a run folder: the best checkpoint by default, and which one was used -------------------------------------------
+@pytest.fixture(scope="module")
+def file_run(tmp_path_factory) -> Path:
+    """The run folder of 4 steps on a file of rows, validated every 2 steps (best.pt and last.pt)."""
+    folder = tmp_path_factory.mktemp("file-run")
+    np.save(folder / "rows.npy", np.random.default_rng(0).normal(size=(60, 2)))
+    args = ["train", "--flow", "stacked", "--data", str(folder / "rows.npy"), "--steps", "4", "--eval-every", "2"]
+    assert main([*args, *TINY, "--out", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+def test_eval_sample_and_plot_of_a_run_folder_use_its_best_checkpoint_and_say_so(file_run, tmp_path, capsys):
+    best, last = read_checkpoint(file_run / "best.pt"), read_checkpoint(file_run / "last.pt")
+    assert last["step"] == 4 and best["step"] in (2, 4)
+    capsys.readouterr()
+    assert main(["eval", str(file_run), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["checkpoint"] == str(file_run / "best.pt") and result["step"] == best["step"] and result["n"] == 12
+    used = " ".join(captured.err.split())
+    assert f"using {file_run / 'best.pt'}: the run's best checkpoint (lowest validation NLL): step" in used
+    assert main(["eval", str(file_run), "--last", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["step"] == 4 and "the run's last checkpoint: step 4" in captured.err
+    assert main(["sample", str(file_run), "-n", "3", "--out", str(tmp_path / "s.npy")]) == 0
+    assert "the run's best checkpoint" in capsys.readouterr().err
+
+
+def test_plot_curves_draws_the_runs_train_and_validation_nll(file_run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plots need the 'plot' extra (matplotlib)")
+    seen = {}
+
+    def fake_plot_curves(history, path, **kwargs):
+        seen.update(history=history, **kwargs)
+
+    monkeypatch.setattr("flowlab.plotting.plot_curves", fake_plot_curves)
+    assert main(["plot", str(file_run), "--curves", str(tmp_path / "c.png")]) == 0
+    assert seen["history"] == read_checkpoint(file_run / "last.pt")["history"], "the whole run, not up to best.pt"
+    assert seen["title"].startswith("stacked on rows.npy: NLL every 2 steps")
+    monkeypatch.undo()
+    assert main(["plot", str(file_run), "--curves", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("option", ["--out", "--curves"])
+def test_plot_to_an_unknown_picture_format_is_a_one_line_usage_error(checkpoint, tmp_path, capsys, option):
+    pytest.importorskip("matplotlib", reason="plots need the 'plot' extra (matplotlib)")
+    assert main(["plot", str(checkpoint), option, str(tmp_path / "p.jpgg")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a picture file ending in " in " ".join(err.split())
+    assert ".png" in err and ".jpg" in err and "Traceback" not in err and not (tmp_path / "p.jpgg").exists()

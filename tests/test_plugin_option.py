@@ -60,8 +60,9 @@ def test_train_eval_sample_and_plot_load_the_file(plugin_file, tmp_path, capsys)
         reset_registry()
         assert main([*argv, "--plugin", plugin_file]) == 0, capsys.readouterr().err
     reset_registry()
-    assert main(["eval", checkpoint]) == 1  # without the file the flow is not installed
-    assert "not installed" in capsys.readouterr().err
+    assert main(["eval", checkpoint]) == 1  # without the file the flow is not installed: say which file it was
+    err = " ".join(capsys.readouterr().err.split())
+    assert "not installed" in err and f"it was trained with --plugin {Path(plugin_file).resolve()}: give that" in err
 
 
 @pytest.mark.parametrize("command", [["list"], ["info"], ["explain", "affine"], ["eval", "x.pt"]])

@@ -13,9 +13,10 @@ import flowlab
 from flowlab.checkpoint import read_checkpoint, save_checkpoint
 from flowlab.cli import main
 from flowlab.cli.train_cmd import StopFlag
+from flowlab.datafiles import canonical
 from flowlab.ode import ExactTrace, SolverConfig
 from flowlab.plugins import Registry, reset_registry
-from flowlab.training import TrainConfig, Trainer
+from flowlab.training import Outcome, TrainConfig, Trainer
 
 TINY = ["-o", "blocks=2", "-o", 'block_options={"hidden": 8}', "--batch-size", "32", "--eval-size", "64"]
 
@@ -42,10 +43,14 @@ def test_training_lowers_the_held_out_nll():
     assert after.nats > flowlab.dataset_spec("8gaussians").entropy - 4 * after.se
 
 
+#: a learning-rate schedule with warm-up and a gradient clip that acts (the first steps' norms are above it)
+SCHEDULE = {"lr_schedule": "cosine", "warmup": 2, "clip_grad_norm": 0.5}
+
+
 def test_resume_gives_the_parameters_of_an_uninterrupted_run(tmp_path):
-    whole = Trainer(tiny_config(options={"blocks": 2, "actnorm": True}))
+    whole = Trainer(tiny_config(options={"blocks": 2, "actnorm": True}, **SCHEDULE))
     whole.fit()
-    part = Trainer(tiny_config(options={"blocks": 2, "actnorm": True}))
+    part = Trainer(tiny_config(options={"blocks": 2, "actnorm": True}, **SCHEDULE))
     part.fit(steps=3)
     part.save(str(tmp_path / "c.pt"))
     resumed = Trainer.resume(str(tmp_path / "c.pt"))
@@ -134,7 +139,7 @@ def test_train_refuses_to_overwrite_a_run(tmp_path, capsys):
     assert main(args) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()
     assert main(args) == 1
-    assert "already exists; continue it with --resume" in capsys.readouterr().err
+    assert "checkpoint.pt already exists; continue the run with --resume" in capsys.readouterr().err
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
@@ -247,7 +252,7 @@ def test_resume_is_exact_for_ffjord_whose_probes_come_from_its_own_generator(tmp
     that generator's state, so the resumed run draws the probes the uninterrupted one drew."""
     if "ffjord" not in flowlab.flows():
         pytest.skip("the ffjord plugin is not installed")
-    config = tiny_config(flow="ffjord", options={"hidden": 8}, steps=4, eval_every=2)
+    config = tiny_config(flow="ffjord", options={"hidden": 8}, steps=4, eval_every=2, **SCHEDULE)
     whole = Trainer(config)
     whole.fit()
     part = Trainer(config)
@@ -263,3 +268,128 @@ def test_resume_is_exact_for_ffjord_whose_probes_come_from_its_own_generator(tmp
     save_checkpoint(tmp_path / "d.pt", {**payload, "generators": {}})
     with pytest.raises(flowlab.CheckpointError, match="random generators"):
         Trainer.resume(str(tmp_path / "d.pt"))
+
+
+# -- the learning rate, gradient clipping, validation, the best checkpoint, early stopping -------------------------
+def test_the_learning_rate_warms_up_then_follows_its_schedule():
+    cosine = tiny_config(lr=1e-2, steps=10, lr_schedule="cosine", warmup=2)
+    assert [cosine.lr_at(k) for k in (0, 1)] == pytest.approx([5e-3, 1e-2])
+    assert cosine.lr_at(2) == pytest.approx(1e-2) and cosine.lr_at(6) == pytest.approx(5e-3)  # half-way: lr / 2
+    assert cosine.lr_at(10) == pytest.approx(0.0, abs=1e-12)
+    assert {tiny_config(lr=1e-2).lr_at(k) for k in range(6)} == {1e-2}
+    for bad, message in (({"lr_schedule": "linear"}, "cosine"), ({"warmup": -1}, "warm-up"),
+                         ({"clip_grad_norm": 0.0}, "clip-grad-norm"), ({"early_stop": 0}, "PATIENCE")):  # fmt: skip
+        with pytest.raises(flowlab.OptionError, match=message):
+            tiny_config(**bad)
+
+
+def test_the_schedule_and_the_clip_act_and_are_recorded(tmp_path):
+    plain = Trainer(tiny_config(steps=3))
+    plain.fit()
+    scheduled = Trainer(tiny_config(steps=3, **SCHEDULE))
+    scheduled.fit()
+    assert not same_state(plain.flow.state_dict(), scheduled.flow.state_dict())
+    clipped_only = Trainer(tiny_config(steps=3, clip_grad_norm=0.5))
+    clipped_only.fit()
+    assert not same_state(plain.flow.state_dict(), clipped_only.flow.state_dict()), "the clip acted"
+    scheduled.save(str(tmp_path / "c.pt"))
+    assert {k: read_checkpoint(tmp_path / "c.pt")["config"][k] for k in SCHEDULE} == SCHEDULE
+    assert scheduled.history[-1]["lr"] == pytest.approx(scheduled.config.lr_at(2))
+
+
+@pytest.fixture
+def rows_file(tmp_path):
+    """A small finite dataset: 60 rows of a 2-D Gaussian (42 train, 6 validation, 12 test)."""
+    import numpy as np
+
+    path = tmp_path / "rows.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(60, 2)))
+    return str(path)
+
+
+def scripted(monkeypatch, values):
+    """Make every evaluation return the next of ``values`` (validation NLLs; the training rows' NLL alike)."""
+    from flowlab.evaluation import NLL
+
+    script = iter(values)
+    current = {}
+
+    def evaluate(self, rows=None):
+        if rows is None:
+            current["nll"] = next(script)
+        return NLL(nats=current["nll"], se=0.1, n=6, dim=2)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+
+
+def test_a_finite_dataset_keeps_the_best_checkpoint_and_stops_early(tmp_path, rows_file, monkeypatch):
+    """Validation NLLs 5, 4, 4.5, 4.2 with patience 2: the best is step 2, the run stops at step 4, best.pt holds
+    step 2's parameters, last.pt step 4's; resuming the stopped run takes no step."""
+    scripted(monkeypatch, [5.0, 4.0, 4.5, 4.2])
+    trainer = Trainer(tiny_config(data=canonical(rows_file), steps=10, eval_every=1, early_stop=2))
+    assert trainer.held_out_part == "validation" and len(trainer.held_out.points) == 6
+    at_best = {}
+
+    def save(t):
+        t.save_run(tmp_path / "run")
+        if t.step == 2:
+            at_best.update({k: v.clone() for k, v in t.flow.state_dict().items()})
+
+    assert trainer.fit(save=save) is Outcome.STOPPED_EARLY and trainer.step == 4
+    assert trainer.best == trainer.history[1] and trainer.evaluations_since_best == 2
+    best, last = read_checkpoint(tmp_path / "run" / "best.pt"), read_checkpoint(tmp_path / "run" / "last.pt")
+    assert (best["step"], last["step"]) == (2, 4) and same_state(best["model"], at_best)
+    assert [entry["validation_nll"] for entry in last["history"]] == [5.0, 4.0, 4.5, 4.2]
+    assert {"train_nll", "lr", "loss", "nfe"} <= set(last["history"][0]) and "test_nll" not in last["history"][0]
+    resumed = Trainer.resume(str(tmp_path / "run" / "last.pt"))
+    assert resumed.fit() is Outcome.STOPPED_EARLY and resumed.step == 4
+
+
+def test_the_test_split_is_not_touched_by_training(rows_file, monkeypatch):
+    """Training scores the validation rows and as many training rows, never a test row."""
+    from flowlab.datafiles import file_dataset
+
+    split = file_dataset(rows_file).split()
+    trainer = Trainer(tiny_config(data=canonical(rows_file), steps=2, eval_every=1))
+    assert torch.equal(trainer.held_out.points, split.validation)
+    assert trainer.train_rows is not None and torch.equal(trainer.train_rows.points, split.train[:6])
+    scored = []
+    original = Trainer.evaluate
+
+    def spy(self, rows=None):
+        scored.append((rows or self.held_out).points)
+        return original(self, rows)
+
+    monkeypatch.setattr(Trainer, "evaluate", spy)
+    trainer.fit()
+    test_rows = {tuple(row) for row in split.test.tolist()}
+    assert scored and all(tuple(row) not in test_rows for points in scored for row in points.tolist())
+
+
+def test_a_stream_keeps_one_checkpoint_and_refuses_early_stopping(tmp_path, capsys):
+    assert main(["train", "--flow", "stacked", "--data", "moons", "--steps", "1", *TINY, "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert "test_nll" in read_checkpoint(tmp_path / "checkpoint.pt")["history"][-1]
+    args = ["train", "--flow", "stacked", "--data", "moons", "--steps", "1", "--early-stop", "3"]
+    assert main([*args, "--out", str(tmp_path / "other")]) == 2
+    assert "moons' is a stream" in " ".join(capsys.readouterr().err.split())
+
+
+def test_resume_with_steps_below_the_runs_step_is_a_usage_error_naming_it(tmp_path, capsys):
+    assert main(["train", "--flow", "stacked", "--data", "moons", "--steps", "3", *TINY, "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert main(["train", "--resume", "--out", str(tmp_path), "--steps", "2"]) == 2
+    assert "the run in" in (err := " ".join(capsys.readouterr().err.split())) and "is already at step 3" in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert main(["train", "--resume", "--out", str(tmp_path), "--lr-schedule", "cosine"]) == 2
+    assert "made with lr_schedule='constant', not 'cosine'" in " ".join(capsys.readouterr().err.split())
+
+
+def test_cli_early_stop_on_a_file_reports_the_best_checkpoint(tmp_path, rows_file, capsys, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    scripted(monkeypatch, [5.0, 4.0, 4.5, 4.2, 4.2])  # the last: the final report
+    args = ["train", "--flow", "affine", "--data", rows_file, "--steps", "10", "--eval-every", "1", "--batch-size"]
+    assert main([*args, "16", "--early-stop", "2", "--out", str(tmp_path / "run")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "stopped early at step 4: the validation NLL has not improved for 2 evaluations" in out
+    assert "best 4.000 at step 2" in out and f"flowlab eval {tmp_path / 'run'}" in out

@@ -21,14 +21,16 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="train several flows on one dataset at an equal budget and compare them",
-        description="Train every --flows at every seed on one dataset (a registered one or a .npy/.csv file) with "
-        "the same batch size, learning rate and budget (--steps per run, or --seconds of training per run), then "
-        "print held-out NLL ± SE (across seeds when there are several), bits/dim, parameters, time, steps and NFE. "
-        "Writes OUT/FLOW/seed-S/ (checkpoints), OUT/compare.json and OUT/compare.png (needs matplotlib). Running "
-        "it again skips finished runs and resumes interrupted ones.",
+        description="Train every --flows at every seed on one dataset (a registered one or a data file) with the "
+        "same batch size, learning rate and budget (--steps per run, or --seconds of training per run), then print "
+        "each flow's NLL ± SE (across seeds when there are several), bits/dim, parameters, time, steps and NFE. The "
+        "NLL is what 'flowlab eval' reports for each run: on a finite dataset (digits, a file) the test NLL of the "
+        "run's best checkpoint (chosen by validation NLL), on a stream the held-out NLL. Writes OUT/FLOW/seed-S/ "
+        "(run folders), OUT/compare.json and OUT/compare.png (needs matplotlib). Running it again skips finished "
+        "runs and resumes interrupted ones.",
     )
     parser.add_argument("--flows", nargs="+", required=True, metavar="FLOW", help="registered flows to compare")
-    parser.add_argument("--data", required=True, help="registered dataset or a .npy/.csv file")
+    parser.add_argument("--data", required=True, help="registered dataset or a .npy/.npz/.csv/.txt file")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="optimizer steps per run")
     budget.add_argument("--seconds", type=float, help="seconds of training per run (steps vary by flow)")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from flowlab.comparison import Budget, compare, picture
-    from flowlab.datafiles import display_name
+    from flowlab.datafiles import short_name
     from flowlab.errors import OptionError
     from flowlab.plotting import pyplot
 
@@ -65,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
     options = flow_options(args.option or [])
     if not args.no_plot:
         pyplot()  # fail before training, not after, if matplotlib is missing
-    out = Path(args.out or f"runs/compare-{Path(display_name(args.data)).stem}")
+    out = Path(args.out or f"runs/compare-{Path(short_name(args.data)).stem}")
     log = error_console()
 
     def on_run(config: Any, result: Any) -> None:
         log.print(
-            f"{config.flow} seed {config.seed}: held-out NLL {result.nll:.3f} ± {result.se:.3f} nats, "
-            f"{result.steps} steps, {result.seconds:.1f} s"
+            f"{config.flow} seed {config.seed}: NLL {result.nll:.3f} ± {result.se:.3f} nats at step "
+            f"{result.scored_step}, {result.steps} steps, {result.seconds:.1f} s"
         )
 
     comparison = compare(
@@ -114,15 +116,15 @@ def flow_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def table(comparison: Comparison) -> Table:
     """The comparison as a rich table, best held-out NLL first."""
-    from flowlab.datafiles import display_name
+    from flowlab.datafiles import short_name
 
     seeds = len(comparison.seeds)
-    spread = "SE across seeds" if seeds > 1 else "held-out SE"
+    spread = "SE across seeds" if seeds > 1 else "the run's SE"
     result = Table(
-        title=f"{display_name(comparison.data)}: {comparison.budget.describe()} per run, {seeds} seed(s), batch "
+        title=f"{short_name(comparison.data)}: {comparison.budget.describe()} per run, {seeds} seed(s), batch "
         f"{comparison.batch_size}, lr {comparison.lr:g} (± {spread})"
     )
-    for column in ("flow", "held-out NLL (nats)", "bits/dim", "parameters", "time/run (s)", "steps", "NFE"):
+    for column in ("flow", f"{comparison.score} (nats)", "bits/dim", "parameters", "time/run (s)", "steps", "NFE"):
         result.add_column(column, justify="left" if column == "flow" else "right")
     for s in sorted(comparison.summaries(), key=lambda s: s.nll):
         result.add_row(

@@ -1,5 +1,5 @@
-"""``flowlab eval CKPT`` (or ``--model MODULE:ATTR --data D``): held-out NLL of a trained flow, in nats and bits/dim,
-with its standard error."""
+"""``flowlab eval RUN`` (or ``--model MODULE:ATTR --data D``): test NLL of a trained flow (a run's best checkpoint by
+default), in nats and bits/dim, with its standard error."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 
 from flowlab.cli.console import console
 from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
+from flowlab.cli.runs import add_run_arguments, load_run
 
 if TYPE_CHECKING:
     from flowlab.evaluation import NLL
@@ -22,18 +23,20 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="held-out NLL of a trained flow",
-        description="Draw fresh points from the dataset (the checkpoint's, or --data) and report the mean NLL in nats "
-        "and bits/dim with its standard error, and the gap to the dataset's entropy. A finite dataset (digits, a "
-        "data file) is evaluated on its whole test split; digits' bits/dim are those of the dequantised pixels. A "
-        "conditional flow (trained with -o context_dim) is evaluated at the test rows' labels: -log q(x | label). "
+        description="Report the mean NLL of held-out points in nats and bits/dim with its standard error, and the "
+        "gap to the dataset's entropy. A finite dataset (digits, a data file) is evaluated on its whole test split, "
+        "which training never touches (it validates on another split); digits' bits/dim are those of the "
+        "dequantised pixels. A stream (the 2D toys) is evaluated on -n fresh draws. A conditional flow (trained "
+        "with -o context_dim) is evaluated at the test rows' labels: -log q(x | label). RUN is a run folder (its "
+        "best.pt by default) or a checkpoint file; the command says which checkpoint it used (on stderr). "
         "--model MODULE:ATTR evaluates a flow defined in Python instead (a Flow, a Bijector, or a velocity field "
         "trained elsewhere, e.g. by torchcfm, made a CNF with the exact trace: docs/adapters.md).",
     )
-    parser.add_argument("checkpoint", metavar="CKPT", nargs="?", help="a checkpoint written by 'flowlab train'")
+    add_run_arguments(parser, required=False)
     parser.add_argument(
         "--model",
         metavar="MODULE:ATTR",
-        help="instead of CKPT: a Flow, Bijector or velocity field (nn.Module, or a function returning one) in a "
+        help="instead of RUN: a Flow, Bijector or velocity field (nn.Module, or a function returning one) in a "
         "module or .py file; needs --data",
     )
     parser.add_argument(
@@ -45,7 +48,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--rtol", type=float, default=1e-5, help="a --model velocity field's solver rtol (1e-5)")
     parser.add_argument("--atol", type=float, default=1e-5, help="a --model velocity field's solver atol (1e-5)")
-    parser.add_argument("--data", help="registered dataset to evaluate on (default: the one it was trained on)")
+    parser.add_argument(
+        "--data",
+        help="a registered dataset to evaluate on (default: the run's; needed with --model); for a run made on a "
+        "data file, where that file is now if it moved (the same content: its SHA-256 is checked)",
+    )
     parser.add_argument("-n", type=int, default=20000, help="held-out points (default 20000)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the held-out draw (default 1)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -55,39 +62,36 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowlab.checkpoint import load_flow
-    from flowlab.datafiles import display_name, resolve_dataset
+    from flowlab.datafiles import canonical, display_name, resolve_dataset, short_name
     from flowlab.errors import OptionError
-    from flowlab.evaluation import held_out
-    from flowlab.seeding import generator, global_rng
+    from flowlab.evaluation import test_nll
 
     load_plugin_files(args.plugins)
     if args.n < 2:
         raise OptionError(f"eval: expected -n >= 2 (a standard error needs two points), got {args.n}")
-    if (args.checkpoint is None) == (args.model is None):
-        raise OptionError("eval: expected a checkpoint CKPT or --model MODULE:ATTR (one of them)")
+    if (args.run is None) == (args.model is None):
+        raise OptionError("eval: expected a run RUN (a run folder or a checkpoint file) or --model MODULE:ATTR (one)")
     if args.model is not None:
         return run_model(args)
-    flow, config, checkpoint = load_flow(args.checkpoint, args.device)
-    dataset = resolve_dataset(args.data or config.data)
+    flow, config, checkpoint, file = load_run(args, args.data)
+    dataset = resolve_dataset(canonical(args.data) if args.data else config.data)
     if dataset.dim != flow.dim:
         raise OptionError(f"eval: the flow is {flow.dim}-dimensional but dataset {dataset.name!r} is {dataset.dim}-d")
     # a finite dataset (digits, a file): its whole test split (dequantised by this seed), whatever -n says; a
     # conditional flow at the test rows' labels
-    test = held_out(dataset, args.n, generator(args.seed, "eval"), context_dim=flow.context_dim, device=args.device)
-    with global_rng(args.seed, "eval-flow"):
-        nll = test.nll(flow)
+    nll = test_nll(flow, dataset, n=args.n, seed=args.seed, device=args.device)
     head = {
-        "checkpoint": args.checkpoint,
+        "checkpoint": str(file),
         "flow": config.flow,
         "objective": config.objective,
         "data": display_name(dataset.name),
         "step": checkpoint["step"],
         "context_dim": flow.context_dim,
     }
-    scored = f"the test split of {display_name(dataset.name)}" if dataset.finite else display_name(dataset.name)
+    name = short_name(dataset.name)
+    scored = f"the test split of {name}" if dataset.finite else f"{nll.n} fresh draws of {name}"
     scored += " at its labels" if flow.context_dim else ""
-    title = f"{config.flow} after {checkpoint['step']} steps, held-out {scored} (n={nll.n})"
+    title = f"{config.flow} at step {checkpoint['step']}: NLL on {scored} ({nll.n} points)"
     return report(args, head, nll, dataset.entropy, flow, title)
 
 

@@ -1,4 +1,4 @@
-"""``flowlab sample CKPT -n N --out FILE``: draw points from a trained flow into .npy, .csv or .pt (of a conditional
+"""``flowlab sample RUN -n N --out FILE``: draw points from a trained flow into .npy, .csv or .pt (of a conditional
 flow: ``--label K``, all ``N`` at the label's context)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 from flowlab.cli.console import console
 from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
+from flowlab.cli.runs import add_run_arguments, load_run
 
 FORMATS = (".npy", ".csv", ".pt")
 
@@ -22,9 +23,9 @@ def add_parser(subparsers: Any) -> None:
         "flow, --method and --steps choose the ODE solver (e.g. --method rk4 --steps 8: eight fixed steps, 32 "
         "function evaluations; default: the flow's own, adaptive dopri5) and the NFE of the solve is printed. A "
         "conditional flow (trained with -o context_dim on a dataset with labels, e.g. digits) samples x ~ p(x | "
-        "label): --label K.",
+        "label): --label K. RUN is a run folder (its best.pt by default) or a checkpoint file.",
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'flowlab train'")
+    add_run_arguments(parser)
     parser.add_argument("-n", type=int, default=1000, help="number of points (default 1000)")
     parser.add_argument("--out", required=True, help="output file: .npy, .csv or .pt")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base draw (default 0)")
@@ -32,6 +33,9 @@ def add_parser(subparsers: Any) -> None:
         "--label", type=int, metavar="K", help="class label to sample at (conditional flows only, e.g. 0..9 for digits)"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--data", metavar="PATH", help="for a run made on a data file: where that file is now, if it moved"
+    )
     add_solver_arguments(parser)
     add_plugin_argument(parser)
     parser.set_defaults(func=run)
@@ -58,7 +62,8 @@ def configure_solver(flow: Any, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from flowlab.checkpoint import atomic_write, load_flow
+    from flowlab.checkpoint import atomic_write
+    from flowlab.datafiles import short_name
     from flowlab.errors import OptionError
     from flowlab.evaluation import uses_autograd
     from flowlab.ode import continuous_flow
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"sample: expected --out ending in {', '.join(FORMATS)}, got {args.out!r}")
     if args.n < 1:
         raise OptionError(f"sample: expected a positive -n, got {args.n}")
-    flow, config, _ = load_flow(args.checkpoint, args.device)
+    flow, config, _, _ = load_run(args, args.data)
     configure_solver(flow, args)
     context = label_context(flow, config.data, args.label, args.device)
     with global_rng(args.seed, "sample"), torch.set_grad_enabled(uses_autograd(flow)):
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     ode = continuous_flow(flow.bijector)
     how = "" if ode is None else f" with {ode.solver.describe()}, NFE {ode.nfe}"
     how += "" if args.label is None else f" at label {args.label}"
-    console().print(f"wrote {args.n} samples of {config.flow} ({config.data}) to {args.out}{how}", soft_wrap=True)
+    data = short_name(config.data)
+    console().print(f"wrote {args.n} samples of {config.flow} ({data}) to {args.out}{how}", soft_wrap=True)
     return 0
 
 

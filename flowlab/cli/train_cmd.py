@@ -19,8 +19,6 @@ from flowlab.cli.plugin_files import add_plugin_argument, load_plugin_files
 if TYPE_CHECKING:
     from flowlab.training import StepReport, Trainer
 
-CHECKPOINT = "checkpoint.pt"
-
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -28,17 +26,22 @@ def add_parser(subparsers: Any) -> None:
         help="fit a flow to a dataset",
         description="Fit a registered flow to a registered dataset (Adam) by a registered objective: maximum "
         "likelihood (mle, the default) or, for ODE flows, simulation-free flow matching (cfm, otcfm, rectified; "
-        "'flowlab explain cfm'). Writes "
-        f"DIR/{CHECKPOINT} atomically at every evaluation; Ctrl-C stops after the current step and saves; "
-        "--resume continues exactly where a run stopped (it may change --steps and the solver limits "
-        "-o max_nfe/max_seconds/rtol/atol). A diverging run (loss NaN/inf or exploding) stops with exit 1 and names "
-        "the last good checkpoint.",
+        "'flowlab explain cfm'). On a finite dataset (digits, a data file) it scores the validation split every "
+        "--eval-every steps and keeps DIR/last.pt and DIR/best.pt (the lowest validation NLL), both written "
+        "atomically; --early-stop P stops once that NLL has not improved for P evaluations; the test split is "
+        "left to 'flowlab eval DIR'. On a stream (the 2D toys) it scores held-out draws and keeps DIR/checkpoint.pt. "
+        "Ctrl-C stops after the current step and saves; --resume continues exactly where a run stopped (it may "
+        "change --steps, the solver limits -o max_nfe/max_seconds/rtol/atol/compile and the path of a data file "
+        "that moved). A diverging run (loss NaN/inf or exploding) stops with exit 1 and names the last good "
+        "checkpoint.",
     )
     parser.add_argument("--flow", help="registered flow (see 'flowlab list'); taken from the checkpoint with --resume")
     parser.add_argument(
         "--data",
-        help="registered dataset (e.g. moons, 8gaussians, digits) or a .npy/.csv file of rows (docs/data.md)",
+        help="registered dataset (e.g. moons, 8gaussians, digits) or a .npy/.npz/.csv/.txt file of rows "
+        "(docs/data.md); with --resume, where a data file that moved is now",
     )
+    parser.add_argument("--key", metavar="NAME", help="the array of an .npz file that holds several")
     parser.add_argument(
         "--option",
         "-o",
@@ -68,9 +71,25 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--lr", type=float, help="Adam learning rate (default: the objective's, 1e-3 for mle, 1e-2 for flow matching)"
     )
+    parser.add_argument(
+        "--lr-schedule",
+        help="learning rate over the steps: constant (default) or cosine (decays to 0 at --steps)",
+    )
+    parser.add_argument("--warmup", type=int, metavar="STEPS", help="steps of linear warm-up to --lr (default 0)")
+    parser.add_argument(
+        "--clip-grad-norm", type=float, metavar="NORM", help="clip each step's gradient to this global norm"
+    )
     parser.add_argument("--seed", type=int, help="seed of the data stream and the flow's randomness (default 0)")
-    parser.add_argument("--eval-every", type=int, help="steps between held-out evaluations (default 200)")
-    parser.add_argument("--eval-size", type=int, help="held-out points (default 4096)")
+    parser.add_argument(
+        "--eval-every", type=int, help="steps between held-out (validation) evaluations and checkpoints (default 200)"
+    )
+    parser.add_argument("--eval-size", type=int, help="held-out points of a stream (default 4096)")
+    parser.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="PATIENCE",
+        help="stop when the validation NLL has not improved for PATIENCE evaluations (finite datasets)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument(
         "--nproc",
@@ -78,8 +97,8 @@ def add_parser(subparsers: Any) -> None:
         help="train on N local processes (torch.distributed, DDP: gloo on CPU, nccl on CUDA), the global batch split "
         "across them; see docs/distributed.md for several machines",
     )
-    parser.add_argument("--out", default=None, help="run directory (default runs/FLOW-DATA)")
-    parser.add_argument("--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT}")
+    parser.add_argument("--out", default=None, help="run folder (default runs/FLOW-DATA)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out DIR from its last checkpoint")
     add_plugin_argument(parser)
     parser.set_defaults(func=run)
 
@@ -142,11 +161,26 @@ class Heartbeat:
 
 
 #: TrainConfig fields set by options of the same name; with --resume they come from the checkpoint
-CONFIG_ARGS = ("flow", "data", "objective", "steps", "batch_size", "lr", "seed", "eval_every", "eval_size")
+CONFIG_ARGS = (
+    "flow",
+    "data",
+    "objective",
+    "steps",
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "warmup",
+    "clip_grad_norm",
+    "seed",
+    "eval_every",
+    "eval_size",
+    "early_stop",
+)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowlab.datafiles import canonical, display_name
+    from flowlab.checkpoint import BEST, CHECKPOINT, LAST, latest_checkpoint
+    from flowlab.datafiles import canonical, short_name
     from flowlab.errors import CheckpointError, OptionError
     from flowlab.training import TrainConfig
 
@@ -166,18 +200,20 @@ def run(args: argparse.Namespace) -> int:
         given["objective_options"] = objective_options
     if args.out is None and (args.flow is None or args.data is None):
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
-    if "data" in given:  # a data file is recorded by absolute path and content hash
-        given["data"] = canonical(given["data"])
-    path = Path(args.out or f"runs/{args.flow}-{Path(display_name(args.data or '')).stem}") / CHECKPOINT
+    if "data" in given:  # a data file is recorded by absolute path (and array) and content hash
+        given["data"] = canonical(given["data"], args.key)
+    out = Path(args.out or f"runs/{args.flow}-{Path(short_name(given.get('data', ''))).stem}")
     if args.resume:
-        return fit(trainer_class().resume(str(path), args.device, given), path)
+        return fit(trainer_class().resume(str(latest_checkpoint(out)), args.device, given), out)
     if "flow" not in given or "data" not in given:
         raise OptionError("train: expected --flow NAME and --data NAME (or --resume with --out DIR)")
-    if path.exists():
+    existing = [out / name for name in (LAST, BEST, CHECKPOINT) if (out / name).exists()]
+    if existing:
         raise CheckpointError(
-            f"{path} already exists; continue it with --resume, or choose another --out (nothing was overwritten)"
+            f"{existing[0]} already exists; continue the run with --resume, or choose another --out (nothing was "
+            "overwritten)"
         )
-    return fit(trainer_class()(TrainConfig(**given), args.device), path)
+    return fit(trainer_class()(TrainConfig(**given), args.device), out)
 
 
 def _conditioning(trainer: Trainer) -> str:
@@ -186,29 +222,33 @@ def _conditioning(trainer: Trainer) -> str:
     return f" conditional on its labels (context_dim {k})" if k else ""
 
 
-def fit(trainer: Trainer, path: Path) -> int:
-    """Run the trainer under a progress bar; print the final held-out NLL and its gap to the data's entropy."""
+def fit(trainer: Trainer, out: Path) -> int:
+    """Run the trainer under a progress bar, checkpointing into the run folder ``out``; print the final held-out
+    NLL (and, on a finite dataset, the best checkpoint), or why the run stopped."""
+    from flowlab.datafiles import short_name
     from flowlab.errors import SolverError
+    from flowlab.training import Outcome
 
-    config, out = trainer.config, console()
+    config, console_out = trainer.config, console()
     entropy = trainer.dataset.entropy
     params = sum(p.numel() for p in trainer.flow.parameters())
-    out.print(
-        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{config.data}[/]{_conditioning(trainer)} by "
-        f"[bold]{config.objective}[/]{_objective_options(trainer)} "
+    console_out.print(
+        f"training [bold]{config.flow}[/] ({params} parameters) on [bold]{short_name(config.data)}[/]"
+        f"{_conditioning(trainer)} by [bold]{config.objective}[/]{_objective_options(trainer)} "
         f"(entropy {_fmt(entropy)} nats): steps {trainer.step}→{config.steps}, batch {config.batch_size}, "
-        f"lr {config.lr}, seed {config.seed}"
+        f"lr {config.lr}{_schedule(trainer)}, seed {config.seed}{_held_out(trainer)}"
     )
+    part = trainer.held_out_part
     columns = [
         TextColumn("step"),
         MofNCompleteColumn(),
         BarColumn(),
-        TextColumn("loss {task.fields[loss]}  held-out NLL {task.fields[nll]}{task.fields[nfe]}"),
+        TextColumn(f"loss {{task.fields[loss]}}  {part} NLL {{task.fields[nll]}}{{task.fields[nfe]}}"),
         SpeedColumn(),
         TimeRemainingColumn(),
     ]
-    heartbeat = Heartbeat(trainer.step, config.steps, live=out.is_terminal)
-    with Progress(*columns, console=out, transient=False) as progress, StopFlag() as stop:
+    heartbeat = Heartbeat(trainer.step, config.steps, live=console_out.is_terminal)
+    with Progress(*columns, console=console_out, transient=False) as progress, StopFlag() as stop:
         task = progress.add_task("train", total=config.steps, completed=trainer.step, loss="–", nll="–", nfe="")
 
         def on_step(report: StepReport) -> None:
@@ -217,38 +257,81 @@ def fit(trainer: Trainer, path: Path) -> int:
                 fields["nfe"] = f"  NFE {report.nfe}" + (
                     f"/{report.nfe_backward}" if report.nfe_backward is not None else ""
                 )
-            if report.test_nll is not None:
-                fields["nll"] = f"{report.test_nll.nats:.3f}"
+            if report.held_out_nll is not None:
+                fields["nll"] = f"{report.held_out_nll.nats:.3f}"
+                train = "" if report.train_nll is None else f", train NLL {report.train_nll.nats:.3f}"
                 progress.console.print(
-                    f"step {report.step}: loss {report.loss:.3f}, held-out NLL {report.test_nll.nats:.3f} "
-                    f"± {report.test_nll.se:.3f}" + (f", NFE {report.nfe}" if report.nfe is not None else "")
+                    f"step {report.step}: loss {report.loss:.3f}{train}, {part} NLL {report.held_out_nll.nats:.3f} "
+                    f"± {report.held_out_nll.se:.3f}"
+                    + (f", NFE {report.nfe}" if report.nfe is not None else "")
+                    + (" (best so far)" if report.best else "")
                 )
             progress.update(task, completed=report.step, **fields)
             heartbeat(report)
 
         try:
-            finished = trainer.fit(on_step=on_step, should_stop=stop, save=lambda t: t.save(str(path)))
+            outcome = trainer.fit(on_step=on_step, should_stop=stop, save=lambda t: t.save_run(out))
         except SolverError as exc:
-            raise SolverError(f"{exc}; {_resume_hint(trainer, path)}", solver=exc.solver, time=exc.time) from None
+            raise SolverError(f"{exc}; {_resume_hint(trainer, out)}", solver=exc.solver, time=exc.time) from None
         except KeyboardInterrupt:
-            kept = f"{path} (step {trainer.saved[1]}) is unchanged" if trainer.saved else "nothing was saved"
-            error_console().print(f"[yellow]aborted during step {trainer.step + 1}; {kept}[/]")
+            kept = (
+                f"{trainer.saved[0]} (step {trainer.saved[1]}) is unchanged" if trainer.saved else "nothing was saved"
+            )
+            error_console().print(f"[yellow]aborted during step {trainer.step + 1}; {kept}[/]", soft_wrap=True)
             return EXIT_INTERRUPTED
-    if not finished:
-        trainer.save(str(path))
-        error_console().print(f"[yellow]stopped at step {trainer.step}; saved {path}; continue with --resume[/]")
+    if outcome is Outcome.INTERRUPTED:
+        trainer.save_run(out)
+        error_console().print(
+            f"[yellow]stopped at step {trainer.step}; saved in {out}; continue with --resume[/]", soft_wrap=True
+        )
         return EXIT_INTERRUPTED
+    if outcome is Outcome.STOPPED_EARLY:
+        console_out.print(
+            f"stopped early at step {trainer.step}: the validation NLL has not improved for "
+            f"{trainer.evaluations_since_best} evaluations (--early-stop {config.early_stop})"
+        )
     nll = trainer.evaluate()
-    gap = nll.gap(entropy)
-    out.print(
-        f"held-out NLL {nll.nats:.3f} ± {nll.se:.3f} nats ({nll.bits_per_dim:.3f} bits/dim) on {nll.n} points; "
-        f"entropy {_fmt(entropy)}, gap {_fmt(gap)} nats"
+    if trainer.best is None:  # a stream: held-out draws, one checkpoint
+        gap = nll.gap(entropy)
+        console_out.print(
+            f"held-out NLL {nll.nats:.3f} ± {nll.se:.3f} nats ({nll.bits_per_dim:.3f} bits/dim) on {nll.n} points; "
+            f"entropy {_fmt(entropy)}, gap {_fmt(gap)} nats"
+        )
+        console_out.print(f"checkpoint: {trainer.saved[0] if trainer.saved else out}")
+        return 0
+    best = trainer.best
+    console_out.print(
+        f"validation NLL {nll.nats:.3f} ± {nll.se:.3f} nats ({nll.bits_per_dim:.3f} bits/dim) on {nll.n} rows at "
+        f"step {trainer.step}; best {best['validation_nll']:.3f} at step {best['step']}"
     )
-    out.print(f"checkpoint: {path}")
+    console_out.print(
+        f"checkpoints: {out / 'best.pt'} (step {best['step']}), {out / 'last.pt'} (step {trainer.step}); "
+        f"the test NLL: flowlab eval {out}"
+    )
     return 0
 
 
-def _resume_hint(trainer: Trainer, path: Path) -> str:
+def _schedule(trainer: Trainer) -> str:
+    """`` (cosine, warm-up 100), clip 1`` as configured, else nothing."""
+    config = trainer.config
+    parts = [config.lr_schedule] if config.lr_schedule != "constant" else []
+    parts += [f"warm-up {config.warmup}"] if config.warmup else []
+    schedule = f" ({', '.join(parts)})" if parts else ""
+    return schedule + (f", clip {config.clip_grad_norm:g}" if config.clip_grad_norm is not None else "")
+
+
+def _held_out(trainer: Trainer) -> str:
+    """What the run scores: `` validating on its 180 validation rows every 200 steps`` (a finite dataset)."""
+    if trainer.held_out_part != "validation":
+        return ""
+    early = f", early stop after {trainer.config.early_stop}" if trainer.config.early_stop else ""
+    return (
+        f"; validating on {len(trainer.held_out.points)} rows every {trainer.config.eval_every} steps{early} "
+        "(the test split is for flowlab eval)"
+    )
+
+
+def _resume_hint(trainer: Trainer, out: Path) -> str:
     """How to go on after a failed solve: higher solver limits (with --resume where a checkpoint exists), or a
     smaller learning rate where the flow diverged."""
     from flowlab.registry import flow_spec
@@ -262,7 +345,7 @@ def _resume_hint(trainer: Trainer, path: Path) -> str:
         return f"no checkpoint was written yet: rerun with higher limits, e.g. {limits}; {diverged}"
     return (
         f"to continue from the last checkpoint (step {trainer.saved[1]}) with higher solver limits: flowlab train "
-        f"--resume --out {path.parent} {limits}; {diverged}"
+        f"--resume --out {out} {limits}; {diverged}"
     )
 
 
