@@ -203,8 +203,10 @@ def test_the_kit_checks_a_conditional_checkpoint_at_drawn_contexts(run, capsys):
     """The checkpoint's parameters (saved with digits' preprocessing around the learned flow) load into the learned
     flow, which the kit checks at the contexts it draws: the cases run, none is skipped."""
     properties = ["--property", "invertibility", "--property", "logdet"]
-    assert main(["check", "--checkpoint", str(run / "best.pt"), *properties, "--profile", "quick"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
+    assert main(["check", "--checkpoint", str(run), *properties, "--profile", "quick"]) == 0
+    captured = capsys.readouterr()
+    assert f"using {run / 'best.pt'}: the run's best checkpoint" in " ".join(captured.err.split())
+    out = " ".join(captured.out.split())
     assert "stacked@" in out and "2 passed" in out and "skipped" not in out
 
 

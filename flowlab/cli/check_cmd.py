@@ -96,10 +96,10 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint",
-        metavar="PATH",
+        metavar="RUN",
         default=None,
-        help="check the flow trained in this checkpoint at its trained parameters (no NAME; its dim and options "
-        "are the checkpoint's, only the inputs are drawn)",
+        help="check the flow trained in this run folder (its best.pt, else its last checkpoint) or checkpoint file "
+        "at its trained parameters (no NAME; its dim and options are the checkpoint's, only the inputs are drawn)",
     )
     parser.add_argument(
         "--dim",
@@ -222,7 +222,12 @@ def _origins(args: argparse.Namespace) -> list[FlowOrigin]:
                 f"--checkpoint checks the flow trained in {args.checkpoint} at its own dim: give no NAME and no --dim "
                 f"(got {' '.join(args.names) or '--dim ' + str(args.dim)})"
             )
-        return [FlowOrigin(checkpoint=args.checkpoint, plugins=plugins)]
+        from flowlab.checkpoint import resolve_run
+
+        file, which = resolve_run(args.checkpoint)  # a run folder: its best.pt, else its last checkpoint
+        if which != "file":
+            error_console().print(f"using {file}: the run's {which} checkpoint", highlight=False, soft_wrap=True)
+        return [FlowOrigin(checkpoint=str(file), plugins=plugins)]
     names = args.names or default_flow_names()
     return [FlowOrigin(name, dim=args.dim, plugins=plugins) for name in names]
 
