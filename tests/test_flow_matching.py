@@ -19,7 +19,7 @@ from torch import Tensor, nn
 import flowlab
 from flowlab.checks import Case
 from flowlab.checks.cases import build_case_bijector
-from flowlab.checks.trained import trained_spec
+from flowlab.checks.trained import FixedParametersError, trained_spec
 from flowlab.cli import main
 from flowlab.errors import SkipCase
 from flowlab.objectives import ObjectiveContext
@@ -187,8 +187,11 @@ def test_the_kit_checks_a_trained_flow_at_its_parameters_dimension_and_options(t
     trained = dict(trainer.flow.bijector.named_parameters())
     for name, parameter in bijector.named_parameters():
         torch.testing.assert_close(parameter, trained[name].double(), rtol=0, atol=0)  # not perturbed
+    # another dim: a skipped case (the spec's own dim range says so before the trained parameters are loaded)
     with pytest.raises(SkipCase, match=r"not defined in 3 dimensions \(FlowSpec min_dim=2, max_dim=2\)"):
         build_case_bijector(spec, Case(dim=3, batch=1, seed=0, options=dict(spec.check_options)))
+    with pytest.raises(FixedParametersError, match="that the trained parameters do not fit"):  # another architecture
+        build_case_bijector(spec, Case(dim=2, batch=1, seed=0, options={**spec.check_options, "hidden": 9}))
 
 
 def linear_ode(field: nn.Module, **solver) -> ODEBijector:
