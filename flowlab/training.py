@@ -117,6 +117,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu") -> None:
         self.config = config
         self.dataset: DatasetSpec = resolve_dataset(config.data)  # a registered name or a data file
+        if config.early_stop is not None and not self.dataset.finite:
+            raise OptionError(
+                f"train --early-stop: stops on the validation split of a finite dataset (digits, a data file); "
+                f"{self.dataset.name!r} is a stream, whose every batch is new data: train it without --early-stop"
+            )
         self.device = resolve_device(device)
         self.objective: ObjectiveSpec = objective_spec(config.objective)
         objective_options = self.objective.resolve_options(config.objective_options)
@@ -142,11 +147,6 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        if config.early_stop is not None and not self.dataset.finite:
-            raise OptionError(
-                f"train --early-stop: stops on the validation split of a finite dataset (digits, a data file); "
-                f"{self.dataset.name!r} is a stream, whose every batch is new data: train it without --early-stop"
-            )
         #: what the run scores every eval_every steps: a finite dataset's validation split (the test split is for
         #: flowlab eval), a stream's eval_size draws (seed, "test"); the rows' contexts for a conditional flow
         self.held_out_part = "validation" if self.dataset.finite else "test"

@@ -132,6 +132,7 @@ def test_train_reports_the_final_nll_and_its_gap_to_the_entropy(tmp_path, capsys
     )
     out = capsys.readouterr().out
     assert "held-out NLL" in out and "bits/dim" in out and "gap" in out and "entropy 2.830" in out
+    assert "step 2: loss " in out and ", held-out NLL " in out.split("step 2: loss ")[1], "a stream: held-out draws"
 
 
 def test_train_refuses_to_overwrite_a_run(tmp_path, capsys):

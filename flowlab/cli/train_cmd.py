@@ -238,7 +238,7 @@ def fit(trainer: Trainer, out: Path) -> int:
         f"(entropy {_fmt(entropy)} nats): steps {trainer.step}→{config.steps}, batch {config.batch_size}, "
         f"lr {config.lr}{_schedule(trainer)}, seed {config.seed}{_held_out(trainer)}"
     )
-    part = trainer.held_out_part
+    part = "validation" if trainer.held_out_part == "validation" else "held-out"  # a stream: held-out draws
     columns = [
         TextColumn("step"),
         MofNCompleteColumn(),
