@@ -1,7 +1,8 @@
 """scikit-learn's ``load_digits``: 1797 handwritten digits, 8×8 pixels of 17 grey levels (integers 0..16), with
 their class labels 0..9, as a finite dataset of dimension 64.
 
-- Split: fixed (:meth:`flowlab.data.Split.of`: 1437 train rows, 360 test rows, independent of a run's seed).
+- Split: fixed (:meth:`flowlab.data.Split.of`: 1258 train rows, 180 validation rows, 359 test rows, independent of a
+  run's seed).
 - Dequantisation: a training batch is rows drawn with replacement plus ``u ~ U(0, 1)^64``, so the model sees
   ``v = k + u ∈ [0, 17)^64``; held-out points are the test rows dequantised once by the run's test generator.
 - Transform (:class:`flowlab.preprocess.Logit`, ``α = 0.05``): the flow learns ``y = logit(α + (1 − 2α) v/17)``;
