@@ -332,7 +332,8 @@ def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
     flows = [s.flow for s in comparison.summaries()]
     side = image_side(dataset.dim) if dataset.dim != 2 else None
     data = dataset.test_points(2000, generator(seed, "plot-data"))[:2000]
-    drawn = f"{len(data)} test rows" if dataset.finite else f"{len(data)} draws"
+    shown = f"16 of {len(data)}" if side is not None else f"{len(data)}"
+    drawn = f"{shown} test rows" if dataset.finite else f"{shown} draws"
     fig, axes = plt.subplots(1, len(flows) + 1, figsize=(3.2 * (len(flows) + 1) + 0.8, 3.6), layout="constrained")
     limits = square_limits(data[:, :2])
     low, high = float(data.min()), float(data.max())
@@ -375,7 +376,9 @@ def picture(comparison: Comparison, out: str | Path, *, seed: int = 0) -> Path:
             ax.set_xlabel("x₁", fontsize=8)
             ax.set_ylabel("x₂", fontsize=8)
         fig.colorbar(image, ax=[ax for ax, _ in densities], label="learned density q(x)", shrink=0.8)
-    fig.suptitle(f"{name}: {comparison.budget.describe()} per run; each flow's mean {comparison.score} over the seeds")
+    seeds = len(comparison.seeds)
+    over = f" (mean of {seeds} seeds; pictures of seed {comparison.seeds[0]})" if seeds > 1 else ""
+    fig.suptitle(f"{name}: {comparison.budget.describe()} per run; above each flow its {comparison.score}{over}")
     path = out / PICTURE
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=72, format="png"))
     plt.close(fig)

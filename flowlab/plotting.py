@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -257,11 +258,12 @@ def image_figure(flow: Flow, dataset: DatasetSpec, *, count: int = 64, seed: int
             samples = flow.sample(count).detach().cpu().to(torch.float32)
         what = ("test data", "samples x = f(z)")
     low, high = float(data.nan_to_num(float("inf")).min()), float(data.nan_to_num(float("-inf")).max())
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(10.6, 5.4), layout="constrained")
     for ax, images, heading in ((axes[0], data, what[0]), (axes[1], samples.clamp(low, high), what[1])):
-        ax.imshow(mosaic(images, side).numpy(), cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
-        ax.set_title(f"{heading} ({len(images)} images, {side}×{side})", fontsize=9)
+        shown = ax.imshow(mosaic(images, side).numpy(), cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
+        ax.set_title(f"{heading} ({len(images)} images, {side}×{side} pixels)", fontsize=9)
         ax.set_axis_off()
+    fig.colorbar(shown, ax=list(axes), label="pixel value (samples clamped to the data's range)", shrink=0.7)
     if title:
         fig.suptitle(title)
     return fig
@@ -387,4 +389,38 @@ def curves_figure(history: list[dict[str, Any]], *, title: str) -> Any:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def paths_figure(flows: Sequence[tuple[str, Flow]], z: torch.Tensor, *, title: str) -> Any:
+    """The ODE paths ``z(t)``, ``t ∈ [0, 1]``, of the base points ``z`` (``[n, 2]``) under each continuous flow of
+    ``flows`` (``(label, flow)`` pairs), one panel each, titled with the label, the paths' straightness (mean
+    distance from their chords over the chords' mean length, :func:`flowlab.ode.straightness`; 0: straight) and the
+    NFE of the solve."""
+    from flowlab.ode import straightness
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(flows), figsize=(4.2 * len(flows), 4.4), layout="constrained", squeeze=False)
+    times = torch.linspace(0.0, 1.0, 33)
+    for ax, (label, flow) in zip(axes[0], flows, strict=True):
+        ode = continuous_flow(flow.bijector)
+        if ode is None:
+            raise OptionError(f"plot: {label} is not a continuous flow: it has no paths")
+        like = reference(flow)
+        start = z.to(like)
+        with torch.no_grad():
+            paths = ode.trajectory(start, times.to(like)).cpu()
+        nfe = ode.nfe
+        bend = straightness(ode, start) / float((paths[-1] - paths[0]).norm(dim=1).mean())
+        for k in range(len(z)):
+            ax.plot(paths[:, k, 0], paths[:, k, 1], color="0.6", linewidth=0.4)
+        ax.scatter(paths[0, :, 0], paths[0, :, 1], s=3, color="tab:blue", label="t = 0 (base)")
+        ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=3, color="tab:orange", label="t = 1 (data)")
+        ax.set_title(f"{label}: straightness {bend:.3f}, NFE {nfe}", fontsize=10)
+        ax.set_xlabel("z₁(t)", fontsize=8)
+        ax.set_ylabel("z₂(t)", fontsize=8)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
     return fig
