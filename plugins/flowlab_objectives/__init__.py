@@ -11,8 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
-from flowlab import Option, hookimpl
-from flowlab.flow import Flow
+from flowlab import Flow, Option, hookimpl
 from flowlab.objectives import ObjectiveContext, ObjectiveSpec
 from flowlab.ode import continuous_flow
 from flowlab_objectives import reflow

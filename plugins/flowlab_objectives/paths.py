@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowlab.flow import Flow
+from flowlab import Flow
 from flowlab.objectives import ObjectiveContext
 from flowlab.ode import continuous_flow
 from flowlab.preprocess import Preprocessed

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flowlab import Flow
 from flowlab.errors import CheckpointError, OptionError
-from flowlab.flow import Flow
 from flowlab.objectives import ObjectiveContext
 from flowlab.ode import continuous_flow
 from flowlab.seeding import generator
@@ -39,7 +39,7 @@ def prepare(flow: Flow, context: ObjectiveContext) -> None:
     path = context.options["reflow_from"]
     if not path:
         return
-    from flowlab.checkpoint import load_flow
+    from flowlab.training import load_flow
 
     teacher, _, _ = load_flow(path, context.device)
     if teacher.dim != flow.dim:
