@@ -252,7 +252,7 @@ def test_eval_cli_gives_a_velocity_field_its_held_out_nll(tmp_path: Path, capsys
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["eval", "--data", "8gaussians"], "expected a checkpoint CKPT or --model"),
+        (["eval", "--data", "8gaussians"], "expected RUN (a run folder or a checkpoint file) or --model"),
         (["eval", "--model", "no_such_module_here:field", "--data", "8gaussians"], "cannot import module"),
         (["eval", "--model", "torch:nn", "--data", "8gaussians"], "expected torch:nn to be a flowlab Flow"),
         (["eval", "--model", "torch.nn:Identity"], "--model needs --data"),

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 2:
         raise OptionError(f"eval: expected -n >= 2 (a standard error needs two points), got {args.n}")
     if (args.run is None) == (args.model is None):
-        raise OptionError("eval: expected a run RUN (a run folder or a checkpoint file) or --model MODULE:ATTR (one)")
+        raise OptionError("eval: expected RUN (a run folder or a checkpoint file) or --model MODULE:ATTR, one of them")
     if args.model is not None:
         return run_model(args)
     flow, config, checkpoint, file = load_run(args, args.data)
