@@ -78,7 +78,8 @@ def normalization_at(spec: FlowSpec, case: Case, *, salt: int) -> CheckResult:
     autograd = _autograd_logdet(spec, flow, draws, at)
     base = base_mass(flow, draws, generator)
     inside = sampler_mass(flow, draws, at, autograd=autograd)
-    proposal = FittedProposal.fit(inside.points, defensive=1.0, dof=3, inflate=2.0)
+    fitted = inside.points if inside.points.shape[0] > case.dim else draws  # a flow whose samples are NaN: fails
+    proposal = FittedProposal.fit(fitted, defensive=1.0, dof=3, inflate=2.0)
     tolerance = invertibility.CHECK.tolerance_for(spec)
     outside = outside_image_mass(flow, proposal, rows // OUTSIDE_SHARE, at, tolerance, generator)
     result = _verdict(base, inside, outside, CHECK.tolerance_for(spec), autograd=autograd)
