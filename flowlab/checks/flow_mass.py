@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import constraints
 
 from flowlab.checks.integrate import (
     CHUNK,
@@ -38,12 +37,15 @@ from flowlab.checks.integrate import (
     MeanRatio,
     QuadratureRule,
     double_exponential_rule,
+    draw_on_support,
     evaluate,
     mean_ratio,
+    to_real,
 )
 from flowlab.checks.measure import apply, batch_jacobian, row_errors
 from flowlab.errors import FlowlabError
 from flowlab.flow import Flow
+from flowlab.support import Support
 
 #: rows per batch of autograd Jacobians (``[rows, d, d]`` and a graph kept for ``d`` backward passes)
 JACOBIAN_CHUNK = 1024
@@ -78,8 +80,9 @@ class BaseMass:
     sampler_standard_error: float
 
 
-def base_mass(flow: Flow, draws: Tensor, generator: torch.Generator) -> BaseMass:
-    """``Z_b = ∫ p_b`` and the sampler test, from ``draws`` ``[n, d]`` of ``flow.base.sample``.
+def base_mass(flow: Flow, draws: Tensor, support: Support, generator: torch.Generator) -> BaseMass:
+    """``Z_b = ∫ p_b`` over the base's ``support`` and the sampler test, from ``draws`` ``[n, d]`` of
+    ``flow.base.sample``.
 
     If ``log p_b(a) + log p_b(b) = log p_b(a') + log p_b(b')`` for every pair of draws and every swap ``a', b'`` of
     their coordinates (true exactly for a product ``Π_i p_i(z_i)``, false for almost any other density), ``Z_b`` is
@@ -90,10 +93,10 @@ def base_mass(flow: Flow, draws: Tensor, generator: torch.Generator) -> BaseMass
     log_density = flow.base_log_prob
     values = evaluate(log_density, draws)
     if _is_product(log_density, draws, values, generator):
-        log_normalizer, error, expected = _product_quadrature(flow, draws, values)
+        log_normalizer, error, expected = _product_quadrature(flow, draws, values, support)
         method = "product quadrature"
     else:
-        log_normalizer, error, expected = _importance(flow, draws, generator)
+        log_normalizer, error, expected = _importance(flow, draws, support, generator)
         method = "importance sampling"
     finite = values[torch.isfinite(values)]
     shift = float(finite.mean()) - expected if finite.numel() else math.inf
@@ -110,12 +113,13 @@ def _is_product(log_density: Any, draws: Tensor, values: Tensor, generator: torc
     return bool(((before - after).abs() <= PRODUCT_RTOL * (1 + before.abs())).all())
 
 
-def _product_quadrature(flow: Flow, draws: Tensor, values: Tensor) -> tuple[float, float, float]:
+def _product_quadrature(flow: Flow, draws: Tensor, values: Tensor, support: Support) -> tuple[float, float, float]:
     """``log Z_b``, its relative error estimate and ``E[log p_b]`` under ``p_b / Z_b`` for a product density."""
     dim = draws.shape[1]
     anchor = draws[int(torch.argmax(torch.where(torch.isfinite(values), values, -math.inf)))]
     level = float(evaluate(flow.base_log_prob, anchor[None])[0])
-    rules = [_coordinate_rule(draws[:, i], low, high) for i, (low, high) in enumerate(support_box(flow, dim))]
+    lows, highs = support.bounds(dim)
+    rules = [_coordinate_rule(draws[:, i], float(lows[i]), float(highs[i])) for i in range(dim)]
     nodes = torch.stack([rule.nodes for rule in rules]).to(draws)  # [d, K]
     points = anchor.expand(dim, nodes.shape[1], dim).clone()
     points[torch.arange(dim), :, torch.arange(dim)] = nodes
@@ -138,38 +142,19 @@ def _coordinate_rule(column: Tensor, low: float, high: float) -> QuadratureRule:
     return double_exponential_rule(low, high, float(quartiles[1]), scale)
 
 
-def _importance(flow: Flow, draws: Tensor, generator: torch.Generator) -> tuple[float, float, float]:
-    """``log Z_b``, its relative standard error and ``E[log p_b]`` (self-normalised) by importance sampling."""
-    proposal = FittedProposal.fit(draws, defensive=0.1)
-    points = proposal.sample(BASE_DRAWS, generator)
-    inside = _in_support(flow, points)
-    log_p = torch.full((points.shape[0],), -math.inf, dtype=points.dtype, device=points.device)
-    log_p[inside] = evaluate(flow.base_log_prob, points[inside])
-    log_weights = log_p - proposal.log_prob(points)
+def _importance(flow: Flow, draws: Tensor, support: Support, generator: torch.Generator) -> tuple[float, float, float]:
+    """``log Z_b``, its relative standard error and ``E[log p_b]`` (self-normalised) by importance sampling from a
+    Gaussian with a Student-t component fitted to the draws, carried onto the base's support."""
+    proposal = FittedProposal.fit(to_real(support, draws), defensive=0.1)
+    points, log_g = draw_on_support(proposal, support, BASE_DRAWS, generator)
+    log_p = evaluate(flow.base_log_prob, points)
+    log_weights = log_p - log_g
     ratio = mean_ratio(log_weights)
     weights = (log_weights - log_weights.max()).exp()
     expected = float((weights * torch.where(weights > 0, log_p, 0.0)).sum() / weights.sum())
     if not ratio.value > 0:
         return -math.inf, math.inf, expected
     return math.log(ratio.value), ratio.standard_error / ratio.value, expected
-
-
-def support_box(flow: Flow, dim: int) -> list[tuple[float, float]]:
-    """The base's support as one interval per coordinate (``torch.distributions`` constraints: real, intervals,
-    half-lines, possibly per coordinate); all of ``R`` for a constraint of another kind."""
-    constraint = flow.base.support
-    while isinstance(constraint, constraints.independent):
-        constraint = constraint.base_constraint
-    low = torch.as_tensor(getattr(constraint, "lower_bound", -math.inf), dtype=torch.float64).expand(dim)
-    high = torch.as_tensor(getattr(constraint, "upper_bound", math.inf), dtype=torch.float64).expand(dim)
-    return [(float(lo), float(hi)) for lo, hi in zip(low.cpu(), high.cpu(), strict=True)]
-
-
-def _in_support(flow: Flow, points: Tensor) -> Tensor:
-    support = flow.base.support
-    if support is None:
-        return torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
-    return support.check(points).reshape(points.shape[0], -1).all(dim=1)
 
 
 # -- the flow's own samples ----------------------------------------------------------------------------------------
@@ -241,16 +226,23 @@ class OutsideMass:
 
 def outside_image_mass(
     flow: Flow,
-    proposal: FittedProposal,
+    samples: Tensor,
+    support: Support,
     rows: int,
     context: Tensor | None,
     round_trip_tolerance: float,
     generator: torch.Generator,
 ) -> OutsideMass:
-    """The second term of the identity, from ``rows`` draws of ``proposal``: a draw ``y`` is in ``A`` when
+    """The second term of the identity, from ``rows`` draws ``y`` of a heavy-tailed Student-t (3 degrees of freedom,
+    covariance ×2² of the flow's ``samples`` mapped to R^d by :func:`to_real`, carried back onto the data side's
+    ``support``): ``y`` is in ``A`` when
     ``f(f⁻¹(y))`` returns it within ``round_trip_tolerance`` (mixed relative error, as ``invertibility``)."""
-    points = proposal.sample(rows, generator)
-    log_g = proposal.log_prob(points)
+    fit = to_real(support, samples)
+    fit = fit[torch.isfinite(fit).all(dim=1)]
+    if fit.shape[0] <= fit.shape[1]:  # too few samples in the support (a flow that fails anyway): fit to N(0, I)
+        fit = torch.randn(4 * fit.shape[1] + 4, fit.shape[1], generator=generator, dtype=torch.float64).to(samples)
+    proposal = FittedProposal.fit(fit, defensive=1.0, dof=3, inflate=2.0)
+    points, log_g = draw_on_support(proposal, support, rows, generator)
     trips = [_round_trip(flow, chunk, context, round_trip_tolerance) for chunk in points.split(CHUNK)]
     reached, log_density = torch.cat([trip[0] for trip in trips]), torch.cat([trip[1] for trip in trips])
     known = ~torch.isnan(log_density) & (log_density < math.inf)
@@ -274,3 +266,40 @@ def _round_trip(flow: Flow, y: Tensor, context: Tensor | None, tolerance: float)
         halves = [_round_trip(flow, half, context, tolerance) for half in y.tensor_split(2)]
         return torch.cat([half[0] for half in halves]), torch.cat([half[1] for half in halves])
     return row_errors(back, y) <= tolerance, log_q
+
+
+# -- all together --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlowMass:
+    """The three estimates of ``∫ q = Z_b · E[q/r] + ∫_{A^c} q`` and the way ``r`` was computed."""
+
+    base: BaseMass
+    inside: SamplerMass
+    outside: OutsideMass
+    autograd: bool
+
+    @property
+    def normalizer(self) -> float:
+        """``Z = Z_b · E[q/r] + ∫_{A^c} q``."""
+        return math.exp(self.base.log_normalizer) * self.inside.ratio.value + self.outside.ratio.value
+
+
+def estimate_flow_mass(
+    flow: Flow,
+    draws: Tensor,
+    context: Tensor | None,
+    *,
+    autograd: bool,
+    support: Support,
+    base_support: Support,
+    outside_rows: int,
+    round_trip_tolerance: float,
+    generator: torch.Generator,
+) -> FlowMass:
+    """Every term of the identity for ``flow`` at ``context`` (``[k]`` or ``None``) from the base ``draws``: the
+    base's mass over ``base_support``, the mean of ``q/r`` over the flow's samples (``autograd``: ``r`` from the
+    autograd Jacobian), and the mass off the sampler's image from ``outside_rows`` draws inside ``support``."""
+    base = base_mass(flow, draws, base_support, generator)
+    inside = sampler_mass(flow, draws, context, autograd=autograd)
+    outside = outside_image_mass(flow, inside.points, support, outside_rows, context, round_trip_tolerance, generator)
+    return FlowMass(base, inside, outside, autograd)

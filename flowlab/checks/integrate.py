@@ -23,6 +23,9 @@ of density ratios with its standard error.
 - :class:`FittedProposal`: a defensive mixture ``(1 − α)·N(μ, Σ) + α·t_ν(μ, κ²Σ)`` fitted to samples (their mean and
   covariance), to sample from and evaluate; the Student-t part (heavier-tailed than any Gaussian) keeps ``p/q``
   bounded in the tails (Hesterberg 1995).
+- :func:`to_real` and :func:`draw_on_support`: a proposal fitted on R^d carried onto a flow's support (a box, bounds
+  possibly infinite) by the support's fixed bijection :meth:`~flowlab.support.Support.from_real`, with its density
+  there (``log g(u) − log|∂y/∂u|``), so no draw falls outside the support.
 - :func:`mean_ratio`: ``mean(exp(log_a − log_b))`` and its CLT standard error ``std/√n``, computed without overflow.
 
 Every log-density is evaluated in chunks under ``torch.no_grad()`` (:func:`evaluate`).
@@ -36,6 +39,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from flowlab.support import Support
 
 LogDensity = Callable[[Tensor], Tensor]
 CHUNK = 8192
@@ -149,6 +154,35 @@ class FittedProposal:
         parts = [gaussian + math.log1p(-self.defensive)] if self.defensive < 1 else []
         parts += [student + math.log(self.defensive)] if self.defensive > 0 else []
         return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+def to_real(support: Support, x: Tensor) -> Tensor:
+    """The inverse of ``support.from_real`` on points inside the support (NaN outside)."""
+    low, high = support.bounds(x.shape[-1], x)
+    both, lower, upper = low.isfinite() & high.isfinite(), low.isfinite(), high.isfinite()
+    span = torch.where(both, high - low, torch.ones_like(low))
+    u = torch.where(both, torch.logit((x - low) / span), x)
+    u = torch.where(lower & ~both, torch.log(torch.expm1(x - low)), u)
+    return torch.where(upper & ~both, -torch.log(torch.expm1(high - x)), u)
+
+
+def draw_on_support(
+    proposal: FittedProposal, support: Support, rows: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """``rows`` draws ``y = support.from_real(u)``, ``u ~ proposal`` (fitted to ``to_real`` of points in the support),
+    and ``log g(y) = log proposal(u) − log|∂y/∂u|``: a density on the support."""
+    u = proposal.sample(rows, generator)
+    log_g = proposal.log_prob(u)
+    if support.is_real:
+        return u, log_g
+    low, high = support.bounds(u.shape[-1], u)
+    both, lower, upper = low.isfinite() & high.isfinite(), low.isfinite(), high.isfinite()
+    span = torch.where(both, high - low, torch.ones_like(low)).log()
+    sigmoid = torch.nn.functional.logsigmoid
+    log_slope = torch.where(both, span + sigmoid(u) + sigmoid(-u), torch.zeros_like(u))
+    log_slope = torch.where(lower & ~both, sigmoid(u), log_slope)
+    log_slope = torch.where(upper & ~both, sigmoid(-u), log_slope)
+    return support.from_real(u), log_g - log_slope.sum(dim=-1)
 
 
 @dataclass(frozen=True)

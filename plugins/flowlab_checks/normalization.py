@@ -36,17 +36,18 @@ from dataclasses import replace
 import torch
 
 from flowlab import Flow, FlowSpec
-from flowlab.checks import Case, CheckResult, CheckSpec, Status, build_case_flow, case_context, seeded
-from flowlab.checks.flow_mass import (
-    BaseMass,
-    OutsideMass,
-    SamplerMass,
-    base_mass,
+from flowlab.checks import (
+    Case,
+    CheckResult,
+    CheckSpec,
+    FlowMass,
+    Status,
+    build_case_flow,
+    case_context,
+    estimate_flow_mass,
     forward_logdet_is_deterministic,
-    outside_image_mass,
-    sampler_mass,
+    seeded,
 )
-from flowlab.checks.integrate import FittedProposal
 from flowlab_checks import invertibility
 
 #: base draws per case, per profile (see Power above)
@@ -75,14 +76,18 @@ def normalization_at(spec: FlowSpec, case: Case, *, salt: int) -> CheckResult:
     generator = torch.Generator().manual_seed(case.seed * 1_000_003 + salt)
     with torch.no_grad(), seeded(case.seed, case.device):
         draws = flow.base.sample((rows,))
-    autograd = _autograd_logdet(spec, flow, draws, at)
-    base = base_mass(flow, draws, generator)
-    inside = sampler_mass(flow, draws, at, autograd=autograd)
-    fitted = inside.points if inside.points.shape[0] > case.dim else draws  # a flow whose samples are NaN: fails
-    proposal = FittedProposal.fit(fitted, defensive=1.0, dof=3, inflate=2.0)
-    tolerance = invertibility.CHECK.tolerance_for(spec)
-    outside = outside_image_mass(flow, proposal, rows // OUTSIDE_SHARE, at, tolerance, generator)
-    result = _verdict(base, inside, outside, CHECK.tolerance_for(spec), autograd=autograd)
+    mass = estimate_flow_mass(
+        flow,
+        draws,
+        at,
+        autograd=_autograd_logdet(spec, flow, draws, at),
+        support=case.support,
+        base_support=case.base_support,
+        outside_rows=rows // OUTSIDE_SHARE,
+        round_trip_tolerance=invertibility.CHECK.tolerance_for(spec),
+        generator=generator,
+    )
+    result = _verdict(mass, CHECK.tolerance_for(spec))
     if at is not None:
         result.data["context"] = at.cpu().tolist()
         result.detail = f"at context {[round(v, 3) for v in at.tolist()]}: {result.detail}"
@@ -97,10 +102,11 @@ def _autograd_logdet(spec: FlowSpec, flow: Flow, draws: torch.Tensor, context: t
     return not forward_logdet_is_deterministic(flow, draws[:DETERMINISM_ROWS], context)
 
 
-def _verdict(base: BaseMass, inside: SamplerMass, outside: OutsideMass, slack: float, *, autograd: bool) -> CheckResult:
+def _verdict(mass: FlowMass, slack: float) -> CheckResult:
+    base, inside, outside, autograd = mass.base, mass.inside, mass.outside, mass.autograd
     base_z = math.exp(base.log_normalizer)
     mean = inside.ratio.value
-    normalizer = base_z * mean + outside.ratio.value
+    normalizer = mass.normalizer
     variance = (base_z * inside.ratio.standard_error) ** 2 + outside.ratio.standard_error**2
     systematic = 0.0
     if base.method == "importance sampling":
