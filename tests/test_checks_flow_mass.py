@@ -175,7 +175,7 @@ def test_mass_off_the_sampler_image_is_counted(mirrored):
     plain one gives NaN there (reported as unresolved, not counted)."""
     flow = Flow(Softplus(1, mirrored)).double()
     x = flow.sample(4096)
-    mass = outside_image_mass(flow, x, REAL, 4096, None, 1e-8, generator())
+    mass = outside_image_mass(flow, x, 4096, None, 1e-8, generator())
     expected = 1.0 if mirrored else 0.0
     assert abs(mass.ratio.value - expected) <= 5 * mass.ratio.standard_error + 1e-12
     assert mass.outside > 0 and mass.unresolved == (0 if mirrored else mass.outside)

@@ -17,7 +17,7 @@ from flowlab_checks import context_dependence, normalization
 from torch import Tensor
 
 import flowlab
-from flowlab import CONTEXT_OPTION, Bijector, FlowSpec
+from flowlab import CONTEXT_OPTION, Bijector, FlowSpec, Support
 from flowlab.checks import Case
 from flowlab.checks.runner import run_property
 
@@ -135,3 +135,31 @@ def test_a_conditional_flow_is_checked_at_a_drawn_context_and_at_a_second_one():
     first, second = normalization.run(spec, case), context_dependence.run(spec, case)
     assert first.status == second.status == "passed", (first.detail, second.detail)
     assert first.data["context"] != second.data["context"] and "at context" in second.detail
+
+
+class OntoUnitCube(PlantedError):
+    """``x = sigmoid(y)`` after ``PlantedError``'s map: a flow onto ``(0, 1)^d``, its error (if any) kept."""
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        y, ladj = super().forward(z)
+        sigmoid = torch.nn.functional.logsigmoid
+        return torch.sigmoid(y), ladj + (sigmoid(y) + sigmoid(-y)).sum(dim=-1)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z, ladj = super().inverse(torch.logit(x))
+        return z, ladj - (x.log() + torch.log1p(-x)).sum(dim=-1)
+
+
+@pytest.mark.parametrize("dim", [3, 16])
+@pytest.mark.parametrize(("error", "status"), [(0.0, "passed"), (0.02, "failed")])
+def test_a_flow_on_the_unit_cube_is_integrated_over_its_support(dim, error, status):
+    spec = FlowSpec(
+        name="cube",
+        summary="",
+        build=lambda dim: OntoUnitCube(dim, error=error, threshold=TOP_DECILE),
+        min_dim=2,
+        support=Support(0.0, 1.0),
+    )
+    result = normalization.run(spec, Case(dim=dim, batch=4, seed=1, support=spec.support))
+    assert result.status == status, result.detail
+    assert result.data["outside_unresolved"] == 0  # every draw off the sampler's image lies inside the cube

@@ -173,7 +173,8 @@ class SamplerMass:
 def sampler_mass(flow: Flow, draws: Tensor, context: Tensor | None, *, autograd: bool) -> SamplerMass:
     """The first term of the identity on the base ``draws`` at ``context`` (``[k]`` or ``None``): ``x = f(z)``
     forward, ``log r = log p_b(z) − log|det ∂f/∂z|`` (the flow's forward log-det, or with ``autograd`` slogdet of the
-    autograd Jacobian), ``log q = flow.log_prob(x)``."""
+    autograd Jacobian), ``log q = flow.log_prob(x)``, and ``q = 0`` at a sample outside ``flow.support`` (the
+    density is 0 there: a sampler that leaves the support loses that mass)."""
     chunk = JACOBIAN_CHUNK if autograd else CHUNK
     parts = [_forward_density(flow, rows, context, autograd=autograd) for rows in draws.split(chunk)]
     x = torch.cat([part[0] for part in parts])
@@ -184,6 +185,7 @@ def sampler_mass(flow: Flow, draws: Tensor, context: Tensor | None, *, autograd:
         log_q[sampled] = torch.cat(
             [flow.log_prob(rows, context) for rows in x[sampled].split(CHUNK)] or [log_r.new_zeros(0)]
         )
+    log_q = torch.where(sampled & ~flow.support.contains(x), -math.inf, log_q)  # the density is 0 off its support
     resolved = sampled & ~torch.isnan(log_q) & (log_q < math.inf)
     log_ratio = torch.where(resolved, log_q - log_r, 0.0)
     finite = log_ratio[resolved & torch.isfinite(log_ratio)]
@@ -227,16 +229,16 @@ class OutsideMass:
 def outside_image_mass(
     flow: Flow,
     samples: Tensor,
-    support: Support,
     rows: int,
     context: Tensor | None,
     round_trip_tolerance: float,
     generator: torch.Generator,
 ) -> OutsideMass:
     """The second term of the identity, from ``rows`` draws ``y`` of a heavy-tailed Student-t (3 degrees of freedom,
-    covariance ×2² of the flow's ``samples`` mapped to R^d by :func:`to_real`, carried back onto the data side's
+    covariance ×2² of the flow's ``samples`` mapped to R^d by :func:`to_real`, carried back onto the flow's
     ``support``): ``y`` is in ``A`` when
     ``f(f⁻¹(y))`` returns it within ``round_trip_tolerance`` (mixed relative error, as ``invertibility``)."""
+    support = flow.support
     fit = to_real(support, samples)
     fit = fit[torch.isfinite(fit).all(dim=1)]
     if fit.shape[0] <= fit.shape[1]:  # too few samples in the support (a flow that fails anyway): fit to N(0, I)
@@ -290,7 +292,6 @@ def estimate_flow_mass(
     context: Tensor | None,
     *,
     autograd: bool,
-    support: Support,
     base_support: Support,
     outside_rows: int,
     round_trip_tolerance: float,
@@ -298,8 +299,8 @@ def estimate_flow_mass(
 ) -> FlowMass:
     """Every term of the identity for ``flow`` at ``context`` (``[k]`` or ``None``) from the base ``draws``: the
     base's mass over ``base_support``, the mean of ``q/r`` over the flow's samples (``autograd``: ``r`` from the
-    autograd Jacobian), and the mass off the sampler's image from ``outside_rows`` draws inside ``support``."""
+    autograd Jacobian), and the mass off the sampler's image from ``outside_rows`` draws inside ``flow.support``."""
     base = base_mass(flow, draws, base_support, generator)
     inside = sampler_mass(flow, draws, context, autograd=autograd)
-    outside = outside_image_mass(flow, inside.points, support, outside_rows, context, round_trip_tolerance, generator)
+    outside = outside_image_mass(flow, inside.points, outside_rows, context, round_trip_tolerance, generator)
     return FlowMass(base, inside, outside, autograd)

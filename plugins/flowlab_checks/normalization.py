@@ -81,7 +81,6 @@ def normalization_at(spec: FlowSpec, case: Case, *, salt: int) -> CheckResult:
         draws,
         at,
         autograd=_autograd_logdet(spec, flow, draws, at),
-        support=case.support,
         base_support=case.base_support,
         outside_rows=rows // OUTSIDE_SHARE,
         round_trip_tolerance=invertibility.CHECK.tolerance_for(spec),
