@@ -37,7 +37,7 @@ from torch import Tensor
 
 import flowlab
 from flowlab import Bijector, FlowSpec
-from flowlab.checks.base import Case
+from flowlab.checks import Case
 
 #: ``Φ⁻¹(0.9)``: ``z₀`` above it holds 10 % of the base's mass
 TOP_DECILE = 1.2815515655446004

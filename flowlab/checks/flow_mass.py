@@ -16,8 +16,9 @@ near 0, so a constant error in ``q`` is seen at any dimension, and an error on a
 mass shows in about ``p·n`` of the ``n`` terms. This rests on (each verified by its own check):
 
 - ``log|det ∂f/∂z|`` being the true log-determinant: the flow's forward log-det where the ``logdet`` check (or
-  ``ode_logdet``) compares it with autograd; otherwise (a stochastic log-det) ``slogdet`` of the autograd Jacobian
-  (:func:`flowlab.checks.measure.batch_jacobian`: rows independent, as ``batch_independence`` verifies);
+  ``ode_logdet``) compares it with autograd; otherwise (``autograd``: a log-det declared an estimate, or one that
+  changes between calls) ``slogdet`` of the autograd Jacobian (:func:`flowlab.checks.measure.batch_jacobian`: rows
+  independent, as ``batch_independence`` verifies);
 - ``f`` being one-to-one with ``f⁻¹`` its inverse (``invertibility``);
 - the base's sampler drawing from ``p_b / Z_b``, and ``Z_b`` itself: :func:`base_mass`, on its own.
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,6 +34,7 @@ from torch import Tensor
 from flowlab.checks.integrate import (
     CHUNK,
     FittedProposal,
+    LogDensity,
     MeanRatio,
     QuadratureRule,
     double_exponential_rule,
@@ -104,7 +105,7 @@ def base_mass(flow: Flow, draws: Tensor, support: Support, generator: torch.Gene
     return BaseMass(log_normalizer, error, method, shift, spread + ROUNDING * (1 + abs(expected)))
 
 
-def _is_product(log_density: Any, draws: Tensor, values: Tensor, generator: torch.Generator) -> bool:
+def _is_product(log_density: LogDensity, draws: Tensor, values: Tensor, generator: torch.Generator) -> bool:
     pairs = min(PRODUCT_PAIRS, draws.shape[0] // 2)
     a, b = draws[:pairs], draws[pairs : 2 * pairs]
     swap = (torch.rand(a.shape, generator=generator, dtype=torch.float64) < 0.5).to(draws.device)
@@ -236,8 +237,8 @@ def outside_image_mass(
 ) -> OutsideMass:
     """The second term of the identity, from ``rows`` draws ``y`` of a heavy-tailed Student-t (3 degrees of freedom,
     covariance ×2² of the flow's ``samples`` mapped to R^d by :func:`to_real`, carried back onto the flow's
-    ``support``): ``y`` is in ``A`` when
-    ``f(f⁻¹(y))`` returns it within ``round_trip_tolerance`` (mixed relative error, as ``invertibility``)."""
+    ``support``): ``y`` is in ``A`` when ``f(f⁻¹(y))`` returns it within ``round_trip_tolerance`` (mixed relative
+    error, as ``invertibility``)."""
     support = flow.support
     fit = to_real(support, samples)
     fit = fit[torch.isfinite(fit).all(dim=1)]

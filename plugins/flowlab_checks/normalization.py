@@ -3,16 +3,17 @@
 ``∫ q = Z_b · E_z[q(f(z)) / r(f(z))] + ∫_{A^c} q`` (the identity and what it rests on: ``flowlab.checks.flow_mass``
 and ``docs/checks.md``), estimated from ``SAMPLES[profile]`` base draws ``z`` (seeded by the case):
 
-1. ``Z_b``, the base's own mass (a product quadrature, or importance sampling for a base that is not a product),
-   and the test that the base's sampler draws from its density (the mean of ``log p_b`` over its draws vs its
-   expectation: within ``Z_SCORE`` standard errors);
+1. ``Z_b``, the base's own mass over its support (``FlowSpec.base_support_at``; a product quadrature, or importance
+   sampling for a base that is not a product), and the test that the base's sampler draws from its density (the
+   mean of ``log p_b`` over its draws vs its expectation: within ``Z_SCORE`` standard errors);
 2. ``E[q/r]``: ``x = f(z)`` forward with ``log r = log p_b(z) − log|det ∂x/∂z|``, ``log q = flow.log_prob(x)``
-   (inverse). The log-det is the flow's own where a check verifies it against autograd (``logdet``, ``ode_logdet``);
-   for a discrete flow with a stochastic log-det, or a forward log-det that changes from call to call, it is
-   ``slogdet`` of the autograd Jacobian;
-3. ``∫_{A^c} q``: ``SAMPLES // OUTSIDE_SHARE`` draws ``y`` from a heavy-tailed Student-t fitted to the samples;
-   ``f(f⁻¹(y)) = y`` (within ``invertibility``'s tolerance for this flow) means ``y`` is in the image ``A`` and adds
-   nothing; elsewhere ``q(y)/g(y)`` counts.
+   (inverse), ``q = 0`` outside the flow's support. The log-det is the flow's own where ``logdet`` (``ode_logdet``
+   for an ODE flow) compares it with autograd; for a discrete flow that declares a stochastic log-det (an
+   estimator, whose eval-mode value this check does not lean on), or a forward log-det that changes from call to
+   call, it is ``slogdet`` of the autograd Jacobian;
+3. ``∫_{A^c} q``: ``SAMPLES // OUTSIDE_SHARE`` draws ``y`` from a heavy-tailed Student-t fitted to the samples,
+   carried onto the flow's support (``FlowSpec.support``); ``f(f⁻¹(y)) = y`` (within ``invertibility``'s tolerance
+   for this flow) means ``y`` is in the image ``A`` and adds nothing; elsewhere ``q(y)/g(y)`` counts.
 
 Pass if ``|Z − 1| + u ≤ Z_SCORE·SE + δ + slack`` (``SE`` the CLT standard error of ``Z``, ``δ`` the base
 quadrature's error estimate, ``slack`` the check's tolerance, a FlowSpec may override it with a reason) and the
@@ -81,7 +82,7 @@ def normalization_at(spec: FlowSpec, case: Case, *, salt: int) -> CheckResult:
         draws,
         at,
         autograd=_autograd_logdet(spec, flow, draws, at),
-        base_support=case.base_support,
+        base_support=spec.base_support_at(case.dim),
         outside_rows=rows // OUTSIDE_SHARE,
         round_trip_tolerance=invertibility.CHECK.tolerance_for(spec),
         generator=generator,
@@ -94,8 +95,9 @@ def normalization_at(spec: FlowSpec, case: Case, *, salt: int) -> CheckResult:
 
 
 def _autograd_logdet(spec: FlowSpec, flow: Flow, draws: torch.Tensor, context: torch.Tensor | None) -> bool:
-    """Whether ``r`` needs the autograd log-det: no check verifies the flow's own forward log-det (a discrete flow
-    declaring a stochastic one), or it changes from call to call."""
+    """Whether ``r`` needs the autograd log-det: the flow declares its log-det an estimate (a discrete flow; an ODE
+    flow's eval mode is held to its exact trace by ``ode_logdet``), or its forward log-det changes from call to
+    call."""
     if spec.kind == "discrete" and spec.logdet == "stochastic":
         return True
     return not forward_logdet_is_deterministic(flow, draws[:DETERMINISM_ROWS], context)
