@@ -80,3 +80,12 @@ def test_mean_ratio_is_a_mean_with_its_standard_error_and_never_overflows_early(
     big = mean_ratio(torch.tensor([700.0, 700.0], dtype=torch.float64))
     assert math.isclose(big.value, math.exp(700.0)) and big.standard_error == 0.0
     assert mean_ratio(torch.tensor([800.0], dtype=torch.float64)).value == INF
+
+
+def test_a_robust_fit_is_not_moved_by_a_few_far_out_samples():
+    samples = 2.0 + 0.5 * torch.randn(4096, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    samples[:4] = 1e6
+    robust = FittedProposal.fit_robust(samples, defensive=1.0)
+    assert torch.allclose(robust.mean, torch.full((3,), 2.0, dtype=torch.float64), atol=0.05)
+    assert torch.allclose(robust.tril.diagonal(), torch.full((3,), 0.5, dtype=torch.float64), atol=0.05)
+    assert float(FittedProposal.fit(samples, defensive=1.0).mean.min()) > 900  # the mean is dragged away

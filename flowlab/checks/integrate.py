@@ -21,8 +21,8 @@ of density ratios with its standard error.
   discretisation error (an upper bound in practice: the error of ``I_h`` is far smaller than that of ``I_2h``), and
   the outermost terms estimate what lies beyond ``±V``.
 - :class:`FittedProposal`: a defensive mixture ``(1 − α)·N(μ, Σ) + α·t_ν(μ, κ²Σ)`` fitted to samples (their mean and
-  covariance), to sample from and evaluate; the Student-t part (heavier-tailed than any Gaussian) keeps ``p/q``
-  bounded in the tails (Hesterberg 1995).
+  covariance, or robustly: medians and interquartile ranges), to sample from and evaluate; the Student-t part
+  (heavier-tailed than any Gaussian) keeps ``p/q`` bounded in the tails (Hesterberg 1995).
 - :func:`to_real` and :func:`draw_on_support`: a proposal fitted on R^d carried onto a flow's support (a box, bounds
   possibly infinite) by the support's fixed bijection :meth:`~flowlab.support.Support.from_real`, with its density
   there (``log g(u) − log|∂y/∂u|``), so no draw falls outside the support.
@@ -124,6 +124,17 @@ class FittedProposal:
         eye = torch.eye(dim, dtype=samples.dtype, device=samples.device)
         tril = torch.linalg.cholesky(covariance + jitter * eye)
         return cls(samples.mean(dim=0), tril, defensive, dof, inflate)
+
+    @classmethod
+    def fit_robust(cls, samples: Tensor, *, defensive: float, dof: int = 4, inflate: float = 1.5) -> FittedProposal:
+        """Fitted to ``samples`` ``[n, d]`` coordinate by coordinate, unmoved by a few far-out samples: the median,
+        and a diagonal ``Σ`` of the squared interquartile ranges / 1.349² (the variance of a normal with that range;
+        the standard deviation where the range is 0, 1 where both are)."""
+        quartiles = torch.quantile(samples, torch.tensor([0.25, 0.5, 0.75]).to(samples), dim=0)
+        scale = (quartiles[2] - quartiles[0]) / 1.349
+        spread = samples.std(dim=0) if samples.shape[0] > 1 else torch.ones_like(scale)
+        scale = torch.where(scale > 0, scale, torch.where(spread > 0, spread, torch.ones_like(scale)))
+        return cls(quartiles[1], torch.diag(scale), defensive, dof, inflate)
 
     def sample(self, rows: int, generator: torch.Generator) -> Tensor:
         """``rows`` draws (from ``generator``, a CPU generator; moved to the proposal's device)."""
