@@ -10,8 +10,8 @@ would be), so ``logdet`` does not apply and only ``normalization``, with the aut
   constant ``−(d/2)·log 2π`` (the flow's own log-dets are right: only the base's mass shows it).
 - ``mutant_tail_logdet``: a coupling, then a map of ``z₀`` that is the identity on ``[−2, 2]`` and has slope 2
   outside, whose log-det forgets that slope: the density is doubled in the tails only (4.6 % of the mass).
-- ``mutant_context_normalized_once``: a conditional coupling whose log-dets carry an extra ``0.1·|c|²``: normalized
-  at ``c = 0`` only.
+- ``mutant_context_normalized_once``: a conditional coupling, then an identity whose log-dets carry ``0.1·|c|²``:
+  normalized at ``c = 0`` only.
 - ``mutant_not_onto``: ``x = softplus(z)`` per coordinate maps onto ``(0, ∞)^d`` but its inverse takes ``|x|``:
   ``log_prob`` is the mirror image on the other orthants, mass the flow's sampler never reaches (``∫ p = 2^d``).
 - ``mutant_base_sampler``: a base whose ``log_prob`` is ``N(0, I)`` but whose sampler draws from ``N(0, 1.2² I)``:
@@ -27,41 +27,27 @@ import torch
 from torch import Tensor, distributions, nn
 
 from flowlab import CONTEXT_OPTION, Bijector, Compose, FlowSpec, hookimpl
+from flowlab.layers import AffineCoupling
 
 
-class Coupling(Bijector):
-    """``x_b = z_b·exp(s(z_a, c)) + t(z_a, c)`` (``z_a`` the even coordinates); with ``context_error`` both
-    log-dets carry ``+ context_error·|c|²`` (``−`` in the inverse), a density scaled by ``exp(−context_error·|c|²)``."""
+def coupling(dim: int, context_dim: int = 0) -> AffineCoupling:
+    """A correct conditional (or not) affine coupling, the layer the bugs below are planted next to."""
+    return AffineCoupling(dim, hidden=16, context_dim=context_dim)
 
-    def __init__(self, dim: int, context_dim: int = 0, context_error: float = 0.0) -> None:
+
+class ContextScaledDensity(Bijector):
+    """``x = z`` whose log-dets both carry ``error·|c|²``: the density is scaled by ``exp(−error·|c|²)``, right at
+    ``c = 0`` only."""
+
+    def __init__(self, dim: int, context_dim: int, error: float) -> None:
         super().__init__()
-        self.dim, self.context_dim, self.context_error = dim, context_dim, context_error
-        self.kept, self.moved = list(range(0, dim, 2)), list(range(1, dim, 2))
-        self.net = nn.Sequential(
-            nn.Linear(len(self.kept) + context_dim, 16), nn.Tanh(), nn.Linear(16, 2 * len(self.moved))
-        )
+        self.dim, self.context_dim, self.error = dim, context_dim, error
 
-    def _scale_shift(self, kept: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        raw, shift = self.net(self.conditioner_input(kept, context)).chunk(2, dim=-1)
-        return 2 * torch.tanh(raw / 2), shift
+    def forward(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        return z, self.error * context.square().sum(dim=-1)
 
-    def _error(self, context: Tensor | None) -> Tensor | float:
-        return 0.0 if context is None else self.context_error * context.square().sum(dim=-1)
-
-    def _join(self, kept: Tensor, moved: Tensor) -> Tensor:
-        out = torch.empty(kept.shape[0], self.dim, dtype=kept.dtype, device=kept.device)
-        out[:, self.kept], out[:, self.moved] = kept, moved
-        return out
-
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        kept = z[:, self.kept]
-        s, t = self._scale_shift(kept, context)
-        return self._join(kept, z[:, self.moved] * s.exp() + t), s.sum(dim=-1) + self._error(context)
-
-    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        kept = x[:, self.kept]
-        s, t = self._scale_shift(kept, context)
-        return self._join(kept, (x[:, self.moved] - t) * (-s).exp()), -s.sum(dim=-1) - self._error(context)
+    def inverse(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        return x, -self.error * context.square().sum(dim=-1)
 
 
 class ScaledDensity(Bijector):
@@ -153,35 +139,37 @@ SPECS = [
     _spec(
         name="mutant_density_up",
         summary="mutant: the density is 1.02 times too high everywhere (must fail normalization)",
-        build=lambda dim: Compose([Coupling(dim), ScaledDensity(dim, 1.02)]),
+        build=lambda dim: Compose([coupling(dim), ScaledDensity(dim, 1.02)]),
         logdet="stochastic",
         min_dim=2,
     ),
     _spec(
         name="mutant_density_down",
         summary="mutant: the density is 1.02 times too low everywhere (must fail normalization)",
-        build=lambda dim: Compose([Coupling(dim), ScaledDensity(dim, 1 / 1.02)]),
+        build=lambda dim: Compose([coupling(dim), ScaledDensity(dim, 1 / 1.02)]),
         logdet="stochastic",
         min_dim=2,
     ),
     _spec(
         name="mutant_base_unnormalized",
         summary="mutant: a base without its normalizing constant (must fail normalization)",
-        build=Coupling,
+        build=coupling,
         base=_base(UnnormalizedNormal),
         min_dim=2,
     ),
     _spec(
         name="mutant_tail_logdet",
         summary="mutant: the log-det forgets the slope of the tails (must fail normalization)",
-        build=lambda dim: Compose([Coupling(dim), SteepTails(dim)]),
+        build=lambda dim: Compose([coupling(dim), SteepTails(dim)]),
         logdet="stochastic",
         min_dim=2,
     ),
     _spec(
         name="mutant_context_normalized_once",
         summary="mutant: a conditional density normalized at context 0 only (must fail normalization)",
-        build=lambda dim, *, context_dim: Coupling(dim, context_dim, context_error=0.1),
+        build=lambda dim, *, context_dim: Compose(
+            [coupling(dim, context_dim), ContextScaledDensity(dim, context_dim, 0.1)]
+        ),
         logdet="stochastic",
         min_dim=2,
         options={"context_dim": CONTEXT_OPTION},
@@ -195,7 +183,7 @@ SPECS = [
     _spec(
         name="mutant_base_sampler",
         summary="mutant: the base's sampler does not draw from its density (must fail normalization)",
-        build=Coupling,
+        build=coupling,
         base=_base(WideSampler),
         min_dim=2,
     ),
