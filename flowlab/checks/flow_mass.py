@@ -57,7 +57,7 @@ ROUNDING = 1e-12
 #: importance draws for a base that is not a product (its ``Z_b`` by a fitted proposal)
 BASE_DRAWS = 65_536
 #: errors a flow may raise on a point it does not reach (a numeric inverse that does not converge, a solver), and
-#: the rows of the smallest piece a failing chunk is split into before all its rows count as unresolved
+#: the rows of the pieces a failing chunk is retried in (the rows of a piece that fails count as unresolved)
 FLOW_ERRORS = (FlowlabError, ArithmeticError, RuntimeError, ValueError)
 SMALLEST_PIECE = 32
 
@@ -236,8 +236,8 @@ def outside_image_mass(
     generator: torch.Generator,
 ) -> OutsideMass:
     """The second term of the identity, from ``rows`` draws ``y`` of a heavy-tailed Student-t (3 degrees of freedom,
-    centred on the median of the flow's ``samples`` mapped to R^d by :func:`to_real`, scales twice their
-    interquartile ranges / 1.349, carried back onto the flow's ``support``): ``y`` is in ``A`` when ``f(f⁻¹(y))``
+    centred on the median of the flow's ``samples`` mapped to R^d by :func:`to_real`, scales their interquartile
+    ranges / 1.349, carried back onto the flow's ``support``): ``y`` is in ``A`` when ``f(f⁻¹(y))``
     returns it within ``round_trip_tolerance`` (mixed relative error, as ``invertibility``). A draw the flow cannot
     return for numerical reasons counts as off the image: its ``q`` is then counted, an overestimate by the flow's
     mass where its round trip fails (far from its samples, for an ill-conditioned flow: negligible)."""
@@ -246,7 +246,7 @@ def outside_image_mass(
     fit = fit[torch.isfinite(fit).all(dim=1)]
     if fit.shape[0] <= fit.shape[1]:  # too few samples in the support (a flow that fails anyway): fit to N(0, I)
         fit = torch.randn(4 * fit.shape[1] + 4, fit.shape[1], generator=generator, dtype=torch.float64).to(samples)
-    proposal = FittedProposal.fit_robust(fit, defensive=1.0, dof=3, inflate=2.0)
+    proposal = FittedProposal.fit_robust(fit, defensive=1.0, dof=3, inflate=1.0)
     points, log_g = draw_on_support(proposal, support, rows, generator)
     trips = [_round_trip(flow, chunk, context, round_trip_tolerance) for chunk in points.split(CHUNK)]
     reached, log_density = torch.cat([trip[0] for trip in trips]), torch.cat([trip[1] for trip in trips])
@@ -257,8 +257,8 @@ def outside_image_mass(
 
 def _round_trip(flow: Flow, y: Tensor, context: Tensor | None, tolerance: float) -> tuple[Tensor, Tensor]:
     """Whether each row of ``y`` is in the image of ``f`` and ``log q(y)`` (NaN where the flow raised); a chunk
-    that raises is retried in halves down to ``SMALLEST_PIECE`` rows, so one unreachable point costs only its
-    piece."""
+    that raises is retried in pieces of ``SMALLEST_PIECE`` rows, so one unreachable point costs only its piece
+    (and a failed solve is paid at most twice per draw)."""
     rows = flow.context_for(context, y.shape[0], "normalization")
     try:
         with torch.no_grad():
@@ -268,8 +268,8 @@ def _round_trip(flow: Flow, y: Tensor, context: Tensor | None, tolerance: float)
     except FLOW_ERRORS:
         if y.shape[0] <= SMALLEST_PIECE:
             return torch.zeros(y.shape[0], dtype=torch.bool, device=y.device), y.new_full((y.shape[0],), math.nan)
-        halves = [_round_trip(flow, half, context, tolerance) for half in y.tensor_split(2)]
-        return torch.cat([half[0] for half in halves]), torch.cat([half[1] for half in halves])
+        pieces = [_round_trip(flow, piece, context, tolerance) for piece in y.split(SMALLEST_PIECE)]
+        return torch.cat([piece[0] for piece in pieces]), torch.cat([piece[1] for piece in pieces])
     return row_errors(back, y) <= tolerance, log_q
 
 
