@@ -235,7 +235,7 @@ def outside_image_mass(
     round_trip_tolerance: float,
     generator: torch.Generator,
 ) -> OutsideMass:
-    """The second term of the identity, from ``rows`` draws ``y`` of a heavy-tailed Student-t (3 degrees of freedom,
+    """The second term of the identity, from ``rows`` draws ``y`` of a heavy-tailed Student-t (5 degrees of freedom,
     centred on the median of the flow's ``samples`` mapped to R^d by :func:`to_real`, scales their interquartile
     ranges / 1.349, carried back onto the flow's ``support``): ``y`` is in ``A`` when ``f(f⁻¹(y))``
     returns it within ``round_trip_tolerance`` (mixed relative error, as ``invertibility``). A draw the flow cannot
@@ -246,7 +246,7 @@ def outside_image_mass(
     fit = fit[torch.isfinite(fit).all(dim=1)]
     if fit.shape[0] <= fit.shape[1]:  # too few samples in the support (a flow that fails anyway): fit to N(0, I)
         fit = torch.randn(4 * fit.shape[1] + 4, fit.shape[1], generator=generator, dtype=torch.float64).to(samples)
-    proposal = FittedProposal.fit_robust(fit, defensive=1.0, dof=3, inflate=1.0)
+    proposal = FittedProposal.fit_robust(fit, defensive=1.0, dof=5, inflate=1.0)
     points, log_g = draw_on_support(proposal, support, rows, generator)
     trips = [_round_trip(flow, chunk, context, round_trip_tolerance) for chunk in points.split(CHUNK)]
     reached, log_density = torch.cat([trip[0] for trip in trips]), torch.cat([trip[1] for trip in trips])

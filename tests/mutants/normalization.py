@@ -179,6 +179,7 @@ SPECS = [
         name="mutant_not_onto",
         summary="mutant: log_prob has mass where the sampler never goes (must fail normalization)",
         build=MirroredSoftplus,
+        min_dim=2,  # 2^d − 1 units of mass off the image: 3 from d = 2 (at d = 1 one unit is ~5 SE of 512 draws)
     ),
     _spec(
         name="mutant_base_sampler",
