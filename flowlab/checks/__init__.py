@@ -12,16 +12,17 @@ same thing in every property and a counterexample reproduces exactly:
   :func:`case_context`, :func:`float64_cpu`, :func:`seeded`, :func:`dtype_of`, :func:`context_dim_of`;
 - measuring (``measure``): :func:`apply` (shapes, and the input left unchanged), :func:`batch_jacobian`,
   :func:`row_errors`, :func:`judge`, ``Measurement``, ``Direction``, :func:`with_context`;
-- integrating (``integrate``): box quadrature and importance sampling for densities;
+- the mass of a flow's density (``flow_mass``, over ``integrate``'s quadrature and proposals):
+  :func:`estimate_flow_mass` -> :class:`FlowMass`, :func:`forward_logdet_is_deterministic`;
 - what the ODE properties need (``continuous``): :func:`build_ode`, :func:`solver_settable`,
   :func:`continuous_protocol`;
 - drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``;
 - running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
 
-Submodules, one job each: ``cases``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``continuous``,
-``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a case), ``pool``
-(``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package does not
-import torch: the names load on first use (PEP 562).
+Submodules, one job each: ``cases``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``flow_mass``,
+``continuous``, ``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a
+case), ``pool`` (``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package
+does not import torch: the names load on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -56,11 +57,9 @@ _EXPORTS: dict[str, str] = {
     "Measurement": "flowlab.checks.measure",
     "Direction": "flowlab.checks.measure",
     "with_context": "flowlab.checks.measure",
-    "ImportanceEstimate": "flowlab.checks.integrate",
-    "LogDensity": "flowlab.checks.integrate",
-    "box_mass": "flowlab.checks.integrate",
-    "box_quadrature": "flowlab.checks.integrate",
-    "importance_sampling": "flowlab.checks.integrate",
+    "FlowMass": "flowlab.checks.flow_mass",
+    "estimate_flow_mass": "flowlab.checks.flow_mass",
+    "forward_logdet_is_deterministic": "flowlab.checks.flow_mass",
     "build_ode": "flowlab.checks.continuous",
     "continuous_protocol": "flowlab.checks.continuous",
     "solver_settable": "flowlab.checks.continuous",
@@ -78,8 +77,7 @@ __all__ = [
     "CheckResult",
     "CheckSpec",
     "Direction",
-    "ImportanceEstimate",
-    "LogDensity",
+    "FlowMass",
     "Measurement",
     "PropertyRun",
     "Side",
@@ -89,8 +87,6 @@ __all__ = [
     "UndeclaredDtype",
     "apply",
     "batch_jacobian",
-    "box_mass",
-    "box_quadrature",
     "build_case_bijector",
     "build_case_flow",
     "build_ode",
@@ -102,8 +98,9 @@ __all__ = [
     "context_dim_of",
     "continuous_protocol",
     "dtype_of",
+    "estimate_flow_mass",
     "float64_cpu",
-    "importance_sampling",
+    "forward_logdet_is_deterministic",
     "judge",
     "perturb_",
     "row_errors",
@@ -128,7 +125,7 @@ if TYPE_CHECKING:
         seeded,
     )
     from flowlab.checks.continuous import build_ode, continuous_protocol, solver_settable
-    from flowlab.checks.integrate import ImportanceEstimate, LogDensity, box_mass, box_quadrature, importance_sampling
+    from flowlab.checks.flow_mass import FlowMass, estimate_flow_mass, forward_logdet_is_deterministic
     from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
     from flowlab.checks.runner import PropertyRun, run_property
     from flowlab.checks.strategies import CONTEXT_DIMS, case_dtype
