@@ -13,7 +13,8 @@ counterexample reproduces exactly:
 - :func:`case_points`: ``[batch, dim]`` standard-normal points times ``scale``, drawn on the CPU from a generator
   seeded by ``(seed, salt)`` and then moved, so CPU and CUDA cases see the same numbers.
 - :func:`case_context`: for a case of a conditional flow (its options hold ``context_dim = k > 0``), the
-  ``[batch, k]`` standard-normal contexts of its points, drawn like them from ``(seed, salt)`` (another stream);
+  ``[batch, k]`` normal contexts of its points, at the case's scale, drawn like them from ``(seed, salt)`` (another
+  stream);
   ``None`` for an unconditional case. Every check passes it wherever it passes points, so each property holds
   at a drawn context (``docs/conditioning.md``).
 - :func:`float64_cpu`: the case moved to float64 on the CPU, for checks whose reference needs the precision.
@@ -157,15 +158,18 @@ def context_dim_of(case: Case) -> int:
     return int(case.options.get(CONTEXT_OPTION_NAME, 0))
 
 
-def case_context(case: Case, salt: int = 0, *, batch: int | None = None) -> Tensor | None:
-    """``[batch, k]`` contexts ``N(0, 1)`` for a case with ``context_dim = k > 0`` (``None`` when ``k = 0``): one per
-    point of ``case_points(case, salt, batch=batch)``, from a stream of their own (the points do not change)."""
+def case_context(
+    case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None
+) -> Tensor | None:
+    """``[batch, k]`` contexts ``N(0, scale²)`` (default: the case's scale, the points' range of magnitudes) for a case
+    with ``context_dim = k > 0`` (``None`` when ``k = 0``): one per point of ``case_points(case, salt,
+    batch=batch)``, from a stream of their own (the points do not change)."""
     k = context_dim_of(case)
     if not k:
         return None
     generator = torch.Generator().manual_seed(case.seed * 1_000_003 + CONTEXT_STREAM + salt)
     rows = case.batch if batch is None else batch
-    context = torch.randn(rows, k, generator=generator, dtype=torch.float64)
+    context = torch.randn(rows, k, generator=generator, dtype=torch.float64) * (case.scale if scale is None else scale)
     return context.to(device=case.device, dtype=dtype_of(case))
 
 
