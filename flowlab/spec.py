@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTEXT_OPTION",
+    "LIVES",
     "Case",
     "CheckResult",
     "CheckSpec",
     "FlowSpec",
-    "LIVES",
     "Kind",
     "Life",
     "LogdetKind",

@@ -19,10 +19,10 @@ same thing in every property and a counterexample reproduces exactly:
 - drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``;
 - running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
 
-Submodules, one job each: ``cases``, ``lives``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``continuous``,
-``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a case), ``pool``
-(``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package does not
-import torch: the names load on first use (PEP 562).
+Submodules, one job each: ``cases``, ``lives``, ``strategies``, ``profiles``, ``measure``, ``integrate``,
+``continuous``, ``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a
+case), ``pool`` (``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package
+does not import torch: the names load on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ if TYPE_CHECKING:
         seeded,
     )
     from flowlab.checks.continuous import build_ode, continuous_protocol, solver_settable
-    from flowlab.checks.lives import other_seed
     from flowlab.checks.integrate import ImportanceEstimate, LogDensity, box_mass, box_quadrature, importance_sampling
+    from flowlab.checks.lives import other_seed
     from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
     from flowlab.checks.runner import PropertyRun, run_property
     from flowlab.checks.strategies import CONTEXT_DIMS, case_dtype

@@ -158,9 +158,7 @@ def context_dim_of(case: Case) -> int:
     return int(case.options.get(CONTEXT_OPTION_NAME, 0))
 
 
-def case_context(
-    case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None
-) -> Tensor | None:
+def case_context(case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None) -> Tensor | None:
     """``[batch, k]`` contexts ``N(0, scale²)`` (default: the case's scale, the points' range of magnitudes) for a case
     with ``context_dim = k > 0`` (``None`` when ``k = 0``): one per point of ``case_points(case, salt,
     batch=batch)``, from a stream of their own (the points do not change)."""

@@ -14,8 +14,9 @@ flow, so every property also runs on lived flows, in the same number of cases:
   statistics, a data-dependent initialisation) leave their initial values, then back to eval mode: a train → eval
   switch. A flow with ``fixed_parameters`` (a trained checkpoint) gets the training-mode calls without the steps:
   its parameters are what is being checked.
-- ``reloaded``: used in eval mode, then ``load_state_dict`` of the state of another instance (built under another
-  seed) that lived ``trained``: whatever the instance derived from its first parameters must follow the new ones.
+- ``reloaded``: used in eval mode, then ``load_state_dict`` of the state of another instance, the case's flow under
+  :func:`other_seed` after a ``trained`` life: whatever the instance derived from its first parameters must follow
+  the new ones.
 
 The life runs on the CPU in the dtype the kit checks the flow in (float64 unless ``FlowSpec.dtypes`` leaves it
 out), with the global RNG seeded from the case (:func:`flowlab.seeding.global_rng`), before the bijector moves to
@@ -24,7 +25,8 @@ float64 still compare one map), and every call of ``build_case_bijector`` gives 
 first-call checks build two). The steps are plain gradient descent with the gradient's norm clipped to
 ``LIFE_CLIP``: each step moves the parameters by at most ``LIFE_LR``, in proportion to their gradients (Adam's
 normalised step would move a parameter whose gradient is rounding noise by a full step, differently in float32).
-A step whose loss is not finite is not taken (the properties then judge the flow).
+A step whose loss is not finite, or has no path to a parameter, is not taken (the properties then judge the flow:
+``gradients`` looks for paths).
 
 Two more mechanisms keep history from hiding bugs: ``flowlab.checks.measure.apply`` calls the bijector on a fresh
 tensor (never the object an earlier call returned, so a ``torch.distributions``-style ``(x, y)`` cache cannot
@@ -36,13 +38,12 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from flowlab.bijector import context_dim_of
 from flowlab.checks.strategies import case_dtype
 from flowlab.flow import Flow
 from flowlab.seeding import generator, global_rng
@@ -79,9 +80,10 @@ def live(spec: FlowSpec, case: Case, options: dict[str, Any], built: Callable[[i
     bijector = built(case.seed).to(dtype=life.dtype)
     if case.life == "trained":
         life.train_(bijector)
-    else:
-        donor = built(other_seed(case.seed)).to(dtype=life.dtype)
-        life.train_(donor)
+    else:  # the donor is the case's instance under the other seed after a trained life
+        donor_life = LifeRun(spec, replace(case, seed=other_seed(case.seed)), life.dtype)
+        donor = built(donor_life.case.seed).to(dtype=life.dtype)
+        donor_life.train_(donor)
         life.use_(life.flow(bijector), LIFE_ROWS)
         bijector.load_state_dict(donor.state_dict())
     try:
@@ -118,8 +120,8 @@ class LifeRun:
         computes and keeps; returns the samples and, for a conditional flow, their contexts."""
         context = None
         if flow.context_dim:
-            draws = torch.randn(rows, flow.context_dim, generator=generator(self.case.seed, "life"), dtype=torch.float64)
-            context = draws.to(self.dtype)
+            draws = generator(self.case.seed, "life")
+            context = torch.randn(rows, flow.context_dim, generator=draws, dtype=torch.float64).to(self.dtype)
         flow.eval()
         with torch.no_grad(), global_rng(self.case.seed, "life"):
             x = flow.sample(rows, context)
@@ -137,7 +139,7 @@ class LifeRun:
         for step in range(LIFE_STEPS):
             with global_rng(self.case.seed, "life", step), torch.set_grad_enabled(optimizer is not None):
                 loss = -flow.log_prob(x, context).mean()
-            if optimizer is None or not bool(torch.isfinite(loss)):
+            if optimizer is None or not loss.requires_grad or not bool(torch.isfinite(loss)):
                 continue
             optimizer.zero_grad()
             loss.backward()

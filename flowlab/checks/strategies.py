@@ -105,7 +105,9 @@ def drawn_sizes(spec: FlowSpec, options: dict[str, Any]) -> dict[str, Any]:
     return {
         name: value
         for name, value in options.items()
-        if name in spec.options and name not in spec.check_options and value != spec.options[name].default
+        if name in spec.options
+        and name not in spec.check_options
+        and value != spec.options[name].default
         and value in size_grid(spec, name, spec.options[name])
     }
 

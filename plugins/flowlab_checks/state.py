@@ -93,8 +93,10 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
             if direction == "inverse" and not train and not random_ladj:  # log_prob = log p_z(z) + log-det
                 what = "log_prob (its inverse's points and log-dets)"
                 values.update(
-                    {"lived log_prob": base.base_log_prob(out) + ladj,
-                     "loaded log_prob": base.base_log_prob(out_loaded) + ladj_loaded}
+                    {
+                        "lived log_prob": base.base_log_prob(out) + ladj,
+                        "loaded log_prob": base.base_log_prob(out_loaded) + ladj_loaded,
+                    }
                 )
             measurements.append(
                 Measurement(

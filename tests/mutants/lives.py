@@ -156,12 +156,13 @@ class UnsavedStandardize(Bijector):
         return self.scale - self.running_log_std
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = (x - self.running_mean) * self._log_scale().exp()
-        if self.training and x.shape[0] > 1:
+        log_scale = self._log_scale()
+        z, ladj = (x - self.running_mean) * log_scale.exp(), log_scale.sum().expand(x.shape[0])
+        if self.training and x.shape[0] > 1:  # the statistics this batch adds serve the next calls
             with torch.no_grad():
                 self.running_mean.lerp_(x.mean(dim=0), 0.1)
                 self.running_log_std.lerp_(0.5 * x.var(dim=0).clamp_min(1e-12).log(), 0.1)
-        return z, self._log_scale().sum().expand(x.shape[0]).clone()
+        return z, ladj
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         log_scale = self._log_scale()
@@ -196,11 +197,14 @@ def _spec(name: str, build: Any) -> FlowSpec:
     )
 
 
+SPECS: dict[str, FlowSpec] = {name: _spec(name, build) for name, (_, build) in BUILDERS.items()}
+
+
 class _Plugin:
     @hookimpl
     def flowlab_register_flows(self, register: Any) -> None:
-        for name, (_, build) in BUILDERS.items():
-            register(_spec(name, build))
+        for spec in SPECS.values():
+            register(spec)
 
 
 PLUGIN = _Plugin()
