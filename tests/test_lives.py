@@ -16,12 +16,13 @@ import torch
 from flowlab_checks import logdet
 from torch import Tensor, distributions, nn
 
-from flowlab import Bijector, FlowSpec
+from flowlab import Bijector, Compose, FlowSpec
 from flowlab.checks import Case, build_case_bijector, check_spec, checks, lives, measure, strategies
 from flowlab.checks.runner import run_property
 from flowlab.plugins import import_file
 
 MUTANTS = import_file(Path(__file__).resolve().parent / "mutants" / "lives.py")
+DISCRETE = import_file(Path(__file__).resolve().parent / "mutants" / "discrete.py")
 
 
 def only_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +121,7 @@ def spec_of(name: str, build: object, **fields: object) -> FlowSpec:
 
 
 def test_a_life_is_the_same_every_time_and_moves_parameters_and_buffers():
-    spec = spec_of("batch_norm", BatchNormFlow, min_train_batch=2)
+    spec = spec_of("batch_norm", batch_norm_flow, min_train_batch=2)
     case = Case(dim=3, batch=2, seed=5, life="trained")
     first, again = build_case_bijector(spec, case), build_case_bijector(spec, case)
     fresh = build_case_bijector(spec, replace(case, life="fresh"))
@@ -130,20 +131,21 @@ def test_a_life_is_the_same_every_time_and_moves_parameters_and_buffers():
         assert torch.equal(value, other), name  # a copy of the one life, whatever the dtype asked for later
         assert not torch.equal(value, initial), name  # every parameter and running statistic has moved
     float32 = build_case_bijector(spec, replace(case, dtype="float32"))
-    assert torch.equal(float32.layer.running_log_std, first.layer.running_log_std.float())
+    assert torch.equal(float32.bijectors[1].running_log_std, first.bijectors[1].running_log_std.float())
 
 
 def test_a_fixed_flow_lives_without_its_parameters_changing():
-    spec = spec_of("fixed_batch_norm", BatchNormFlow, min_train_batch=2, fixed_parameters=True)
+    spec = spec_of("fixed_batch_norm", batch_norm_flow, min_train_batch=2, fixed_parameters=True)
     case = Case(dim=3, batch=2, seed=5, life="trained")
     lived, fresh = build_case_bijector(spec, case), build_case_bijector(spec, replace(case, life="fresh"))
     for (name, value), initial in zip(lived.named_parameters(), fresh.parameters(), strict=True):
         assert torch.equal(value, initial), name
-    assert not torch.equal(lived.layer.running_log_std, fresh.layer.running_log_std)  # used in training mode
+    statistics = [flow.bijectors[1].running_log_std for flow in (lived, fresh)]
+    assert not torch.equal(*statistics)  # it was used in training mode
 
 
 def test_a_reloaded_life_holds_another_instances_state():
-    spec = spec_of("batch_norm", BatchNormFlow, min_train_batch=2)
+    spec = spec_of("batch_norm", batch_norm_flow, min_train_batch=2)
     case = Case(dim=3, batch=2, seed=5, life="reloaded")
     donor = build_case_bijector(spec, replace(case, seed=lives.other_seed(case.seed), life="trained"))
     reloaded = build_case_bijector(spec, case)
@@ -154,89 +156,19 @@ def test_a_reloaded_life_holds_another_instances_state():
 # correct flows, unusual ones: they must pass every property
 
 
-class DropoutCoupling(Bijector):
-    """Affine coupling whose conditioner has dropout: training mode draws a mask per call (a different map each
+def dropout_coupling(dim: int) -> Bijector:
+    """An affine coupling whose conditioner has dropout: training mode draws a mask per call (a different map each
     time, each a bijection with its log-det), eval mode is deterministic."""
-
-    def __init__(self, dim: int, dropout: float = 0.2) -> None:
-        super().__init__()
-        self.dim = dim
-        self.kept, self.moved = list(range(0, dim, 2)), list(range(1, dim, 2))
-        self.net = nn.Sequential(
-            nn.Linear(len(self.kept), 16), nn.Tanh(), nn.Dropout(dropout), nn.Linear(16, 2 * len(self.moved))
-        )
-
-    def _scale_shift(self, kept: Tensor) -> tuple[Tensor, Tensor]:
-        raw, shift = self.net(kept).chunk(2, dim=-1)
-        return 2 * torch.tanh(raw / 2), shift
-
-    def _join(self, kept: Tensor, moved: Tensor) -> Tensor:
-        out = torch.empty(kept.shape[0], self.dim, dtype=kept.dtype, device=kept.device)
-        out[:, self.kept], out[:, self.moved] = kept, moved
-        return out
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        s, t = self._scale_shift(z[:, self.kept])
-        return self._join(z[:, self.kept], z[:, self.moved] * s.exp() + t), s.sum(dim=-1)
-
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        s, t = self._scale_shift(x[:, self.kept])
-        return self._join(x[:, self.kept], (x[:, self.moved] - t) * (-s).exp()), -s.sum(dim=-1)
+    coupling = DISCRETE.Coupling(dim)
+    coupling.net.insert(2, nn.Dropout(0.2))
+    return coupling
 
 
-class BatchNorm(Bijector):
-    """Batch normalisation (Dinh et al. 2017): ``z = (x − μ)/σ·exp(γ) + β`` with the batch's ``μ, σ`` in training
-    mode (updating running ones, momentum 0.1) and the running ones in eval mode; ``forward`` inverts the eval-mode
-    map. Log-det ``Σ γ − log σ``."""
-
-    running_mean: Tensor
-    running_log_std: Tensor
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
-        self.log_gamma = nn.Parameter(torch.zeros(dim))
-        self.beta = nn.Parameter(torch.zeros(dim))
-        self.register_buffer("running_mean", torch.zeros(dim))
-        self.register_buffer("running_log_std", torch.zeros(dim))
-
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.training:
-            mean, log_std = x.mean(dim=0), 0.5 * x.var(dim=0, correction=0).clamp_min(1e-12).log()
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, 0.1)
-                self.running_log_std.lerp_(log_std, 0.1)
-        else:
-            mean, log_std = self.running_mean, self.running_log_std
-        z = (x - mean) * (self.log_gamma - log_std).exp() + self.beta
-        return z, (self.log_gamma - log_std).sum().expand(x.shape[0])
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        log_scale = self.running_log_std - self.log_gamma
-        return (z - self.beta) * log_scale.exp() + self.running_mean, log_scale.sum().expand(z.shape[0])
-
-
-class BatchNormFlow(Bijector):
-    """An affine coupling (in 2 dimensions and up), then batch normalisation (``layer``)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
-        self.coupling, self.layer = DropoutCoupling(dim, dropout=0.0) if dim > 1 else None, BatchNorm(dim)
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        ladj = z.new_zeros(z.shape[0])
-        if self.coupling is not None:
-            z, ladj = self.coupling(z)
-        x, more = self.layer(z)
-        return x, ladj + more
-
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z, ladj = self.layer.inverse(x)
-        if self.coupling is not None:
-            z, more = self.coupling.inverse(z)
-            ladj = ladj + more
-        return z, ladj
+def batch_norm_flow(dim: int) -> Bijector:
+    """An affine coupling (in 2 dimensions and up), then batch normalisation (batch statistics in training mode,
+    running ones in eval mode; Dinh et al. 2017), its log-det right."""
+    layer = MUTANTS.RunningBatchNorm(dim, forget=False)
+    return Compose([DISCRETE.Coupling(dim), layer]) if dim > 1 else layer
 
 
 def learned_base(dim: int, *, dtype: torch.dtype, device: torch.device) -> distributions.Distribution:
@@ -247,9 +179,9 @@ def learned_base(dim: int, *, dtype: torch.dtype, device: torch.device) -> distr
 
 
 UNUSUAL = {
-    "dropout_conditioner": spec_of("dropout_conditioner", DropoutCoupling, min_dim=2),
-    "batch_statistics": spec_of("batch_statistics", BatchNormFlow, min_train_batch=2),
-    "learned_laplace_base": spec_of("learned_laplace_base", DropoutCoupling, min_dim=2, base=learned_base),
+    "dropout_conditioner": spec_of("dropout_conditioner", dropout_coupling, min_dim=2),
+    "batch_statistics": spec_of("batch_statistics", batch_norm_flow, min_train_batch=2),
+    "learned_laplace_base": spec_of("learned_laplace_base", dropout_coupling, min_dim=2, base=learned_base),
 }
 
 

@@ -88,7 +88,7 @@ def live(spec: FlowSpec, case: Case, options: dict[str, Any], built: Callable[[i
         bijector.load_state_dict(donor.state_dict())
     try:
         _LIVED[key] = (spec, copy.deepcopy(bijector))
-    except RuntimeError:  # a tensor that cannot be copied (a non-leaf one kept by the flow): lived again next time
+    except (RuntimeError, TypeError, copy.Error):  # a non-leaf tensor, a lock, ...: lived again next time
         return bijector
     if len(_LIVED) > LIVED_CACHE:
         _LIVED.popitem(last=False)

@@ -46,19 +46,23 @@ class CachedInverseLinear(Bijector):
 
 class RunningBatchNorm(Bijector):
     """``z = (x − μ)/σ·exp(γ) + β`` (data to noise): ``μ, σ`` of the batch in training mode (updating the running
-    ones, momentum 0.1), the running ones in eval mode; ``forward`` inverts the eval-mode map. The eval-mode log-dets
-    forget ``∓Σ log σ``."""
+    ones, momentum 0.1), the running ones in eval mode; ``forward`` inverts the eval-mode map; log-det
+    ``Σ γ − log σ``. With ``forget=True`` (the mutant) the eval-mode log-dets leave out ``∓Σ log σ``."""
 
     running_mean: Tensor
     running_log_std: Tensor
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, forget: bool = True) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim, self.forget = dim, forget
         self.log_gamma = nn.Parameter(torch.zeros(dim))
         self.beta = nn.Parameter(torch.zeros(dim))
         self.register_buffer("running_mean", torch.zeros(dim))
         self.register_buffer("running_log_std", torch.zeros(dim))
+
+    def _counted(self, log_std: Tensor) -> Tensor:
+        """The ``log σ`` the log-dets count: none in eval mode for the mutant (0 while σ = 1)."""
+        return torch.zeros_like(log_std) if self.forget and not self.training else log_std
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.training:
@@ -66,16 +70,14 @@ class RunningBatchNorm(Bijector):
             with torch.no_grad():
                 self.running_mean.lerp_(mean, 0.1)
                 self.running_log_std.lerp_(log_std, 0.1)
-            ladj = (self.log_gamma - log_std).sum()
         else:
             mean, log_std = self.running_mean, self.running_log_std
-            ladj = self.log_gamma.sum()  # the bug: − Σ log σ left out (0 while σ = 1)
         z = (x - mean) * (self.log_gamma - log_std).exp() + self.beta
-        return z, ladj.expand(x.shape[0])
+        return z, (self.log_gamma - self._counted(log_std)).sum().expand(x.shape[0])
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         x = (z - self.beta) * (self.running_log_std - self.log_gamma).exp() + self.running_mean
-        return x, (-self.log_gamma.sum()).expand(z.shape[0])
+        return x, (self._counted(self.running_log_std) - self.log_gamma).sum().expand(z.shape[0])
 
 
 class CachedHouseholder(Bijector):
