@@ -15,8 +15,8 @@ flow, so every property also runs on lived flows, in the same number of cases:
   switch. A flow with ``fixed_parameters`` (a trained checkpoint) gets the training-mode calls without the steps:
   its parameters are what is being checked.
 - ``reloaded``: used in eval mode, then ``load_state_dict`` of the state of another instance, the case's flow under
-  :func:`other_seed` after a ``trained`` life: whatever the instance derived from its first parameters must follow
-  the new ones.
+  :func:`other_seed` (other parameters): whatever the instance derived from its first parameters must follow the
+  new ones. (Moved buffers are the ``trained`` life's: a donor trained first doubled the cost of this life.)
 
 The life runs on the CPU in the dtype the kit checks the flow in (float64 unless ``FlowSpec.dtypes`` leaves it
 out), with the global RNG seeded from the case (:func:`flowlab.seeding.global_rng`), before the bijector moves to
@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -80,12 +80,9 @@ def live(spec: FlowSpec, case: Case, options: dict[str, Any], built: Callable[[i
     bijector = built(case.seed).to(dtype=life.dtype)
     if case.life == "trained":
         life.train_(bijector)
-    else:  # the donor is the case's instance under the other seed after a trained life
-        donor_life = LifeRun(spec, replace(case, seed=other_seed(case.seed)), life.dtype)
-        donor = built(donor_life.case.seed).to(dtype=life.dtype)
-        donor_life.train_(donor)
+    else:  # the donor: the case's flow under the other seed (other parameters)
         life.use_(life.flow(bijector), LIFE_ROWS)
-        bijector.load_state_dict(donor.state_dict())
+        bijector.load_state_dict(built(other_seed(case.seed)).to(dtype=life.dtype).state_dict())
     try:
         _LIVED[key] = (spec, copy.deepcopy(bijector))
     except (RuntimeError, TypeError, copy.Error):  # a non-leaf tensor, a lock, ...: lived again next time
