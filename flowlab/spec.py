@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTEXT_OPTION",
+    "LIVES",
     "Case",
     "CheckResult",
     "CheckSpec",
     "FlowSpec",
     "Kind",
+    "Life",
     "LogdetKind",
     "Option",
     "Status",
@@ -34,6 +36,10 @@ __all__ = [
 
 Kind = Literal["discrete", "continuous"]
 LogdetKind = Literal["exact", "stochastic"]
+#: what a case's flow went through before a property looks at it (``flowlab.checks.lives``): nothing, training
+#: steps (with train → eval switches), or ``load_state_dict`` of another instance's state after being used
+Life = Literal["fresh", "trained", "reloaded"]
+LIVES: tuple[Life, ...] = ("fresh", "trained", "reloaded")
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,9 @@ class Case:
     correct) and the inputs; ``scale`` is the inputs' standard deviation (several standard deviations are drawn).
     ``profile`` is the Hypothesis profile the case was drawn under: statistical checks size their samples by it
     (``quick``: CI-sized, ``thorough``: the sample sizes whose power ``docs/checks.md`` states). ``support`` and
-    ``base_support`` are the flow's (``FlowSpec.support``, and its base's): points are drawn inside them.
+    ``base_support`` are the flow's (``FlowSpec.support``, and its base's): points are drawn inside them. ``life``
+    is what the flow went through before the property looks at it (one of :data:`LIVES`; applied by
+    ``flowlab.checks.cases.build_case_bijector``, see ``flowlab.checks.lives``).
     """
 
     dim: int
@@ -185,6 +193,11 @@ class Case:
     profile: str = "quick"
     support: Support = REAL
     base_support: Support = REAL
+    life: Life = "fresh"
+
+    def __post_init__(self) -> None:
+        if self.life not in LIVES:
+            raise OptionError(f"case: expected a life among {', '.join(LIVES)}, got {self.life!r}")
 
 
 @dataclass

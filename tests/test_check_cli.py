@@ -13,6 +13,7 @@ from hypothesis import given, settings
 
 import flowlab
 from flowlab.checks import Case
+from flowlab.checks.strategies import size_grid
 from flowlab.cli import main
 from flowlab.plugins import Registry, reset_registry
 from flowlab.testing import cases, dims, inputs, option_values
@@ -123,7 +124,8 @@ def test_a_flow_without_explanation_gets_a_warning_not_a_failure(capsys):
 def test_drawn_cases_respect_the_spec(case: Case):
     spec = flowlab.flow_spec("stacked")
     assert spec.min_dim <= case.dim <= spec.min_dim + 4 and 1 <= case.batch <= 8
-    drawn = {name for name, option in spec.options.items() if option.choices} | {"context_dim"}
+    sized = {name for name, option in spec.options.items() if size_grid(spec, name, option)}  # e.g. blocks
+    drawn = {name for name, option in spec.options.items() if option.choices} | sized | {"context_dim"}
     assert set(case.options) == drawn and case.options["context_dim"] in (0, 2)
     spec.resolve_options(case.options)  # every drawn option is allowed
 

@@ -9,7 +9,8 @@ same thing in every property and a counterexample reproduces exactly:
   cannot be built for), :class:`Uncovered` (a flow that lacks what the property needs); the lookups
   :func:`checks`, :func:`check_spec`;
 - from a case to tensors (``cases``): :func:`build_case_bijector`, :func:`build_case_flow`, :func:`case_points`,
-  :func:`case_context`, :func:`float64_cpu`, :func:`seeded`, :func:`dtype_of`, :func:`context_dim_of`;
+  :func:`case_context`, :func:`float64_cpu`, :func:`seeded`, :func:`dtype_of`, :func:`context_dim_of`; what a
+  case's flow went through (``lives``): :func:`other_seed` (the seed of another instance of the case);
 - measuring (``measure``): :func:`apply` (shapes, and the input left unchanged), :func:`batch_jacobian`,
   :func:`row_errors`, :func:`judge`, ``Measurement``, ``Direction``, :func:`with_context`;
 - the mass of a flow's density (``flow_mass``, over ``integrate``'s quadrature and proposals):
@@ -19,8 +20,8 @@ same thing in every property and a counterexample reproduces exactly:
 - drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``;
 - running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
 
-Submodules, one job each: ``cases``, ``strategies``, ``profiles``, ``measure``, ``integrate``, ``flow_mass``,
-``continuous``, ``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a
+Submodules, one job each: ``cases``, ``lives``, ``strategies``, ``profiles``, ``measure``, ``integrate``,
+``flow_mass``, ``continuous``, ``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a
 case), ``pool`` (``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package
 does not import torch: the names load on first use (PEP 562).
 """
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "dtype_of": "flowlab.checks.cases",
     "context_dim_of": "flowlab.checks.cases",
     "perturb_": "flowlab.checks.cases",
+    "other_seed": "flowlab.checks.lives",
     "apply": "flowlab.checks.measure",
     "batch_jacobian": "flowlab.checks.measure",
     "row_errors": "flowlab.checks.measure",
@@ -102,6 +104,7 @@ __all__ = [
     "float64_cpu",
     "forward_logdet_is_deterministic",
     "judge",
+    "other_seed",
     "perturb_",
     "row_errors",
     "run_property",
@@ -126,6 +129,7 @@ if TYPE_CHECKING:
     )
     from flowlab.checks.continuous import build_ode, continuous_protocol, solver_settable
     from flowlab.checks.flow_mass import FlowMass, estimate_flow_mass, forward_logdet_is_deterministic
+    from flowlab.checks.lives import other_seed
     from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
     from flowlab.checks.runner import PropertyRun, run_property
     from flowlab.checks.strategies import CONTEXT_DIMS, case_dtype

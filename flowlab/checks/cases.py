@@ -6,13 +6,15 @@ counterexample reproduces exactly:
 - :func:`build_case_bijector`: the flow built with the case's options (and those a check pins) under
   ``torch.manual_seed(seed)``, every parameter perturbed by noise of scale ``PERTURBATION`` from the same seed (see
   :func:`perturb_`; identity initialisations would make many bugs invisible: a zero log-scale has the right log-det
-  whatever the formula), converted to the case's dtype and device, in eval mode (``train=True``: training mode,
-  for the properties of training such as ``gradients``). Each call is a fresh instance (first-call checks build
-  two).
+  whatever the formula), after the case's life (``Case.life``: fresh, trained or reloaded, see
+  :mod:`flowlab.checks.lives`), converted to the case's dtype and device, in eval mode (``train=True``: training
+  mode, for the properties of training such as ``gradients``). Each call is a new instance, the same for the same
+  case (first-call checks build two).
 - :func:`case_points`: ``[batch, dim]`` standard-normal points times ``scale``, drawn on the CPU from a generator
   seeded by ``(seed, salt)`` and then moved, so CPU and CUDA cases see the same numbers.
 - :func:`case_context`: for a case of a conditional flow (its options hold ``context_dim = k > 0``), the
-  ``[batch, k]`` standard-normal contexts of its points, drawn like them from ``(seed, salt)`` (another stream);
+  ``[batch, k]`` normal contexts of its points, at the case's scale, drawn like them from ``(seed, salt)`` (another
+  stream);
   ``None`` for an unconditional case. Every check passes it wherever it passes points, so each property holds
   at a drawn context (``docs/conditioning.md``).
 - :func:`float64_cpu`: the case moved to float64 on the CPU, for checks whose reference needs the precision.
@@ -34,8 +36,9 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from flowlab.bijector import Bijector
-from flowlab.checks.strategies import batches, dims, scales, seeds
-from flowlab.errors import SkipCase
+from flowlab.checks.lives import live
+from flowlab.checks.strategies import batches, dims, drawn_sizes, scales, seeds
+from flowlab.errors import OptionError, SkipCase
 from flowlab.flow import Flow
 from flowlab.options import CONTEXT_OPTION_NAME
 from flowlab.registry import build_from_spec
@@ -97,11 +100,14 @@ def perturb_(module: torch.nn.Module, seed: int, scale: float = PERTURBATION) ->
 
 
 def build_case_bijector(spec: FlowSpec, case: Case, *, train: bool = False, **pinned: Any) -> Bijector:
-    """The bijector of ``spec`` for ``case``: built, perturbed, on the case's dtype and device, in eval mode
-    (training mode with ``train=True``).
+    """The bijector of ``spec`` for ``case``: built, perturbed, after the case's life, on the case's dtype and
+    device, in eval mode (training mode with ``train=True``).
 
     ``pinned`` are options a check needs whatever the case drew (tight solver tolerances, the exact trace): they
-    override the case's options where ``spec`` has an option of that name and are ignored where it has none.
+    override the case's options where ``spec`` has an option of that name and are ignored where it has none. A
+    bijector built with options pinned that way is fresh whatever the case's life: it is the check's own
+    configuration (a life would train an ODE flow at the check's tight tolerances, or move an unnormalised flow's
+    weights out of the bound it must then refuse).
     """
     if not spec.dim_allowed(case.dim):
         raise SkipCase(
@@ -113,10 +119,22 @@ def build_case_bijector(spec: FlowSpec, case: Case, *, train: bool = False, **pi
             f"{spec.name} computes in {', '.join(spec.dtypes)} only (FlowSpec.dtypes), not {case.dtype}"
         )
     options = {**case.options, **{name: value for name, value in pinned.items() if name in spec.options}}
-    with seeded(case.seed):
-        bijector = build_from_spec(spec, case.dim, **options)
-    if not spec.fixed_parameters:  # a trained flow is checked as it is (flowlab.checks.trained)
-        perturb_(bijector.double(), case.seed)
+
+    def built(seed: int) -> torch.nn.Module:
+        with seeded(seed):
+            bijector = build_from_spec(spec, case.dim, **options)
+        if not spec.fixed_parameters:  # a trained flow is checked as it is (flowlab.checks.trained)
+            perturb_(bijector.double(), seed)
+        return bijector
+
+    if options != dict(case.options):  # a check's own configuration (tight solver tolerances ...) is checked fresh
+        case = replace(case, life="fresh")
+    try:
+        bijector = live(spec, case, options, built)
+    except OptionError as exc:  # a drawn size the flow refuses with its other options: its declared range is wider
+        if not (sizes := drawn_sizes(spec, dict(case.options))):
+            raise
+        raise SkipCase(f"{spec.name} refuses the drawn size {sizes} with its other options: {exc}") from None
     return cast(Bijector, bijector.to(device=case.device, dtype=dtype_of(case)).train(train))
 
 
@@ -140,15 +158,16 @@ def context_dim_of(case: Case) -> int:
     return int(case.options.get(CONTEXT_OPTION_NAME, 0))
 
 
-def case_context(case: Case, salt: int = 0, *, batch: int | None = None) -> Tensor | None:
-    """``[batch, k]`` contexts ``N(0, 1)`` for a case with ``context_dim = k > 0`` (``None`` when ``k = 0``): one per
-    point of ``case_points(case, salt, batch=batch)``, from a stream of their own (the points do not change)."""
+def case_context(case: Case, salt: int = 0, *, batch: int | None = None, scale: float | None = None) -> Tensor | None:
+    """``[batch, k]`` contexts ``N(0, scale²)`` (default: the case's scale, the points' range of magnitudes) for a case
+    with ``context_dim = k > 0`` (``None`` when ``k = 0``): one per point of ``case_points(case, salt,
+    batch=batch)``, from a stream of their own (the points do not change)."""
     k = context_dim_of(case)
     if not k:
         return None
     generator = torch.Generator().manual_seed(case.seed * 1_000_003 + CONTEXT_STREAM + salt)
     rows = case.batch if batch is None else batch
-    context = torch.randn(rows, k, generator=generator, dtype=torch.float64)
+    context = torch.randn(rows, k, generator=generator, dtype=torch.float64) * (case.scale if scale is None else scale)
     return context.to(device=case.device, dtype=dtype_of(case))
 
 

@@ -8,7 +8,8 @@ ill-conditioned flow (values that overflow) can be told from a wrong formula (fi
 :func:`apply` is how every check calls a bijector: besides the shapes it verifies that the call left its input
 (and its context) unchanged (a flow that writes into its argument corrupts the caller's data: ``x`` after
 ``log_prob(x)``). The context goes to the bijector only when there is one, so a bijector written without a
-``context`` parameter is called as before.
+``context`` parameter is called as before. It calls the bijector on a fresh tensor (:func:`fresh`), never on the
+object it was given: that may be the output of an earlier call, and a cache must not answer for the flow.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def apply(
     """``bijector.forward`` or ``.inverse`` on ``points`` (at ``context``, ``[batch, context_dim]``, if given),
     checking the shapes ``[batch, dim]`` and ``[batch]`` and that ``points`` and ``context`` are unchanged
     afterwards (:class:`InputModifiedError` otherwise)."""
+    points, context = fresh(points), None if context is None else fresh(context)
     inputs = {"input": points} if context is None else {"input": points, "context": context}
     originals = {name: value.detach().clone() for name, value in inputs.items()}
     method = bijector if direction == "forward" else bijector.inverse
@@ -56,6 +58,15 @@ def apply(
     if tuple(ladj.shape) != (batch,):
         raise ShapeError(f"{direction} returned a log-det of shape {list(ladj.shape)}, expected [{batch}]")
     return out, ladj
+
+
+def fresh(tensor: Tensor) -> Tensor:
+    """A new tensor object with ``tensor``'s values and memory layout, part of its autograd graph: a copy (strides
+    kept) where the layout is dense, else a view (a slice, an expanded row). A bijector never receives the object
+    an earlier call returned, so a ``torch.distributions``-style ``(x, y)`` cache, which answers when it is given
+    the very tensor it returned, cannot answer for the flow."""
+    dense = tensor.is_contiguous() or (tensor.dim() == 2 and tensor.t().is_contiguous())
+    return tensor.clone() if dense else tensor.view_as(tensor)
 
 
 def with_context(values: dict[str, Tensor], context: Tensor | None) -> dict[str, Tensor]:

@@ -79,6 +79,7 @@ class FlowOrigin:
             "seed": case.seed,
             "options": dict(case.options),
             "scale": case.scale,
+            **({"life": case.life} if case.life != "fresh" else {}),
         }
         payload = json.dumps(data, default=repr, separators=(",", ":"))
         args = [*self.selection_args(), "--property", check, "--device", case.device]

@@ -6,12 +6,15 @@ A case (:class:`~flowlab.spec.Case`) is drawn from:
 - ``batches()``: 1 to ``MAX_BATCH`` rows;
 - ``seeds()``: the seed of the parameters (and their perturbation) and of the inputs;
 - ``option_values(spec)``: ``spec.check_options`` as given; every other option that lists ``choices`` takes one of
-  them, and a ``context_dim`` option (a conditional flow, ``docs/conditioning.md``) one of ``CONTEXT_DIMS`` (the
-  rest keep their defaults): every property then runs at drawn contexts in some of its cases, in the same number of
-  cases;
-- ``scales()``: the inputs' standard deviation, up to ``MAX_SCALE`` (inputs reach several standard deviations).
+  them, a ``context_dim`` option (a conditional flow, ``docs/conditioning.md``) one of ``CONTEXT_DIMS``, and an
+  integer option with a declared range (``Option.low``/``high``: a size) one of its ``size_grid`` (the rest keep
+  their defaults): every property then runs at drawn contexts and at other sizes in some of its cases, in the same
+  number of cases;
+- ``scales()``: the inputs' standard deviation, up to ``MAX_SCALE`` (inputs reach several standard deviations);
+- ``lives()``: what the flow went through before the property looks at it (``flowlab.checks.lives``).
 
-Everything shrinks towards the simplest case: the smallest dim and batch, seed 0, the first choice, scale 1.
+Everything shrinks towards the simplest case: the smallest dim and batch, seed 0, the first choice, the default
+size, scale 1, a fresh flow.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
-from flowlab.options import CONTEXT_OPTION_NAME
-from flowlab.spec import Case
+from flowlab.errors import OptionError
+from flowlab.options import CONTEXT_OPTION_NAME, Option
+from flowlab.spec import LIVES, Case
 
 if TYPE_CHECKING:
     from flowlab.spec import FlowSpec
@@ -75,14 +79,52 @@ def scales(low: float = MIN_SCALE, high: float = MAX_SCALE) -> st.SearchStrategy
     return st.floats(low, high, allow_nan=False, allow_infinity=False)
 
 
+def size_grid(spec: FlowSpec, name: str, option: Option) -> list[int]:
+    """The values the kit draws for an integer option (a size: a width, a number of layers or bins, an iteration
+    cap) without ``choices`` whose range is declared (``Option.low`` or ``high``): the default first (where
+    shrinking ends), then the default minus one and the value halfway from the default down to ``low`` (half the
+    default without ``low``), those the option allows. Never above the default, so a drawn size costs no more than
+    the default; empty for any other option (it keeps its default)."""
+    default = option.default
+    if option.choices or (option.low is None and option.high is None) or type(default) is not int:
+        return []
+    halfway = (default + option.low) // 2 if option.low is not None else default // 2
+    grid = [default]
+    for value in (default - 1, int(halfway)):
+        try:
+            option.validate(spec.name, name, value)
+        except OptionError:
+            continue
+        if value not in grid:
+            grid.append(value)
+    return grid if len(grid) > 1 else []
+
+
+def drawn_sizes(spec: FlowSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a case that took a value of their :func:`size_grid` other than the default."""
+    return {
+        name: value
+        for name, value in options.items()
+        if name in spec.options
+        and name not in spec.check_options
+        and value != spec.options[name].default
+        and value in size_grid(spec, name, spec.options[name])
+    }
+
+
 def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
     """The spec's ``check_options`` as given, and a drawn value for every other option that lists ``choices`` (for
-    ``context_dim``: one of ``CONTEXT_DIMS``); options without choices are left out (they keep their defaults)."""
+    ``context_dim``: one of ``CONTEXT_DIMS``) or has a :func:`size_grid`; other options are left out (they keep
+    their defaults)."""
     drawn = {
         name: st.sampled_from(list(option.choices))
         for name, option in spec.options.items()
         if option.choices and name not in spec.check_options
     }
+    for name, option in spec.options.items():
+        grid = size_grid(spec, name, option)
+        if grid and name not in spec.check_options and name != CONTEXT_OPTION_NAME:
+            drawn[name] = st.sampled_from(grid)
     context = context_dims(spec)
     if context is not None:
         drawn[CONTEXT_OPTION_NAME] = context
@@ -95,6 +137,11 @@ def context_dims(spec: FlowSpec) -> st.SearchStrategy[int] | None:
     if CONTEXT_OPTION_NAME in spec.options and CONTEXT_OPTION_NAME not in spec.check_options:
         return st.sampled_from(CONTEXT_DIMS)
     return None
+
+
+def lives() -> st.SearchStrategy[str]:
+    """The lives of ``flowlab.spec.LIVES`` (``fresh`` first, where shrinking ends)."""
+    return st.sampled_from(LIVES)
 
 
 def case_dtype(spec: FlowSpec) -> str:
@@ -120,4 +167,5 @@ def cases(
         profile=st.just(profile),
         support=st.just(spec.support),
         base_support=st.just(spec.base_support_at(spec.min_dim)),
+        life=lives(),
     )

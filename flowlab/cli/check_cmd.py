@@ -305,6 +305,7 @@ def _parse_case(text: str, planned: Planned, devices: list[str]) -> Case:
             options=dict(fields.get("options", {})),
             scale=float(fields.get("scale", 1.0)),
             device=devices[0],
+            life=fields.get("life", "fresh"),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OptionError(

@@ -198,6 +198,7 @@ def failure_panel(run: PropertyRun) -> Panel:
         case = example.case
         context_dim = case.options.get("context_dim", 0)
         conditional = f" context_dim={context_dim} (contexts drawn from the seed)" if context_dim else ""
+        conditional += "" if case.life == "fresh" else f" life={case.life}"
         size = "" if example.max_error is None else f" error {_format(example.max_error)}"
         size += "" if example.tolerance is None else f" (tolerance {_format(example.tolerance)})"
         size += " — marginal: within a few ulps of the tolerance" if example.marginal else ""

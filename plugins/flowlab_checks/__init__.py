@@ -11,6 +11,7 @@ from flowlab import hookimpl
 from flowlab_checks import (
     batch_independence,
     build,
+    call_forms,
     context_dependence,
     determinism,
     dtype_device,
@@ -21,6 +22,7 @@ from flowlab_checks import (
     mixing,
     normalization,
     sample_consistency,
+    state,
     stress,
     support,
 )
@@ -38,6 +40,8 @@ CHECKS = (
     dtype_device.CHECK,
     mixing.CHECK,
     stress.CHECK,
+    state.CHECK,
+    call_forms.CHECK,
     support.CHECK,
     context_dependence.CHECK,
 )

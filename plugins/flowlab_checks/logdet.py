@@ -5,7 +5,9 @@ autograd through the flow's own ``forward`` / ``inverse``; ``torch.linalg.slogde
 conditional flow, at the case's drawn context (one per row), held fixed: the Jacobian is in ``z`` (or ``x``) only.
 Runs in eval mode, so it applies to every flow whose eval mode is deterministic (``FlowSpec.eval_deterministic``,
 verified by ``determinism``), a flow with a stochastic training-mode estimate included (its eval-mode log-det is
-checked here, the estimate by ``logdet_estimator``).
+checked here, the estimate by ``logdet_estimator``). Also in training mode where that is exact per row
+(``logdet="exact"`` and ``min_train_batch == 1``: no batch statistics): a log-det wrong only in ``train()`` fails.
+The log-det and the Jacobian come from one call, so randomness a training mode draws (dropout) is the same in both.
 """
 
 from __future__ import annotations
@@ -40,29 +42,42 @@ def applies(spec: FlowSpec) -> bool | str:
 
 
 def _points_of(
-    bijector: torch.nn.Module, direction: Direction, context: torch.Tensor | None, points: torch.Tensor
+    bijector: torch.nn.Module,
+    direction: Direction,
+    context: torch.Tensor | None,
+    ladjs: list[torch.Tensor],
+    points: torch.Tensor,
 ) -> torch.Tensor:
-    return apply(bijector, points, direction, context)[0]
+    out, ladj = apply(bijector, points, direction, context)
+    ladjs.append(ladj.detach())
+    return out
+
+
+def modes(spec: FlowSpec) -> tuple[bool, ...]:
+    """``train`` flags of the modes checked: eval mode, and training mode where its log-det is exact per row."""
+    return (False, True) if spec.logdet == "exact" and spec.min_train_batch == 1 else (False,)
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
     case = replace(case, dtype="float64")
-    bijector = build_case_bijector(spec, case)
     measurements = []
     directions: tuple[tuple[Direction, str, int], ...] = (("forward", "z", 0), ("inverse", "x", 1))
     context = case_context(case)
-    for direction, name, salt in directions:
-        points = case_points(case, salt=salt, side="base" if direction == "forward" else "data")
-        _, ladj = apply(bijector, points, direction, context)
-        jacobian = batch_jacobian(partial(_points_of, bijector, direction, context), points)
-        reference = torch.linalg.slogdet(jacobian).logabsdet
-        measurements.append(
-            Measurement(
-                f"{direction} log-det vs log|det| of the autograd Jacobian",
-                row_errors(ladj, reference),
-                with_context({name: points, "flow log-det": ladj, "autograd log|det|": reference}, context),
+    for train in modes(spec):
+        bijector = build_case_bijector(spec, case, train=train)
+        mode = " in training mode (declare FlowSpec.min_train_batch for batch statistics)" if train else ""
+        for direction, name, salt in directions:
+            points = case_points(case, salt=salt, side="base" if direction == "forward" else "data")
+            ladjs: list[torch.Tensor] = []
+            jacobian = batch_jacobian(partial(_points_of, bijector, direction, context, ladjs), points)
+            reference = torch.linalg.slogdet(jacobian).logabsdet
+            measurements.append(
+                Measurement(
+                    f"{direction} log-det vs log|det| of the autograd Jacobian{mode}",
+                    row_errors(ladjs[0], reference),
+                    with_context({name: points, "flow log-det": ladjs[0], "autograd log|det|": reference}, context),
+                )
             )
-        )
     return judge(measurements, CHECK.tolerance_for(spec))
 
 
