@@ -122,8 +122,9 @@ def zero_init(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
-def soft_clamp(s: Tensor, bound: float) -> Tensor:
-    """``B · tanh(s / B)`` with ``B = bound``: the log-scale of an affine layer, bounded smoothly.
+def soft_clamp(s: Tensor, bound: float, *, negate: bool = False) -> Tensor:
+    """``B · tanh(s / B)`` with ``B = bound``: the log-scale of an affine layer, bounded smoothly; ``negate``:
+    ``−B · tanh(s / B)`` (the inverse direction's log-scale) in as many operations.
 
     **Guarantee.** ``|B · tanh(s / B)| ≤ B`` for every ``s`` (``|tanh| ≤ 1``, and ``= B`` only where ``tanh``
     rounds to 1), so ``exp(±s) ∈ [e^{−B}, e^{B}]``: the scale neither overflows to ``inf`` nor vanishes to 0 however
@@ -133,8 +134,12 @@ def soft_clamp(s: Tensor, bound: float) -> Tensor:
     **Near zero it is the identity**: ``B tanh(s/B) = s − s³/(3B²) + O(s⁵)``, so a small log-scale is not
     distorted, and the derivative ``1 − tanh²(s/B) ∈ (0, 1]`` never amplifies a gradient. A hard clamp would have a
     zero gradient outside ``±B``, and a scale that saturates there would stop learning.
+
+    **Cost.** Three elementwise passes (a scaling by ``1/B``, ``tanh``, a scaling by ``±B``). Cheaper bounded
+    forms were measured and are not (``docs/benchmarks.md``): a softsign ``s / (1 + |s|/B)`` or ``s / √(1 + (s/B)²)``
+    takes four or five passes, ``exp(B·u)`` as ``(e^B)^u`` one ``pow`` that is ten times slower than ``exp``.
     """
-    return bound * torch.tanh(s / bound)
+    return torch.tanh(s * (1 / bound)) * (-bound if negate else bound)
 
 
 class MaskedLinear(nn.Linear):
