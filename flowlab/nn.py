@@ -144,18 +144,46 @@ def soft_clamp(s: Tensor, bound: float, *, negate: bool = False) -> Tensor:
 
 class MaskedLinear(nn.Linear):
     """``y = (W ⊙ M) u + b`` with a fixed 0/1 ``mask`` ``M`` (a buffer, ``[out, in]``): MADE's layer (Germain et al.
-    2015). The mask is applied on every call, so a perturbed or trained ``W`` can never break the autoregressive
-    structure: ``y_i`` depends on ``u_j`` only where ``M[i, j] = 1``, whatever the weights."""
+    2015). The mask is applied on every use, so a perturbed or trained ``W`` can never break the autoregressive
+    structure: ``y_i`` depends on ``u_j`` only where ``M[i, j] = 1``, whatever the weights.
+
+    **Cached product.** Without autograd (``torch.no_grad``, evaluation, sampling) ``W ⊙ M`` is kept between calls
+    and made again only when ``W`` or ``M`` changed: an in-place change (an optimizer step, ``load_state_dict``,
+    ``perturb_``) bumps the tensor's version counter, and ``.to()`` gives it new memory (the cache holds the tensors
+    it was made from, so their memory cannot be reused by others meanwhile). With autograd on, the product is made on
+    every call, in the graph. A change through ``W.data`` bypasses the version counter: call :meth:`clear_cache`.
+    """
 
     mask: Tensor
 
     def __init__(self, mask: Tensor, *, bias: bool = True) -> None:
         super().__init__(mask.shape[1], mask.shape[0], bias=bias)
         self.register_buffer("mask", mask.to(self.weight.dtype))
+        self._cache: tuple[tuple[Tensor, int, Tensor, int], Tensor] | None = None
 
     def masked_weight(self) -> Tensor:
-        """``W ⊙ M``, the weight this layer applies."""
-        return self.weight * self.mask
+        """``W ⊙ M``, the weight this layer applies (cached without autograd, see the class docstring)."""
+        if torch.is_grad_enabled():
+            return self.weight * self.mask
+        weight, mask = self.weight.detach(), self.mask
+        if self._cache is not None:
+            (old_weight, old_version, old_mask, old_mask_version), product = self._cache
+            if (
+                old_weight.data_ptr() == weight.data_ptr()
+                and old_version == weight._version
+                and old_mask.data_ptr() == mask.data_ptr()
+                and old_mask_version == mask._version
+                and product.dtype == weight.dtype
+                and product.device == weight.device
+            ):
+                return product
+        product = weight * mask
+        self._cache = ((weight, weight._version, mask, mask._version), product)
+        return product
+
+    def clear_cache(self) -> None:
+        """Forget the cached ``W ⊙ M`` (needed only after changing ``W`` through ``W.data``)."""
+        self._cache = None
 
     def forward(self, u: Tensor) -> Tensor:
         return F.linear(u, self.masked_weight(), self.bias)
