@@ -79,8 +79,22 @@ def test_quality_and_speed_run(families, capsys):
     families.main(["quality", "--families", "maf", "--datasets", "moons", "--seeds", "0", "--steps", "2"])
     out = capsys.readouterr().out
     assert "| maf (18480) | moons | 0 |" in out and "| maf | moons | 2.39 |" in out
-    families.main(
-        ["speed", "--dims", "2", "--families", "nsf", "--threads", "1", "--rounds", "1", "--min-run-time", "1e-3"]
-    )
+    speed = ["speed", "--dims", "2", "--families", "nsf", "--threads", "1", "--rounds", "1", "--min-run-time", "1e-3"]
+    assert families.main(speed) == 0
     out = capsys.readouterr().out
     assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out
+    assert out.count("load average") == 4  # before the run, before and after the thread count, after the run
+
+
+def test_speed_check_exits_1_when_a_cell_is_above_the_fastest_peer(families, monkeypatch, capsys):
+    """``--check``: the exit status says whether every cell's median ratio is at most 1.0."""
+    args = ["speed", "--dims", "2", "--families", "maf", "--threads", "1", "--rounds", "1", "--check"]
+    for ours, expected in ((1.0, 0), (1.5, 1)):
+
+        def timed(models, dim, rounds, min_run_time, ours=ours):
+            return {model.name: [ours if model.name.startswith("flowlab") else 1.0] * 3 for model in models}
+
+        monkeypatch.setattr(families, "time_models", timed)
+        assert families.main(args) == expected
+        out = capsys.readouterr().out
+        assert ("check failed: maf d=2 1 thread(s) log_prob 1.50" in out) == (expected == 1)
