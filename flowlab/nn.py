@@ -17,6 +17,7 @@ suit it as its ``activation`` option's choices:
 
 from __future__ import annotations
 
+import inspect
 from types import MappingProxyType
 
 import torch
@@ -75,11 +76,17 @@ SMOOTH_CHOICES = ("tanh", "softplus", "elu", "silu")
 LIPSCHITZ_CHOICES = ("lipswish", "elu")
 
 
-def activation_module(name: str, choices: tuple[str, ...] = tuple(ACTIVATIONS)) -> nn.Module:
-    """A new activation module by name; :class:`~flowlab.errors.OptionError` if ``name`` is not among ``choices``."""
+def activation_module(name: str, choices: tuple[str, ...] = tuple(ACTIVATIONS), *, inplace: bool = False) -> nn.Module:
+    """A new activation module by name; :class:`~flowlab.errors.OptionError` if ``name`` is not among ``choices``.
+
+    ``inplace``: overwrite its input where the module can (``relu``, ``elu``, ``silu``; the others return a new
+    tensor). Safe, autograd included, where the input is a fresh ``Linear`` output that nothing else reads: one pass
+    over ``[batch, hidden]`` less per layer (11-17 % of ``maf``'s time at d = 2, docs/benchmarks.md).
+    """
     if name not in choices:
         raise OptionError(f"activation must be one of {', '.join(choices)}, got {name!r}")
-    return ACTIVATIONS[name]()
+    cls = ACTIVATIONS[name]
+    return cls(inplace=True) if inplace and "inplace" in inspect.signature(cls).parameters else cls()
 
 
 def mlp(
@@ -95,7 +102,8 @@ def mlp(
     """``depth`` hidden layers of width ``hidden``, each ``Linear`` then the activation, and a last ``Linear``.
 
     It reads ``in_features + context_dim`` values: a conditional layer's network reads ``[h, c]``, the context ``c``
-    appended to its input (``Bijector.conditioner_input(h, c)`` builds that input and checks the context).
+    appended to its input (``Bijector.conditioner_input(h, c)`` builds that input and checks the context). The
+    activations work in place on the ``Linear`` outputs before them (:func:`activation_module`).
     ``zero_last``: the last layer starts at zero (:func:`zero_init`), so the network's output is 0 for every input
     (a coupling layer then starts as the identity). The parameters are drawn in layer order from torch's global RNG,
     as ``nn.Linear`` draws them; ``state_dict`` keys are ``"0.weight"``, ``"0.bias"``, ``"2.weight"``, ...
@@ -103,7 +111,7 @@ def mlp(
     layers: list[nn.Module] = []
     width = in_features + context_dim
     for _ in range(depth):
-        layers += [nn.Linear(width, hidden), activation_module(activation)]
+        layers += [nn.Linear(width, hidden), activation_module(activation, inplace=True)]
         width = hidden
     last = nn.Linear(width, out_features)
     if zero_last:

@@ -76,7 +76,7 @@ class MADE(nn.Module):
             mask = degrees[:, None] >= below[None, :]
             if k == 0 and context_dim:
                 mask = torch.cat([mask, torch.ones(hidden, context_dim, dtype=torch.bool)], dim=1)
-            layers += [MaskedLinear(mask), activation_module(activation)]
+            layers += [MaskedLinear(mask), activation_module(activation, inplace=True)]
             below = degrees
         self.hidden = nn.Sequential(*layers)
         self.out = MaskedLinear(outputs[:, None] > below[None, :])
@@ -129,7 +129,8 @@ class MADE(nn.Module):
         skip = functional.linear(zeros, w_skip)  # the skip connection's output so far: Σ_{j solved} W_skip[:, j] u_j
         solved, scales = [], []
         for i, units in enumerate(self.reads):
-            hidden = activations[0](pre[:, :units])
+            first_units = pre[:, :units]  # a view of pre, which the next passes update: not for an in-place activation
+            hidden = activations[0](first_units.clone() if getattr(activations[0], "inplace", False) else first_units)
             for (weight, bias), activation in zip(deeper, activations[1:], strict=True):
                 hidden = activation(functional.linear(hidden, weight[:units, :units], bias[:units]))
             shift, raw_scale = (functional.linear(hidden, w_out[i, :, :units], b_out[i]) + skip[:, i::dim]).unbind(-1)
