@@ -91,10 +91,15 @@ class Coupling(Bijector, abc.ABC):
         kept = points[:, self.kept]
         theta = self.conditioner(self.conditioner_input(kept, context))
         moved, log_derivative = self.transform(points[:, self.moved], theta, inverse=inverse)
-        out = torch.empty(points.shape[0], self.dim, dtype=moved.dtype, device=moved.device)
+        return self._join(kept, moved), log_derivative.sum(dim=-1)
+
+    def _join(self, kept: Tensor, moved: Tensor) -> Tensor:
+        if self.kept.stop == self.moved.start:  # halves: one concatenation
+            return torch.cat([kept, moved], dim=-1)
+        out = torch.empty(kept.shape[0], self.dim, dtype=moved.dtype, device=moved.device)
         out[:, self.kept] = kept
         out[:, self.moved] = moved
-        return out, log_derivative.sum(dim=-1)
+        return out
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._couple(z, context, inverse=False)
