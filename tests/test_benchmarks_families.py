@@ -82,7 +82,8 @@ def test_quality_and_speed_run(families, capsys):
     speed = ["speed", "--dims", "2", "--families", "nsf", "--threads", "1", "--rounds", "1", "--min-run-time", "1e-3"]
     assert families.main(speed) == 0
     out = capsys.readouterr().out
-    assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out
+    assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out and "(wall clock)" in out
+    assert families.main([*speed, "--clock", "cpu"]) == 0 and "(cpu clock)" in capsys.readouterr().out
     assert out.count("load average") == 4  # before the run, before and after the thread count, after the run
 
 
@@ -91,7 +92,7 @@ def test_speed_check_exits_1_when_a_cell_is_above_the_fastest_peer(families, mon
     args = ["speed", "--dims", "2", "--families", "maf", "--threads", "1", "--rounds", "1", "--check"]
     for ours, expected in ((1.0, 0), (1.5, 1)):
 
-        def timed(models, dim, rounds, min_run_time, ours=ours):
+        def timed(models, dim, rounds, min_run_time, clock, ours=ours):
             return {model.name: [ours if model.name.startswith("flowlab") else 1.0] * 3 for model in models}
 
         monkeypatch.setattr(families, "time_models", timed)
