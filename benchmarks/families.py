@@ -1,6 +1,7 @@
 """Speed and quality of ``stacked`` (affine coupling), ``maf`` and ``nsf`` against zuko, nflows and normflows.
 
     python benchmarks/families.py speed [--dims 2 16 64] [--families stacked maf nsf] [--threads 2 1] [--rounds 5]
+                                        [--check] [--clock wall|cpu]
     python benchmarks/families.py compile [--dims 16] [--families stacked maf nsf]
     OMP_NUM_THREADS=1 python benchmarks/families.py quality [--families nsf maf] [--seeds 0 1 2] [--steps 2000]
     OMP_NUM_THREADS=1 python benchmarks/families.py directions [--dims 2 16]
@@ -9,9 +10,12 @@
 (nearly) the same parameter count are timed in interleaved rounds (``torch.utils.benchmark``, the median of each
 measurement; flowlab and the peers alternate within a round): ``log_prob`` and ``sample`` at batch 4096 under
 ``no_grad``, one training step (forward, backward, Adam) at batch 512. The table gives the median over rounds and
-the ratio flowlab / fastest peer (≤ 1: as fast or faster); the load average is printed before and after. Peers'
-hidden widths are chosen so that their parameter counts come closest to flowlab's (both counts are printed); a
-missing peer is reported, not fatal.
+the ratio flowlab / fastest peer (≤ 1: as fast or faster); the load average is printed before and after each
+thread count (other work on the machine inflates the times). ``--check`` exits 1 if any cell's median ratio is above
+1.0, else 0. ``--clock cpu`` times the process's CPU time instead of wall time: on a machine shared with other work
+it is the steadier of the two (their jobs take wall time, not this process's CPU time), though not immune (caches,
+memory bandwidth). Peers' hidden widths are chosen so that their parameter counts come closest to flowlab's (both counts
+are printed); a missing peer is reported, not fatal.
 
 ``compile``: the same timings for flowlab's flows eager and under ``torch.compile`` (``Flow(validate=False)``: the
 finiteness check's ``bool()`` is a graph break), with the compile time.
@@ -31,6 +35,7 @@ import itertools
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -193,7 +198,14 @@ def load() -> str:
     return "load average " + " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def time_models(models: list[Model], dim: int, rounds: int, min_run_time: float) -> dict[str, list[float]]:
+#: ``--clock``: wall time (the judge, on a quiet machine), or the CPU time of this process, which other processes on a
+#: shared machine slow down less (they still compete for caches and memory bandwidth)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_models(
+    models: list[Model], dim: int, rounds: int, min_run_time: float, clock: str = "wall"
+) -> dict[str, list[float]]:
     """Median ms of ``log_prob`` 4096, ``sample`` 4096 and a training step 512 per model: the median over
     ``rounds`` interleaved rounds (every model once per round) of ``torch.utils.benchmark``'s medians."""
     x_eval, x_train = torch.randn(4096, dim), torch.randn(512, dim)
@@ -202,15 +214,19 @@ def time_models(models: list[Model], dim: int, rounds: int, min_run_time: float)
     for _ in range(rounds):
         for model in models:
             with torch.no_grad():
-                lp = median_ms(lambda m=model, x=x_eval: m.log_prob(x), min_run_time)
-                sm = median_ms(lambda m=model: m.sample(4096), min_run_time)
-            tr = median_ms(steps[model.name], min_run_time)
+                lp = median_ms(lambda m=model, x=x_eval: m.log_prob(x), min_run_time, CLOCKS[clock])
+                sm = median_ms(lambda m=model: m.sample(4096), min_run_time, CLOCKS[clock])
+            tr = median_ms(steps[model.name], min_run_time, CLOCKS[clock])
             samples[model.name].append((lp, sm, tr))
     return {name: [statistics.median(column) for column in zip(*rows, strict=True)] for name, rows in samples.items()}
 
 
-def speed(args: argparse.Namespace) -> None:
-    print(f"torch {torch.__version__}; median ms over {args.rounds} interleaved rounds (lower is better)")
+def speed(args: argparse.Namespace) -> int:
+    """The tables; with ``--check``, 1 if any cell's median ratio is above 1.0 (else 0)."""
+    print(
+        f"torch {torch.__version__}; median ms ({args.clock} clock) over {args.rounds} interleaved rounds (lower is "
+        f"better); {load()}"
+    )
     summary = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -221,7 +237,7 @@ def speed(args: argparse.Namespace) -> None:
             torch.manual_seed(0)
             ours = flowlab_model(family, dim)
             models = [ours, *peer_models(family, dim, ours.parameters)]
-            times = time_models(models, dim, args.rounds, args.min_run_time)
+            times = time_models(models, dim, args.rounds, args.min_run_time, args.clock)
             for model in models:
                 cells = " | ".join(f"{t:.2f}" for t in times[model.name])
                 print(f"| {dim} | {model.name} | {model.parameters} | {cells} |", flush=True)
@@ -234,11 +250,21 @@ def speed(args: argparse.Namespace) -> None:
                 )
                 print(f"| {dim} | ratio {ours.name} / fastest peer | | {cells} |", flush=True)
                 summary.append((threads, dim, family, ratios))
-        print(f"\n({load()} at the end)")
+        print(f"\n({load()} after {threads} thread(s))")
     if summary:
         print("\n| threads | d | family | log_prob | sample | train step |\n|---|---|---|---|---|---|")
         for threads, dim, family, ratios in summary:
             print(f"| {threads} | {dim} | {family} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+    print(f"\n{load()} after the run")
+    above = [
+        f"{family} d={dim} {threads} thread(s) {what} {ratio:.2f}"
+        for threads, dim, family, ratios in summary
+        for what, ratio in zip(("log_prob", "sample", "train step"), ratios, strict=True)
+        if ratio > 1.0
+    ]
+    if args.check:
+        print("check: every cell at or below the fastest peer" if not above else "check failed: " + "; ".join(above))
+    return 1 if args.check and above else 0
 
 
 def compiled(model: Model) -> Model:
@@ -347,7 +373,7 @@ def directions(args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     s = sub.add_parser("speed")
@@ -356,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads(), 1])
     s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median of each cell is reported")
     s.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per measurement")
+    s.add_argument("--check", action="store_true", help="exit 1 if any cell's median ratio is above 1.0")
+    s.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="wall time, or this process's CPU time")
     c = sub.add_parser("compile")
     c.add_argument("--dims", type=int, nargs="+", default=[16])
     c.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
@@ -376,8 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--batch", type=int, default=1024)
     d.add_argument("--min-run-time", type=float, default=0.2)
     args = parser.parse_args(argv)
-    {"speed": speed, "compile": compile_speed, "quality": quality, "directions": directions}[args.what](args)
+    run = {"speed": speed, "compile": compile_speed, "quality": quality, "directions": directions}[args.what]
+    return run(args) or 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -151,8 +151,9 @@ def row(name: str, data: str, steps: int, nats: float, se: float, entropy: float
 
 
 # -- speed ------------------------------------------------------------------------------------------------------------
-def median_ms(fn: Callable[[], Any], min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+def median_ms(fn: Callable[[], Any], min_run_time: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """The median ms of ``fn()`` by ``torch.utils.benchmark`` (``clock``: wall time by default)."""
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads(), timer=clock)
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 

@@ -111,9 +111,14 @@ class Flow(nn.Module):
         if x.shape[0] == 0:
             return x.new_zeros(0)
         z, ladj = self.bijector.inverse(x) if context is None else self.bijector.inverse(x, context=context)
-        if self.validate:
+        if self.validate and self._base is not None:
+            check_inverse(z, ladj, x, self)  # before a given base sees z: its support error would say less
+        log_prob = self.base_log_prob(z) + ladj
+        # NaN or inf in z or the log-det makes the closed-form log-density, hence its sum, non-finite: one reduction
+        # over [batch] clears the common case; only a non-finite sum (or an overflow) looks closer
+        if self.validate and self._base is None and not bool(torch.isfinite(log_prob.sum())):
             check_inverse(z, ladj, x, self)
-        return self.base_log_prob(z) + ladj
+        return log_prob
 
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
         """``n`` samples, shape ``[n, dim]``; ``context``: ``[n, context_dim]`` (sample ``i`` at ``context[i]``) or

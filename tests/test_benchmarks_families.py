@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from flowlab_autoregressive.bijector import MADE
 from torch.utils.flop_counter import FlopCounterMode
 
 for peer in ("zuko", "nflows", "normflows"):
@@ -49,12 +50,24 @@ def test_peers_have_flowlabs_parameter_count(families, family):
 
 
 def test_every_maf_evaluates_the_density_in_one_pass_and_samples_in_d(families):
+    """The peers sample by d full passes (normflows' layer unwrapped would be the other way round); flowlab's
+    ``MADE.solve`` makes d passes too (counted on the MADE's last activation), each computing only the hidden units
+    its coordinate reads, so its sampling costs less than d densities but still more than one."""
     dim = 6
     ours = families.flowlab_model("maf", dim)
     for model in (ours, *families.peer_models("maf", dim, ours.parameters)):
         x = torch.randn(8, dim)
         density, sampling = flops(lambda m=model, x=x: m.log_prob(x)), flops(lambda m=model: m.sample(8))
-        assert sampling / density > dim / 2, model.name  # normflows' layer unwrapped would be the other way round
+        assert sampling / density > (1.5 if model is ours else dim / 2), model.name
+    passes: list[int] = []
+    for module in ours.module.modules():
+        if isinstance(module, MADE):
+            module.hidden[-1].register_forward_hook(lambda *_: passes.append(1))
+    with torch.no_grad():
+        ours.log_prob(torch.randn(8, dim))
+        assert len(passes) == 4  # one pass per layer
+        ours.sample(8)
+    assert len(passes) == 4 + 4 * dim  # d passes per layer
 
 
 def test_nearest_width(families):
@@ -66,8 +79,23 @@ def test_quality_and_speed_run(families, capsys):
     families.main(["quality", "--families", "maf", "--datasets", "moons", "--seeds", "0", "--steps", "2"])
     out = capsys.readouterr().out
     assert "| maf (18480) | moons | 0 |" in out and "| maf | moons | 2.39 |" in out
-    families.main(
-        ["speed", "--dims", "2", "--families", "nsf", "--threads", "1", "--rounds", "1", "--min-run-time", "1e-3"]
-    )
+    speed = ["speed", "--dims", "2", "--families", "nsf", "--threads", "1", "--rounds", "1", "--min-run-time", "1e-3"]
+    assert families.main(speed) == 0
     out = capsys.readouterr().out
-    assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out
+    assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out and "(wall clock)" in out
+    assert families.main([*speed, "--clock", "cpu"]) == 0 and "(cpu clock)" in capsys.readouterr().out
+    assert out.count("load average") == 4  # before the run, before and after the thread count, after the run
+
+
+def test_speed_check_exits_1_when_a_cell_is_above_the_fastest_peer(families, monkeypatch, capsys):
+    """``--check``: the exit status says whether every cell's median ratio is at most 1.0."""
+    args = ["speed", "--dims", "2", "--families", "maf", "--threads", "1", "--rounds", "1", "--check"]
+    for ours, expected in ((1.0, 0), (1.5, 1)):
+
+        def timed(models, dim, rounds, min_run_time, clock, ours=ours):
+            return {model.name: [ours if model.name.startswith("flowlab") else 1.0] * 3 for model in models}
+
+        monkeypatch.setattr(families, "time_models", timed)
+        assert families.main(args) == expected
+        out = capsys.readouterr().out
+        assert ("check failed: maf d=2 1 thread(s) log_prob 1.50" in out) == (expected == 1)

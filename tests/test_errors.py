@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -162,3 +164,26 @@ def test_a_module_that_is_no_bijector_is_refused_by_flow_with_what_is_expected()
     ):
         flowlab.Flow(torch.nn.Linear(2, 2))
     assert issubclass(errors.NotABijectorError, (errors.FlowlabError, TypeError))
+
+
+class LogdetOnly(flowlab.Bijector):
+    """The identity with a given log-det: a non-finite log-det with a finite ``z``."""
+
+    def __init__(self, logdet: float) -> None:
+        super().__init__()
+        self.dim, self.logdet = 2, logdet
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return z, z.new_full((z.shape[0],), -self.logdet)
+
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x.new_full((x.shape[0],), self.logdet)
+
+
+def test_a_non_finite_log_det_alone_is_caught_and_an_overflowing_density_is_not_an_error():
+    """``log_prob`` checks one sum of the result: NaN/inf in the log-det (with ``z`` finite) makes it non-finite;
+    a finite ``z`` so large that ``|z|²`` overflows gives ``−inf``, a density, not an error."""
+    with pytest.raises(NonFiniteError, match=r"NaN or inf in log\|det ∂z/∂x\| in 3 of 3 row"):
+        flowlab.Flow(LogdetOnly(math.nan)).log_prob(torch.zeros(3, 2))
+    log_prob = flowlab.Flow(LogdetOnly(0.0)).log_prob(torch.tensor([[0.0, 0.0], [3e19, 0.0]]))
+    assert torch.isfinite(log_prob[0]) and log_prob[1] == -math.inf

@@ -78,3 +78,46 @@ def test_masked_linear_keeps_its_structure_whatever_the_weights():
     jacobian = torch.autograd.functional.jacobian(layer, u)
     assert torch.equal(jacobian != 0, mask)
     torch.testing.assert_close(jacobian, layer.masked_weight())
+
+
+def test_masked_linear_caches_the_masked_weight_without_autograd_and_follows_every_change():
+    torch.manual_seed(0)
+    mask = torch.rand(4, 3) > 0.4
+    layer, u = fnn.MaskedLinear(mask), torch.randn(5, 3)
+
+    def agrees() -> None:
+        """The layer's output is the masked product of its current weight, with and without autograd."""
+        x = u.to(layer.weight.dtype)
+        expected = x @ (layer.weight.detach() * mask.to(x.dtype)).T + layer.bias.detach()
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), expected)
+            assert layer.masked_weight() is layer.masked_weight()  # cached while nothing changes
+        torch.testing.assert_close(layer(x), expected)
+
+    agrees()
+    for optimizer in (torch.optim.SGD(layer.parameters(), lr=0.5), torch.optim.Adam(layer.parameters(), lr=0.5)):
+        layer(u).square().sum().backward()
+        optimizer.step()  # an in-place update of the weight
+        agrees()
+    layer.load_state_dict(fnn.MaskedLinear(mask).state_dict())
+    agrees()
+    layer.double()
+    agrees()
+    layer.float()
+    agrees()
+    with torch.inference_mode():  # a product made in inference mode serves later no-grad calls
+        layer(u)
+    agrees()
+
+
+def test_masked_linear_gradients_respect_the_mask_and_frozen_weights_get_none():
+    mask = torch.tensor([[1, 0], [1, 1]], dtype=torch.bool)
+    layer = fnn.MaskedLinear(mask).double()
+    u = torch.randn(3, 2, dtype=F64, requires_grad=True)
+    with torch.no_grad():
+        layer(u)  # a cached product must not stand in for the one autograd needs
+    layer(u).sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad[0, 1] == 0 and layer.weight.grad[1, 1] != 0
+    layer.requires_grad_(False)  # frozen weights, autograd on for the input
+    (gradient,) = torch.autograd.grad(layer(u).sum(), u)
+    torch.testing.assert_close(gradient, layer.masked_weight().sum(0).expand(3, 2))

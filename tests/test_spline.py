@@ -212,7 +212,9 @@ def dependence(bijector: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("dim", [2, 3, 4, 5, 6, 7, 16, 33])
 def test_four_layers_mix_every_dimension(dim, randomize):
     """Inside the bound every output depends on every input from 4 layers on (3 for even d and d = 3, 2 for d = 2),
-    and not with one layer fewer."""
+    and not with one layer fewer. The initial weights are seeded: with hidden 8, about one global seed in 40 leaves
+    an entry at exactly 0 through dead ReLUs at this point (d = 16)."""
+    torch.manual_seed(dim)
     z = torch.randn(dim, generator=torch.Generator().manual_seed(dim), dtype=F64)
     fewest = {2: 2, 3: 3}.get(dim, 3 if dim % 2 == 0 else 4)
     assert dependence(randomize(flowlab.build("nsf", dim, layers=fewest, hidden=8), dim).double(), z).all()

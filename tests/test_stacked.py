@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from flowlab_stacked.chain import CouplingChain
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flowlab
+from flowlab.checks.cases import perturb_
 
 
 def dependence(bijector: torch.nn.Module, dim: int, seed: int = 0) -> torch.Tensor:
@@ -53,3 +57,47 @@ def test_actnorm_first_call_forward_keeps_it_a_bijection():
     z = torch.randn(16, 2)
     x, _ = stack(z)
     torch.testing.assert_close(stack.inverse(x)[0], z)
+
+
+@settings(deadline=None)
+@given(
+    dim=st.integers(2, 9),
+    permutation=st.sampled_from(["reverse", "random", "none"]),
+    blocks=st.integers(1, 5),
+    context_dim=st.sampled_from([0, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_coupling_chain_is_the_plain_composition_of_its_layers(dim, permutation, blocks, context_dim, seed):
+    """``CouplingChain`` keeps the two parts apart and permutes weights instead of data: the same map, log-dets
+    and gradients as ``Compose`` of the same layers (float64, to rounding)."""
+    chain = flowlab.build("stacked", dim, blocks=blocks, permutation=permutation, context_dim=context_dim, seed=seed)
+    assert isinstance(chain, CouplingChain)
+    chain = perturb_(chain, seed).double()
+    plain = flowlab.Compose(chain.layers)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(5, dim, generator=generator, dtype=torch.float64, requires_grad=True)
+    context = {"context": torch.randn(5, context_dim, generator=generator, dtype=torch.float64)} if context_dim else {}
+    for direction in ("forward", "inverse"):
+        ours, reference = getattr(chain, direction)(x, **context), getattr(plain, direction)(x, **context)
+        for a, b in zip(ours, reference, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        gradients = [
+            torch.autograd.grad(out[0].sum() + out[1].sum(), [x, *chain.parameters()]) for out in (ours, reference)
+        ]
+        for a, b in zip(*gradients, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_coupling_chain_saves_what_compose_saves_and_replans_when_loading_other_permutations():
+    chain = flowlab.build("stacked", 6, blocks=3, permutation="random", seed=1)
+    assert set(chain.state_dict()) == set(flowlab.Compose(chain.layers).state_dict())
+    other = perturb_(flowlab.build("stacked", 6, blocks=3, permutation="random", seed=2), 0)
+    chain.load_state_dict(other.state_dict())  # the other seed's permutations come with its state
+    x = torch.randn(4, 6)
+    for a, b in zip(chain.inverse(x), flowlab.Compose(chain.layers).inverse(x), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_stack_with_actnorm_or_another_block_is_a_plain_composition():
+    assert not isinstance(flowlab.build("stacked", 4, actnorm=True), CouplingChain)
+    assert not isinstance(flowlab.build("stacked", 4, block="affine"), CouplingChain)

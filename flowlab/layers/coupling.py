@@ -19,7 +19,8 @@ from __future__ import annotations
 import abc
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from flowlab.bijector import Bijector
 from flowlab.errors import OptionError
@@ -90,10 +91,15 @@ class Coupling(Bijector, abc.ABC):
         kept = points[:, self.kept]
         theta = self.conditioner(self.conditioner_input(kept, context))
         moved, log_derivative = self.transform(points[:, self.moved], theta, inverse=inverse)
-        out = torch.empty(points.shape[0], self.dim, dtype=moved.dtype, device=moved.device)
+        return self._join(kept, moved), log_derivative.sum(dim=-1)
+
+    def _join(self, kept: Tensor, moved: Tensor) -> Tensor:
+        if self.kept.stop == self.moved.start:  # halves: one concatenation
+            return torch.cat([kept, moved], dim=-1)
+        out = torch.empty(kept.shape[0], self.dim, dtype=moved.dtype, device=moved.device)
         out[:, self.kept] = kept
         out[:, self.moved] = moved
-        return out, log_derivative.sum(dim=-1)
+        return out
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._couple(z, context, inverse=False)
@@ -139,7 +145,51 @@ class AffineCoupling(Coupling):
 
     def transform(self, moved: Tensor, theta: Tensor, *, inverse: bool) -> tuple[Tensor, Tensor]:
         raw_scale, shift = theta.chunk(2, dim=-1)
-        s = soft_clamp(raw_scale, self.scale_bound)
+        s = soft_clamp(raw_scale, self.scale_bound, negate=inverse)  # inverse: −s, the log-derivative of τ⁻¹
         if inverse:
-            return (moved - shift) * (-s).exp(), -s
-        return moved * s.exp() + shift, s
+            return (moved - shift) * s.exp(), s
+        return torch.addcmul(shift, moved, s.exp()), s  # z_b · exp(s) + t in one pass
+
+    def weight_orders(self, kept_order: list[int], moved_order: list[int]) -> tuple[Tensor | None, Tensor | None]:
+        """The index tensors :meth:`couple` takes when the kept and moved coordinates come in another order:
+        ``kept_order[j]`` is the position, among this layer's kept coordinates, of the one in column ``j``
+        (likewise ``moved_order``). ``None`` where the order is this layer's own. They select the columns of the
+        conditioner's first layer (the context's columns stay last) and the rows of its last layer (the ``ŝ`` rows,
+        then the ``t`` rows)."""
+        n_kept, n_moved = len(kept_order), len(moved_order)
+        columns = rows = None
+        if kept_order != list(range(n_kept)):
+            columns = torch.tensor([*kept_order, *range(n_kept, n_kept + self.context_dim)])
+        if moved_order != list(range(n_moved)):
+            rows = torch.tensor([*moved_order, *(n_moved + i for i in moved_order)])
+        return columns, rows
+
+    def couple(
+        self,
+        kept: Tensor,
+        moved: Tensor,
+        context: Tensor | None = None,
+        *,
+        inverse: bool,
+        columns: Tensor | None = None,
+        rows: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The layer on its two parts given apart: ``(x_b, log|det ∂x/∂z|)`` from ``(z_a, z_b)``, or with
+        ``inverse=True`` ``(z_b, log|det ∂z/∂x|)`` from ``(x_a, x_b)``; ``[batch, n_kept]``, ``[batch, n_moved]``.
+
+        A stack can keep the two parts as separate tensors from layer to layer instead of splitting and joining
+        ``[batch, d]`` each time (``flowlab_stacked``). ``columns``, ``rows`` (from :meth:`weight_orders`): the parts'
+        columns are in another order than this layer's; the network's weights are permuted to match, a gather of
+        ``hidden × d`` weights instead of ``batch × d`` data. The same map, up to rounding.
+        """
+        layers = list(self.conditioner)
+        first, last = layers[0], layers[-1]
+        assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
+        w_in = first.weight if columns is None else first.weight.index_select(1, columns)
+        w_out = last.weight if rows is None else last.weight.index_select(0, rows)
+        b_out = last.bias if rows is None else last.bias.index_select(0, rows)
+        h = F.linear(self.conditioner_input(kept, context), w_in, first.bias)
+        for layer in layers[1:-1]:
+            h = layer(h)
+        moved, log_derivative = self.transform(moved, F.linear(h, w_out, b_out), inverse=inverse)
+        return moved, log_derivative.sum(dim=-1)

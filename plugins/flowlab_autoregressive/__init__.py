@@ -31,8 +31,9 @@ where one MADE network (a masked MLP, Germain et al. 2015) gives `(m_i, ŝ_i)` a
 `(m_i, s_i)` come out of one call. {sequential} needs **d sequential passes**: coordinate `i` needs
 `{reads}_{{<i}}`, which are outputs of the same layer, so the layer is solved coordinate by coordinate (pass `k`
 fixes coordinate `k`). Cost per layer: one MADE call, O(d·h + (depth−1)·h² + d²) per point (hidden width `h`;
-the d² is the skip connection), against d passes that compute only what their coordinate needs (a rank-one update
-of the first layer, the deeper layers, two output rows: O(h + (depth−1)·h²) each). {use}
+the d² is the skip connection), against d passes that compute only what their coordinate needs: a rank-one update
+of the first layer, the hidden units of lower degree than the coordinate (`h·i/d` of them at pass `i`), two output
+rows; about `d/3` full calls' worth of the deeper layers in all. {use}
 
 **Log-determinant.** `∂x/∂z` of one layer is lower-triangular (`x_i` depends on `z_{{≤i}}` only) with diagonal
 `exp(s_i)`, so `log|det ∂x/∂z| = Σ_i s_i`: O(d), read off the conditioner's output whatever the network.

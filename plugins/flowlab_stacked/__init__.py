@@ -11,6 +11,7 @@ from torch import nn
 import flowlab
 from flowlab import CONTEXT_OPTION, Compose, FlowSpec, Option, OptionError, Permutation, hookimpl
 from flowlab.layers import ActNorm
+from flowlab_stacked.chain import CouplingChain, chainable
 
 EXPLANATION = r"""
 **Transform.** `x = f_K ∘ P ∘ f_{K−1} ∘ … ∘ P ∘ f_1 (z)`: `K` blocks of a registered discrete flow (`block`,
@@ -34,6 +35,12 @@ permutations).
 
 **ActNorm** (`actnorm=True`): `x = z ⊙ exp(σ) + μ` per coordinate, initialised from the first training batch so
 the data enter each block standardised; afterwards it is batch-independent.
+
+**Computation.** With `coupling` blocks and no ActNorm the stack runs as one `CouplingChain`: the data stay in
+two tensors, the kept and the moved part, from the first block to the last. A permutation composed with the next
+block's fixed split is another fixed split, so it moves no data; where a part's columns come in another order than
+the block's, the block's network is permuted (first-layer columns, last-layer rows) instead of the data. The same
+map and parameters as the plain composition, without its three copies of the data per block.
 
 **Conditioning** (`context_dim=k`, `docs/conditioning.md`): every block is built with `context_dim=k` (the block
 must have that option: `coupling` has), and the stack passes the context to each of them; permutations and
@@ -79,7 +86,7 @@ def build(
         if pick_parity:
             options["parity"], kept = choose_parity(order, moves, kept, k)
         layers.append(flowlab.build(block, dim, **options))
-    return Compose(layers)
+    return CouplingChain(layers) if chainable(layers) else Compose(layers)
 
 
 def with_context(block: str, spec: FlowSpec, block_options: dict[str, Any], context_dim: int) -> dict[str, Any]:
