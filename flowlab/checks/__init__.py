@@ -21,9 +21,9 @@ same thing in every property and a counterexample reproduces exactly:
 - running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
 
 Submodules, one job each: ``cases``, ``lives``, ``strategies``, ``profiles``, ``measure``, ``integrate``,
-``flow_mass``, ``continuous``, ``runner``, ``origin`` (where a flow under check comes from, and the command that reproduces a
-case), ``pool`` (``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing this package
-does not import torch: the names load on first use (PEP 562).
+``flow_mass``, ``continuous``, ``runner``, ``origin`` (where a flow under check comes from, and the command that
+reproduces a case), ``pool`` (``flowlab check -n``), ``trained`` (a checkpoint's flow as a ``FlowSpec``). Importing
+this package does not import torch: the names load on first use (PEP 562).
 """
 
 from __future__ import annotations
