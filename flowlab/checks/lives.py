@@ -131,17 +131,27 @@ class LifeRun:
         flow = self.flow(bijector)
         x, context = self.use_(flow, max(LIFE_ROWS, self.spec.min_train_batch))
         parameters = [] if self.spec.fixed_parameters else [p for p in bijector.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(parameters, lr=LIFE_LR) if parameters else None
         flow.train()
         for step in range(LIFE_STEPS):
-            with global_rng(self.case.seed, "life", step), torch.set_grad_enabled(optimizer is not None):
+            with global_rng(self.case.seed, "life", step), torch.set_grad_enabled(bool(parameters)):
                 loss = -flow.log_prob(x, context).mean()
-            if optimizer is None or not loss.requires_grad or not bool(torch.isfinite(loss)):
+            if not parameters or not loss.requires_grad or not bool(torch.isfinite(loss)):
                 continue
-            optimizer.zero_grad()
+            for parameter in parameters:
+                parameter.grad = None
             loss.backward()
             nn.utils.clip_grad_norm_(parameters, LIFE_CLIP)
-            optimizer.step()
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
+            sgd_step_(parameters, LIFE_LR)
+        for parameter in parameters:
+            parameter.grad = None
         flow.eval()
+
+
+@torch.no_grad()
+def sgd_step_(parameters: list[nn.Parameter], lr: float) -> None:
+    """``p ← p − lr · ∂loss/∂p`` for each parameter with a gradient: plain gradient descent, what
+    ``torch.optim.SGD(lr=lr)`` does without momentum, written out because the first ``torch.optim`` optimizer of a
+    process imports ``torch._dynamo`` (1.6 s here, in every ``flowlab check`` process and worker)."""
+    for parameter in parameters:
+        if parameter.grad is not None:
+            parameter.sub_(parameter.grad, alpha=lr)
