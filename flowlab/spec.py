@@ -168,6 +168,9 @@ class FlowSpec:
 #: ``uncovered`` (it is, but cannot run on this flow: the flow lacks what it needs), ``skipped`` (it could not run
 #: here: no such device, every case skipped, opted out with a reason)
 Status = Literal["passed", "failed", "inconclusive", "uncovered", "skipped", "not_applicable"]
+#: the statuses that fail a gate (``flowlab check``'s exit status, ``assert_conforms``, ``conformance_tests``): a
+#: failure, and a verdict that could not be reached (``inconclusive``, ``uncovered``), which is never a pass
+NOT_PASSING: tuple[Status, ...] = ("failed", "inconclusive", "uncovered")
 
 
 @dataclass(frozen=True)

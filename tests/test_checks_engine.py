@@ -221,3 +221,40 @@ def test_a_property_another_check_verifies_more_strictly_is_not_paid_for_twice()
     run = run_property(check_spec("logdet"), flow_spec("cnf"))
     assert run.status == "not_applicable" and run.detail.startswith("covered by ode_logdet")
     assert run_property(check_spec("logdet"), flow_spec("coupling")).status == "passed"
+
+
+UNDECIDED_PLUGIN = """
+from flowlab import hookimpl
+from flowlab.checks import CheckResult, CheckSpec
+
+
+def undecided(spec, case):
+    return CheckResult("inconclusive", detail="the estimator's effective sample size collapsed")
+
+
+class Plugin:
+    @hookimpl
+    def flowlab_register_checks(self, register):
+        register(CheckSpec(name="undecided", summary="a statistical check that cannot decide", run=undecided))
+
+
+PLUGIN = Plugin()
+"""
+
+
+def test_an_inconclusive_verdict_fails_the_run_unless_allowed(tmp_path):
+    """A verdict that could not be reached is never a pass: the document's status and ``flowlab check``'s exit
+    status fail on ``inconclusive`` (as ``assert_conforms`` and ``conformance_tests`` do: ``flowlab.spec.NOT_PASSING``);
+    ``--allow-inconclusive`` lists it without failing."""
+    from flowlab.cli import main
+
+    check = CheckSpec("undecided", "cannot decide", run=lambda spec, case: CheckResult("inconclusive"), max_examples=2)
+    run = run_property(check, flow_spec("affine"))
+    assert run.status == "inconclusive"
+    assert document([run], profile="quick", devices=["cpu"], version="0")["status"] == "failed"
+    assert document([run], profile="quick", devices=["cpu"], version="0", allow_inconclusive=True)["status"] == "passed"
+    plugin = tmp_path / "undecided.py"
+    plugin.write_text(UNDECIDED_PLUGIN)
+    argv = ["check", "affine", "--property", "undecided", "--plugin", str(plugin)]
+    assert main(argv) == 1
+    assert main([*argv, "--allow-inconclusive"]) == 0

@@ -1,10 +1,12 @@
 """``flowlab check [NAME ...]``: run the conformance kit's properties on registered flows and report.
 
-Exit status: 0 when nothing failed (skipped, not applicable and inconclusive results are shown, not failures), 1 when a
-property failed or could not run on a flow whose kind calls for it (*uncovered*, unless ``--allow-uncovered`` or the
-flow opts out with a reason), 2 for usage errors (an unknown flow or property, a ``--case`` that is not a case of the
-flow, a ``--plugin`` file that does not load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``, ``--device cuda``
-or ``all`` where there is no CUDA unless ``--allow-missing-device``, a ``--json`` path that cannot be written).
+Exit status: 0 when every run passed (skipped and not applicable results are shown, not failures), 1 when a property
+failed or its verdict could not be reached: it could not run on a flow whose kind calls for it (*uncovered*, unless
+``--allow-uncovered`` or the flow opts out with a reason) or a statistical check could not decide (*inconclusive*,
+unless ``--allow-inconclusive``), 2 for usage errors (an unknown flow or property, a ``--case`` that is not a case of
+the flow, a ``--plugin`` file that does not load, a bad ``-n`` or ``--threads``, ``-n`` with ``--case``, ``--device
+cuda`` or ``all`` where there is no CUDA unless ``--allow-missing-device``, a ``--json`` path that cannot be
+written).
 
 The flows to check are origins (:mod:`flowlab.checks.origin`): registered names, at ``--dim N`` if given, or the
 trained flow of ``--checkpoint PATH`` (:mod:`flowlab.checks.trained`: its trained parameters, dimension and
@@ -73,6 +75,11 @@ def add_parser(subparsers: Any) -> None:
         "--allow-uncovered",
         action="store_true",
         help="exit 0 although a property the flow's kind calls for could not run on it (uncovered; listed anyway)",
+    )
+    parser.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="exit 0 although a statistical property could not reach a verdict (inconclusive; listed anyway)",
     )
     parser.add_argument(
         "--allow-missing-device",
@@ -159,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             runs = _run_pool(planned, devices, profile, workers, args.plugins, thread_count, errors)
         else:
             runs = _run_serial(planned, devices, profile, case, errors)
-    data = document_for(runs, profile, devices, __version__, warnings, args.allow_uncovered)
+    data = document_for(runs, profile, devices, __version__, warnings, args.allow_uncovered, args.allow_inconclusive)
     out = console() if args.json != "-" else error_console()
     _report(out, runs, profile, data)
     if args.json == "-":
@@ -179,11 +186,18 @@ def document_for(
     version: str,
     warnings: dict[str, list[str]],
     allow_uncovered: bool = False,
+    allow_inconclusive: bool = False,
 ) -> dict[str, Any]:
     from flowlab.reports.checks import document
 
     return document(
-        runs, profile=profile, devices=devices, version=version, warnings=warnings, allow_uncovered=allow_uncovered
+        runs,
+        profile=profile,
+        devices=devices,
+        version=version,
+        warnings=warnings,
+        allow_uncovered=allow_uncovered,
+        allow_inconclusive=allow_inconclusive,
     )
 
 

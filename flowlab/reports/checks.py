@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flowlab.checks.runner import Counterexample, PropertyRun
+from flowlab.spec import NOT_PASSING
 
 SCHEMA = "flowlab-check/3"
 STYLES = {
@@ -28,11 +29,16 @@ STYLES = {
 }
 
 
-def overall_status(runs: Sequence[PropertyRun], *, allow_uncovered: bool = False) -> str:
-    """``failed`` if any run failed, or (unless ``allow_uncovered``) if a property the flow's kind calls for could
-    not run on it (``uncovered``); else ``passed``. Inconclusive, skipped and not-applicable runs are listed, not
-    failures."""
-    failed = any(run.status == "failed" or (run.status == "uncovered" and not allow_uncovered) for run in runs)
+def overall_status(
+    runs: Sequence[PropertyRun], *, allow_uncovered: bool = False, allow_inconclusive: bool = False
+) -> str:
+    """``failed`` if any run's status is one of :data:`flowlab.spec.NOT_PASSING`: it failed, or its verdict could
+    not be reached: a property the flow's kind calls for could not run on it (``uncovered``, allowed with
+    ``allow_uncovered``) or a statistical check could not decide (``inconclusive``, allowed with
+    ``allow_inconclusive``); else ``passed``. Skipped and not-applicable runs are listed, not failures."""
+    allowed = {"uncovered"} if allow_uncovered else set()
+    allowed |= {"inconclusive"} if allow_inconclusive else set()
+    failed = any(run.status in NOT_PASSING and run.status not in allowed for run in runs)
     return "failed" if failed else "passed"
 
 
@@ -82,6 +88,7 @@ def document(
     version: str,
     warnings: dict[str, list[str]] | None = None,
     allow_uncovered: bool = False,
+    allow_inconclusive: bool = False,
 ) -> dict[str, Any]:
     """The JSON document: ``flows → properties → devices → {status, max_error, tolerance, ...}``."""
     flows: dict[str, Any] = {}
@@ -99,7 +106,7 @@ def document(
         "flowlab_version": version,
         "profile": profile,
         "devices": list(devices),
-        "status": overall_status(runs, allow_uncovered=allow_uncovered),
+        "status": overall_status(runs, allow_uncovered=allow_uncovered, allow_inconclusive=allow_inconclusive),
         "counts": counts,
         "uncovered": uncovered,
         "flows": flows,

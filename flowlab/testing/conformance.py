@@ -16,7 +16,7 @@ import pytest
 from flowlab.checks.origin import FlowOrigin
 from flowlab.checks.runner import PropertyRun, default_flow_names, run_property, selection
 from flowlab.registry import check_spec, checks, flow_spec
-from flowlab.spec import FlowSpec
+from flowlab.spec import NOT_PASSING, FlowSpec
 from flowlab.threads import limited
 
 
@@ -69,7 +69,7 @@ def assert_conforms(
 ) -> list[PropertyRun]:
     """:func:`check_flow`, raising ``AssertionError`` that describes every failed property."""
     runs = check_flow(flow, properties=properties, device=device, profile=profile)
-    failed = [run for run in runs if run.status in ("failed", "uncovered")]
+    failed = [run for run in runs if run.status in NOT_PASSING]
     assert not failed, "\n".join(describe(run) for run in failed)
     return runs
 
@@ -92,6 +92,6 @@ def conformance_tests(*names: str, properties: Sequence[str] | None = None) -> C
             )
         if run.status in ("skipped", "not_applicable"):
             pytest.skip(run.detail)
-        assert run.status not in ("failed", "uncovered"), describe(run)
+        assert run.status not in NOT_PASSING, describe(run)
 
     return test_conformance
