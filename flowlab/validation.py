@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -9,8 +11,11 @@ from flowlab.errors import ContextError, DeviceError, DtypeError, NonFiniteError
 
 
 def module_dtype_device(module: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
-    """The dtype and device of a module's first floating parameter or buffer (None, None if it has none)."""
-    for tensor in (*module.parameters(), *module.buffers()):
+    """The dtype and device of a module's first floating parameter or buffer (None, None if it has none).
+
+    Lazy: it stops at the first floating tensor (``log_prob`` asks on every call; collecting every parameter and
+    buffer first walked the whole module tree, ~5 % of a small flow's training step)."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype, tensor.device
     return None, None
