@@ -106,11 +106,8 @@ class MissingDependencyError(FlowlabError, ImportError):
 
 def install_hint(extra: str) -> str:
     """How to install flowlab with the optional dependencies of ``extra`` (``"plot"``, ``"data"``, ...): from a
-    checkout, since the distribution ``flowlab-nf`` is not on PyPI yet, and the command once it is."""
-    return (
-        f"pip install -e '.[{extra}]' from the root of a flowlab checkout (flowlab-nf is not on PyPI yet; "
-        f"once flowlab-nf is published: pip install 'flowlab-nf[{extra}]')"
-    )
+    checkout, since the distribution ``flowlab-nf`` is not on PyPI."""
+    return f"pip install -e '.[{extra}]' from the root of a flowlab checkout (flowlab-nf is not on PyPI)"
 
 
 class DivergenceError(FlowlabError, ArithmeticError):

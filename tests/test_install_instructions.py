@@ -1,5 +1,6 @@
 """Install instructions that work: flowlab's distribution, ``flowlab-nf``, is not on PyPI, so no message, guide or
-notebook may tell anyone to install it by name from an index, except as what to write once it is published."""
+notebook may tell anyone to install it by name from an index, not even as what to write once it is published (a
+reader copies the command whatever stands before it)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCHED = ("flowlab", "plugins", "docs", "README.md")
 #: ``pip install flowlab-nf``, ``pip install -q 'flowlab-nf[plot]'``, ``%pip install "flowlab-nf[...] @ ..."``, ...
 INDEX_INSTALL = re.compile(r"pip\s+install\s+(?:-\S+\s+)*['\"]?flowlab-nf\b")
-#: what may stand just before such a command: it is the command for later
-ONCE_PUBLISHED = re.compile(r"once flowlab-nf is published\W*$", re.I)
 
 
 def sources() -> list[Path]:
@@ -27,20 +26,16 @@ def sources() -> list[Path]:
 
 
 def index_installs(text: str) -> list[str]:
-    """The index installs of flowlab-nf in ``text`` not announced as the command for after publication."""
-    found = []
-    for match in INDEX_INSTALL.finditer(text):
-        before = " ".join(text[max(0, match.start() - 120) : match.start()].replace("#", " ").split())
-        if not ONCE_PUBLISHED.search(before.rstrip("`%: ") + ":"):
-            found.append(text[max(0, match.start() - 60) : match.end() + 20].replace("\n", " "))
-    return found
+    """The index installs of flowlab-nf in ``text``, each with some context."""
+    return [
+        text[max(0, match.start() - 60) : match.end() + 20].replace("\n", " ") for match in INDEX_INSTALL.finditer(text)
+    ]
 
 
 def test_the_search_finds_what_it_must():
     assert index_installs("run pip install flowlab-nf now") and index_installs("pip install -q 'flowlab-nf[plot]'")
     assert index_installs("(pip install\n'flowlab-nf[peers]' installs them)")
-    assert not index_installs("once flowlab-nf is published: `pip install 'flowlab-nf[plot]'`")
-    assert not index_installs("# Once flowlab-nf is published: %pip install 'flowlab-nf[plot]'.")
+    assert index_installs("# Once flowlab-nf is published: %pip install 'flowlab-nf[plot]'.")
     assert not index_installs("pip install -e '.[plot]' from the repository root")
     assert len(sources()) > 50
 
