@@ -46,7 +46,7 @@ def test_the_documented_recipe_depends_on_the_distribution_name():
     requirement = flowlab_requirement(project(recipe.group(1))["dependencies"])
     assert canonicalize_name(requirement.name) == canonicalize_name(BUILTIN_DISTRIBUTION)
     assert metadata.version(BUILTIN_DISTRIBUTION) in requirement.specifier
-    assert f"pip install {BUILTIN_DISTRIBUTION}" in doc
+    assert f"distribution is **`{BUILTIN_DISTRIBUTION}`**" in doc  # named, never installed from an index
 
 
 @pytest.mark.parametrize("path", PLUGINS)
