@@ -59,7 +59,9 @@ class FlowSpec:
       any), which bounds the kit's large-dimension ``stress`` case.
     - ``mixes``: whether every output coordinate depends on every input coordinate (a dense Jacobian), as a bool
       or as a predicate of the resolved options; the conformance kit's ``mixing`` check verifies a ``True`` claim
-      (a stack of coupling layers without permutations claims to mix and does not).
+      (a stack of coupling layers without permutations claims to mix and does not). A bool is a claim about the
+      flow at its default sizes (one coupling layer of a stack cannot mix, whatever the stack claims): ``mixing``
+      checks it with the sizes the kit drew put back to their defaults; a predicate is asked with the drawn ones.
     - ``check_options``: options the conformance kit builds this flow with instead of drawing them (it draws every
       option with ``choices`` otherwise), e.g. a cheaper solver or a smaller network to keep ``flowlab check`` fast;
       say why in a comment, as for a tolerance.

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 import flowlab
 from flowlab import Bijector, DomainError, DtypeError, FlowSpec, ShapeError, Support
-from flowlab.checks import check_spec, checks
+from flowlab.checks import Case, check_spec, checks
 from flowlab.checks.runner import run_property
 from flowlab.support import REAL, support_of
 from flowlab.testing import check_flow
@@ -230,3 +230,18 @@ def test_a_failure_reports_its_worst_case_beside_the_shrunk_one_with_its_own_rep
     assert run.counterexample.max_error == pytest.approx(2e-8)
     assert run.worst is not None and run.worst.case.dim >= 2 and run.max_error == pytest.approx(0.5)
     assert f'"dim":{run.worst.case.dim}' in run.worst.reproduce and run.worst.reproduce != run.counterexample.reproduce
+
+
+def test_a_mixing_claim_as_a_bool_is_about_the_default_sizes():
+    """``mixes=True`` claims a dense Jacobian at the flow's default sizes: a case whose size grid drew two coupling
+    blocks (which do not mix at d = 4: x_0 never sees z_1) is checked at the default three; a predicate is asked with
+    the drawn sizes and is held to its answer."""
+    spec = flowlab.flow_spec("stacked")
+    three_blocks = flowlab.Option(3, "coupling blocks", low=1, high=256)  # its size grid: 3 (the default) and 2
+    stacked = dataclasses.replace(spec, options={**spec.options, "blocks": three_blocks})
+    two_blocks = Case(dim=4, batch=3, seed=0, options={"blocks": 2})
+    claimed = dataclasses.replace(stacked, name="claims_mixing", mixes=True)
+    assert run_property(check_spec("mixing"), claimed, case=two_blocks).status == "passed"
+    everywhere = dataclasses.replace(stacked, name="claims_mixing_at_every_size", mixes=lambda options: True)
+    run = run_property(check_spec("mixing"), everywhere, case=two_blocks)
+    assert run.status == "failed" and "have no dependence" in run.detail

@@ -17,7 +17,8 @@ same thing in every property and a counterexample reproduces exactly:
   :func:`estimate_flow_mass` -> :class:`FlowMass`, :func:`forward_logdet_is_deterministic`;
 - what the ODE properties need (``continuous``): :func:`build_ode`, :func:`solver_settable`,
   :func:`continuous_protocol`;
-- drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``;
+- drawing (``strategies``): ``CONTEXT_DIMS``; ``CONTEXT_OPTION_NAME``; :func:`case_dtype`; :func:`drawn_sizes` (the
+  size options a case drew other than their defaults);
 - running (``runner``): :func:`run_property` -> :class:`PropertyRun`.
 
 Submodules, one job each: ``cases``, ``lives``, ``strategies``, ``profiles``, ``measure``, ``integrate``,
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "solver_settable": "flowlab.checks.continuous",
     "CONTEXT_DIMS": "flowlab.checks.strategies",
     "case_dtype": "flowlab.checks.strategies",
+    "drawn_sizes": "flowlab.checks.strategies",
     "CONTEXT_OPTION_NAME": "flowlab.options",
     "run_property": "flowlab.checks.runner",
     "PropertyRun": "flowlab.checks.runner",
@@ -99,6 +101,7 @@ __all__ = [
     "checks",
     "context_dim_of",
     "continuous_protocol",
+    "drawn_sizes",
     "dtype_of",
     "estimate_flow_mass",
     "float64_cpu",
@@ -132,7 +135,7 @@ if TYPE_CHECKING:
     from flowlab.checks.lives import other_seed
     from flowlab.checks.measure import Direction, Measurement, apply, batch_jacobian, judge, row_errors, with_context
     from flowlab.checks.runner import PropertyRun, run_property
-    from flowlab.checks.strategies import CONTEXT_DIMS, case_dtype
+    from flowlab.checks.strategies import CONTEXT_DIMS, case_dtype, drawn_sizes
     from flowlab.errors import SkipCase, Uncovered
     from flowlab.options import CONTEXT_OPTION_NAME
     from flowlab.registry import check_spec, checks

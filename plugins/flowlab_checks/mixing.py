@@ -6,6 +6,10 @@ Jacobian keeps rows of the identity. A zero at the case's points alone is not st
 tails give ``∂x_i/∂z_j = 0`` far out): a pair is reported only if it has no dependence at the case's points nor
 at ``SPREAD_ROWS`` points of each scale in ``SPREADS``. The error is the number of ``(output, input)`` pairs with
 no dependence. A conditional flow is differentiated in ``z`` at the drawn contexts, held fixed.
+
+A ``mixes=True`` claim is about the flow at its default sizes (a stack cut down to one coupling layer by the
+kit's size grid cannot mix, and claimed nothing about it): the sizes the case drew go back to their defaults here.
+A predicate ``mixes(options)`` says for itself which sizes mix, so it is asked with the drawn ones.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from flowlab.checks import (
     build_case_bijector,
     case_context,
     case_points,
+    drawn_sizes,
 )
 
 #: input scales and rows of the extra points on which a pair without dependence is looked at again
@@ -35,6 +40,8 @@ def applies(spec: FlowSpec) -> bool | str:
 
 
 def run(spec: FlowSpec, case: Case) -> CheckResult:
+    if not callable(spec.mixes) and (sizes := drawn_sizes(spec, dict(case.options))):
+        case = replace(case, options={**case.options, **{name: spec.options[name].default for name in sizes}})
     if not spec.mixes_with(spec.resolve_options(case.options)):
         return CheckResult("skipped", detail=f"with options {dict(case.options)} the flow does not claim to mix")
     case = replace(case, dtype="float64")
