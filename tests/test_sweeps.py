@@ -5,7 +5,6 @@ each shown failing a planted bug (``tests/mutants/sweeps.py``) only with the swe
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def test_float32_points_are_judged_beyond_their_conditioning():
     case = Case(dim=32, batch=8, seed=0)
     run = run_property(stress.CHECK, spec, case=case)
     assert run.status == "failed" and "points" in run.detail, run.detail
-    measurements, _ = stress.sweep(spec, case)
+    measurements = stress.sweep(spec, case)
     tolerance = stress.CHECK.tolerance
     logdets = [m for m in measurements if m.label.startswith("float32 vs float64 log-det")]
     points = [m for m in measurements if m.label.startswith("float32 vs float64 points")]
@@ -161,33 +160,3 @@ def test_a_flow_wrong_in_one_call_form_fails_call_forms_only(name):
     assert run.status == "failed", run.detail
     for other in ("invertibility", "logdet", "batch_independence", "sample_consistency", "state"):
         assert run_property(check_spec(other), spec).status == "passed", other
-
-
-class Sinh(Bijector):
-    """``x = sinh(4z)``, a bijection of R whose values leave float32's range from ``|z| ≈ 22.3`` on (the inputs of
-    scale 25 reach it); ``log|det ∂x/∂z| = Σ log(4 cosh 4z)``, written stably."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
-
-    @staticmethod
-    def _log_det(z: Tensor) -> Tensor:
-        u = 4 * z.abs()
-        return (u + torch.log1p(torch.exp(-2 * u)) + math.log(2)).sum(-1)  # log(4 cosh u) = u + log(1 + e^-2u) + log 2
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.sinh(4 * z), self._log_det(z)
-
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = torch.asinh(x) / 4
-        return z, -self._log_det(z)
-
-
-def test_values_beyond_float32s_range_are_not_judged_and_are_counted():
-    """The exact sinh(4 · 25) = 1.3e43 has no float32 representation: float32's inf there is no error of the flow's. A
-    flow that overflows float64 too still fails (the small-input overflow mutant above)."""
-    spec = FlowSpec(name="sinh", summary="x = sinh(4z)", build=Sinh)
-    run = run_property(stress.CHECK, spec, case=Case(dim=1, batch=8, seed=0))
-    assert run.status == "passed", run.detail
-    assert "not judged: their exact (float64) values are beyond float32's range" in run.detail
