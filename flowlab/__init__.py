@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "Compose": "flowlab.bijector",
     "Permutation": "flowlab.bijector",
     "VectorField": "flowlab.vector_field",
+    "JacobianField": "flowlab.vector_field",
     "Flow": "flowlab.flow",
     "FlowSpec": "flowlab.spec",
     "Support": "flowlab.support",
@@ -73,6 +74,7 @@ __all__ = [
     "FlowSpec",
     "FlowlabError",
     "Grade",
+    "JacobianField",
     "MissingDependencyError",
     "NonFiniteError",
     "Option",
@@ -129,7 +131,7 @@ if TYPE_CHECKING:
     from flowlab.spec import CheckSpec, FlowSpec
     from flowlab.support import Support
     from flowlab.validation import check_points
-    from flowlab.vector_field import VectorField
+    from flowlab.vector_field import JacobianField, VectorField
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,8 @@ suit it as its ``activation`` option's choices:
 - :data:`CONDITIONER_CHOICES` (``relu``, ``tanh``, ``elu``, ``silu``): the networks of coupling and autoregressive
   layers, whose output only parametrises an elementwise map (any activation will do);
 - :data:`SMOOTH_CHOICES` (``tanh``, ``softplus``, ``elu``, ``silu``): ODE vector fields, whose trace's gradient
-  needs second derivatives (ReLU's are zero almost everywhere);
+  needs second derivatives (ReLU's are zero almost everywhere); their modules have ``value_and_derivative``, so a
+  field can carry its Jacobian forward (:meth:`flowlab.ode.TimeMLP.jacobian`);
 - :data:`LIPSCHITZ_CHOICES` (``lipswish``, ``elu``): residual blocks, which need ``|φ'| ≤ 1`` and ``φ'`` in closed
   form (their modules have ``value_and_derivative(a) -> (φ(a), φ'(a))``).
 """
@@ -34,6 +35,35 @@ class ELU(nn.ELU):
     def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """``(φ(a), φ'(a))`` elementwise."""
         return F.elu(a), torch.exp(a.clamp(max=0))
+
+
+class Tanh(nn.Tanh):
+    """torch's tanh with its derivative ``φ'(a) = 1 − tanh²(a)``."""
+
+    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """``(φ(a), φ'(a))`` elementwise."""
+        value = torch.tanh(a)
+        return value, 1 - value * value
+
+
+class SiLU(nn.SiLU):
+    """torch's SiLU ``φ(a) = a · sigmoid(a)`` with its derivative ``φ'(a) = s (1 + a (1 − s))``, ``s = sigmoid(a)``."""
+
+    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """``(φ(a), φ'(a))`` elementwise, sharing ``sigmoid(a)``."""
+        s = torch.sigmoid(a)
+        return a * s, s * (1 + a * (1 - s))
+
+
+class Softplus(nn.Softplus):
+    """torch's softplus ``φ(a) = log(1 + e^{βa}) / β`` with its derivative ``φ'(a) = sigmoid(βa)``; above torch's
+    ``threshold`` (``βa > 20``) both are linear's, ``a`` and 1, as torch computes them."""
+
+    def value_and_derivative(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """``(φ(a), φ'(a))`` elementwise."""
+        scaled = self.beta * a
+        derivative = torch.where(scaled > self.threshold, torch.ones_like(a), torch.sigmoid(scaled))
+        return F.softplus(a, self.beta, self.threshold), derivative
 
 
 class LipSwish(nn.Module):
@@ -61,10 +91,10 @@ class LipSwish(nn.Module):
 ACTIVATIONS = MappingProxyType(
     {
         "relu": nn.ReLU,
-        "tanh": nn.Tanh,
+        "tanh": Tanh,
         "elu": ELU,
-        "silu": nn.SiLU,
-        "softplus": nn.Softplus,
+        "silu": SiLU,
+        "softplus": Softplus,
         "lipswish": LipSwish,
     }
 )

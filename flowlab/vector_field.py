@@ -19,3 +19,18 @@ class VectorField(Protocol):
     dim: int
 
     def __call__(self, t: Tensor, z: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class JacobianField(VectorField, Protocol):
+    """A :class:`VectorField` that also computes its Jacobian ``∂f/∂z`` along with its value, in one pass.
+
+    ``jacobian(t, z)`` returns ``(f(t, z), J)`` with ``J[b, i, j] = ∂f_i/∂z_j`` at row ``b``, shape
+    ``[batch, dim, dim]`` (same ``t`` conventions as ``__call__``). The exact trace of a continuous flow uses it
+    instead of ``dim`` vector-Jacobian products through autograd (:class:`flowlab.ode.ExactTrace`), so it must be
+    differentiable by autograd in ``z`` and in the parameters (training differentiates the trace). Optional: a field
+    without it gets the autograd Jacobian. The conformance kit's ``ode_logdet`` compares the flow's log-det with the
+    autograd Jacobian of the whole solution map, so a wrong ``jacobian`` fails it.
+    """
+
+    def jacobian(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]: ...

@@ -17,6 +17,7 @@ import flowlab
 from flowlab import SolverError
 from flowlab.checks import Case
 from flowlab.checks.runner import run_case
+from flowlab.nn import SMOOTH_CHOICES
 from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, SolverConfig, TimeMLP
 from flowlab.ode.solver import CountedDynamics, solve
 from flowlab.plugins import get_registry
@@ -122,6 +123,66 @@ def test_exact_trace_and_hutchinson_probe_set_on_a_known_matrix():
     estimate, frobenius_estimate = Hutchinson("gaussian")(z @ matrix.T, z, probes, False)
     torch.testing.assert_close(estimate.mean(), torch.trace(matrix))
     torch.testing.assert_close(frobenius_estimate.mean(), matrix.pow(2).sum())
+
+
+@given(
+    activation=st.sampled_from(SMOOTH_CHOICES),
+    depth=st.integers(1, 3),
+    dim=st.integers(1, 5),
+    batch=st.integers(1, 6),
+    per_row=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_time_mlp_jacobian_is_autograds(activation, depth, dim, batch, per_row, seed):
+    """``TimeMLP.jacobian`` (forward mode, the exact trace's road) against ``torch.func.jacrev`` row by row, float64,
+    with a field far from the identity (``init_scale=1``, inputs of scale 3)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    field = TimeMLP(dim, hidden=7, depth=depth, activation=activation, frequencies=2, init_scale=1.0).double()
+    z = 3 * torch.randn(batch, dim, generator=generator, dtype=torch.float64)
+    t = torch.rand(batch if per_row else (), generator=generator, dtype=torch.float64)
+    value, jacobian = field.jacobian(t, z)
+
+    def row(t_row: torch.Tensor, z_row: torch.Tensor) -> torch.Tensor:
+        return field(t_row.reshape(1), z_row.unsqueeze(0)).squeeze(0)
+
+    expected = torch.func.vmap(torch.func.jacrev(row, argnums=1), in_dims=(0 if per_row else None, 0))(t, z)
+    torch.testing.assert_close(value, field(t, z), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(jacobian, expected, rtol=1e-10, atol=1e-12)
+
+
+class Opaque(nn.Module):
+    """A field without ``jacobian``: the exact trace takes the autograd road on it."""
+
+    def __init__(self, field: TimeMLP) -> None:
+        super().__init__()
+        self.inner, self.dim = field, field.dim
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.inner(t, z)
+
+
+@pytest.mark.parametrize("regularize", [False, True])
+def test_exact_trace_through_the_fields_jacobian_equals_the_autograd_road(regularize):
+    """The two roads of the exact trace (``JacobianField.jacobian`` and ``d`` vector-Jacobian products) give the same
+    log-det, regularisers and parameter gradients (training differentiates the trace), float64."""
+    torch.manual_seed(0)
+    field = TimeMLP(3, hidden=16, depth=2, activation="silu", init_scale=1.0).double()
+    kwargs = {"kinetic": 0.1, "jacobian": 0.1} if regularize else {}
+    fast, slow = ODEBijector(field, **kwargs), ODEBijector(Opaque(field), **kwargs)
+    assert fast.dynamics.field_has_jacobian and not slow.dynamics.field_has_jacobian
+    z = torch.randn(6, 3, dtype=torch.float64)
+    results = []
+    for bijector in (fast, slow):
+        bijector.train()
+        x, logdet = bijector(z)
+        loss = logdet.sum() + x.pow(2).sum() + bijector.regularization()
+        grads = torch.autograd.grad(loss, list(field.parameters()))
+        results.append((x, logdet, bijector.regularization().detach(), grads))
+    for a, b in zip(results[0][:3], results[1][:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    for a, b in zip(results[0][3], results[1][3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
 def test_hutchinson_probes_are_reproducible_from_the_seed():

@@ -37,6 +37,18 @@ def test_lipschitz_activations_give_their_autograd_derivative_and_it_is_at_most_
     assert (derivative.abs() <= 1).all()
 
 
+@pytest.mark.parametrize("name", fnn.SMOOTH_CHOICES)
+@given(a=st.lists(finite, min_size=1, max_size=8))
+def test_smooth_activations_give_their_value_and_autograd_derivative(name, a):
+    """What ``TimeMLP.jacobian`` carries forward: a wrong ``φ'`` would be a wrong CNF trace."""
+    module = fnn.activation_module(name).double()
+    a = torch.tensor(a, dtype=F64, requires_grad=True)
+    value, derivative = module.value_and_derivative(a)
+    (autograd,) = torch.autograd.grad(module(a).sum(), a)
+    torch.testing.assert_close(value, module(a))
+    torch.testing.assert_close(derivative, autograd)
+
+
 @given(s=st.lists(st.floats(-1e30, 1e30, allow_nan=False), min_size=1, max_size=8), bound=st.floats(1e-3, 10))
 def test_soft_clamp_bounds_the_scale_in_float32_whatever_the_input(s, bound):
     clamped = fnn.soft_clamp(torch.tensor(s, dtype=torch.float32), bound)

@@ -10,6 +10,12 @@ with ``a = k = j = 0`` at the starting time. Integrated from ``s`` to ``e`` (eit
 integral, which is exactly the log-det of the inverse map. ``k`` and ``j`` (RNODE's kinetic energy and Jacobian
 Frobenius norm, Finlay et al. 2020) are carried only when asked for.
 
+The exact trace: a field that computes its own Jacobian (:class:`~flowlab.JacobianField`, e.g.
+:class:`~flowlab.ode.TimeMLP`) gives it with its value in one forward pass; any other field gets ``d`` batched
+vector-Jacobian products through autograd (:class:`~flowlab.ode.ExactTrace`). Same numbers up to rounding; the
+first is 2-5 times faster at the sizes CNFs use, training included (its parameter gradient is a first-order
+backward instead of a double backward).
+
 ``torch.compile``: the exact trace's batched vector-Jacobian products (``autograd.grad(..., is_grads_batched=True)``,
 a vmap over the backward pass) fail on a compiled field (vmap meets the compiled backward's in-place copies). With
 ``compile=True`` the exact trace takes another road: ``J = vmap(jacrev(f))`` with ``torch.func``, the whole
@@ -31,6 +37,7 @@ from torch import Tensor, nn
 from flowlab.errors import OptionError
 from flowlab.ode.solver import CountedDynamics
 from flowlab.ode.trace import ExactTrace, TraceEstimator
+from flowlab.vector_field import JacobianField
 
 
 def compiled_jacobian(field: nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -42,6 +49,11 @@ def compiled_jacobian(field: nn.Module) -> Callable[[Tensor, Tensor], tuple[Tens
 
     jacobian = torch.func.vmap(torch.func.jacrev(single, argnums=1, has_aux=True), in_dims=(None, 0))
     return cast(Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], torch.compile(jacobian))
+
+
+def trace_and_frobenius(jacobian: Tensor) -> tuple[Tensor, Tensor]:
+    """``(tr J, ‖J‖²_F)`` per row of a ``[batch, dim, dim]`` Jacobian."""
+    return jacobian.diagonal(dim1=1, dim2=2).sum(-1), jacobian.pow(2).sum(dim=(1, 2))
 
 
 def is_compiled(module: object) -> bool:
@@ -64,6 +76,8 @@ class AugmentedDynamics(CountedDynamics):
     def __init__(self, field: nn.Module, *, compile: bool = False) -> None:
         super().__init__()
         self.field = field
+        #: whether the exact trace takes ``field.jacobian`` (:class:`~flowlab.JacobianField`) over autograd
+        self.field_has_jacobian = isinstance(field, JacobianField)
         #: whether the exact trace goes through the compiled ``(t, z) -> (J, f)``, built on first use
         self.use_compile = compile
         self._jacobian: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
@@ -85,8 +99,13 @@ class AugmentedDynamics(CountedDynamics):
             return (self.field(t, z),)
         record = torch.is_grad_enabled()
         # exactly ExactTrace: a subclass may compute something else (the kit's mutants do)
-        if type(self.estimator) is ExactTrace and (self.use_compile or is_compiled(self.field)):
+        exact = type(self.estimator) is ExactTrace
+        if exact and (self.use_compile or is_compiled(self.field)):
             f, trace, frobenius = self._compiled_exact(t, z)
+        elif exact and self.field_has_jacobian:
+            # the graph is kept only when recording (the caller's grad mode)
+            f, jacobian = cast(JacobianField, self.field).jacobian(t, z)
+            trace, frobenius = trace_and_frobenius(jacobian)
         else:
             f, trace, frobenius = self._eager(t, z, record)
         out = (f, trace, f.pow(2).sum(-1), frobenius) if self.regularize else (f, trace)
@@ -108,7 +127,7 @@ class AugmentedDynamics(CountedDynamics):
         if fresh and self.started is not None:  # a (re)compilation is not the solve's time (max_seconds)
             self.started += time.monotonic() - started
             self._compiled_for.add(key)
-        return f, jacobian.diagonal(dim1=1, dim2=2).sum(-1), jacobian.pow(2).sum(dim=(1, 2))
+        return f, *trace_and_frobenius(jacobian)
 
     def _eager(self, t: Tensor, z: Tensor, record: bool) -> tuple[Tensor, Tensor, Tensor]:
         with torch.enable_grad():

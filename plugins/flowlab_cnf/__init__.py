@@ -26,8 +26,10 @@ with no architectural constraint on `f`.
 
 **Log-determinant** (instantaneous change of variables, Chen et al. 2018): `d/dt log p(z(t)) = −tr ∂f/∂z`, so
 `log|det ∂x/∂z| = ∫₀¹ tr ∂f/∂z(t, z(t)) dt`. Here the trace is **exact**: at each function evaluation the full
-Jacobian is built with `d` vector-Jacobian products (batched in one autograd call), O(d) backward passes per
-evaluation and O(d · NFE) per solve. Fine for small `d`; for large `d` use `ffjord` (Hutchinson, O(1)).
+Jacobian is built, O(d) times the work of `f` per evaluation and O(d · NFE) per solve. The MLP field carries
+`∂f/∂z` forward through its layers with its value (`∂a_{ℓ+1}/∂z = W_{ℓ+1} diag(σ'(a_ℓ)) ∂a_ℓ/∂z`,
+`flowlab.JacobianField`); a field without that gets `d` vector-Jacobian products batched in one autograd call.
+Fine for small `d`; for large `d` use `ffjord` (Hutchinson, O(1)).
 """
     + ODE_CONVENTION
     + ODE_NOTES

@@ -10,6 +10,8 @@
 - ``mutant_ffjord_renamed_estimator``: keeps its trace estimator under another name, so it is not a
   ``flowlab.ode.ContinuousFlow``: the Hutchinson checks apply (a stochastic continuous flow) and cannot run, so the
   run is uncovered and ``flowlab check`` fails; never a quiet skip.
+- ``mutant_cnf_linearised_jacobian``: a field whose ``jacobian()`` (:class:`flowlab.JacobianField`, the exact
+  trace's fast road) forgets the activations' derivatives, ``J = W_L ⋯ W_1``: the value is right, the trace wrong.
 - ``mutant_augmented_offset``: the augmented flow's ``marginal_log_prob`` minus 0.05: still a lower bound that
   rises with ``K``, but ``E[p̂_K/p] = e^−0.05`` instead of 1.
 """
@@ -22,11 +24,21 @@ from typing import Any
 import torch
 from flowlab_augmented import SPEC as AUGMENTED
 from flowlab_augmented.bijector import AugmentedCNF
+from flowlab_cnf import SPEC as CNF
 from flowlab_ffjord import SPEC as FFJORD
 from torch import Tensor
 
 from flowlab import Bijector, FlowSpec, hookimpl
-from flowlab.ode import ExactTrace, Hutchinson, ODEBijector, TraceEstimator, build_ode_bijector, ode_options
+from flowlab.ode import (
+    ExactTrace,
+    Hutchinson,
+    ODEBijector,
+    TimeMLP,
+    TraceEstimator,
+    build_ode_bijector,
+    ode_options,
+    solver_config,
+)
 
 
 class NoTrace(ExactTrace):
@@ -57,6 +69,27 @@ class BiasedSolve(ODEBijector):
         if probe is None and self.trace_estimator.stochastic:
             probe = 2 * self.trace_estimator.draw(y, self.generator)
         return super().integrate(y, reverse=reverse, probe=probe)
+
+
+class LinearisedJacobian(TimeMLP):
+    def jacobian(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        layers = list(self.net)
+        product = layers[0].weight[:, : self.dim]
+        for linear in layers[2::2]:
+            product = linear.weight @ product  # the activations' derivatives left out
+        return self(t, z), product.expand(z.shape[0], self.dim, self.dim)
+
+
+def build_linearised(dim: int, **options: Any) -> ODEBijector:
+    field = LinearisedJacobian(
+        dim,
+        hidden=options["hidden"],
+        depth=options["depth"],
+        activation=options["activation"],
+        frequencies=options["frequencies"],
+        init_scale=1.0,  # a field far from the identity: its activations' derivatives are far from 1
+    )
+    return ODEBijector(field, solver=solver_config(options))
 
 
 class RenamedEstimator(Bijector):
@@ -116,6 +149,7 @@ MUTANTS = (
         name="mutant_ffjord_renamed_estimator",
         build=lambda dim, **options: RenamedEstimator(FFJORD.build(dim, **options)),
     ),
+    replace(CNF, name="mutant_cnf_linearised_jacobian", build=build_linearised),
     replace(AUGMENTED, name="mutant_augmented_offset", build=build_offset),
 )
 
@@ -129,6 +163,7 @@ EXPECTED: dict[str, str] = {
     "mutant_ffjord_scaled_probe": "hutchinson_estimator",
     "mutant_ffjord_biased_solve": "hutchinson_solve_unbiased",
     "mutant_ffjord_renamed_estimator": "hutchinson_estimator",
+    "mutant_cnf_linearised_jacobian": "ode_logdet",
     "mutant_augmented_offset": "augmented_marginal_bound",
 }
 
