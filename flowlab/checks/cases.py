@@ -42,6 +42,7 @@ from flowlab.errors import OptionError, SkipCase
 from flowlab.flow import Flow
 from flowlab.options import CONTEXT_OPTION_NAME
 from flowlab.registry import build_from_spec
+from flowlab.seeding import manual_seed_
 from flowlab.spec import Case, FlowSpec
 
 #: standard deviation of the noise added to every parameter of a case's bijector
@@ -74,8 +75,8 @@ def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
     """Seed the global RNG (CPU, and ``device`` if it is a CUDA device) inside the block; restore it after."""
     target = torch.device(device)
     devices = [target.index or 0] if target.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=devices):  # initialises the case's CUDA device, which is then seeded too
+        manual_seed_(seed)
         yield
 
 
