@@ -403,16 +403,16 @@ def test_mutant_plugin_registers_every_expected_mutant():
 class SlowDynamics(CountedDynamics):
     """``dz/dt = -z``, each evaluation taking 20 ms (a stand-in for a stiff, expensive field)."""
 
-    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         self.tick(t)
         time.sleep(0.02)
-        return (-state[0],)
+        return -state
 
 
 def test_max_seconds_stops_a_slow_solve():
     config = SolverConfig(max_seconds=0.1)
     started = time.monotonic()
     with pytest.raises(SolverError, match=r"max_seconds=0.1.*hint: raise max_seconds"):
-        solve(SlowDynamics(), (torch.ones(1, 2),), torch.tensor([0.0, 1.0]), config)
+        solve(SlowDynamics(), torch.ones(1, 2), torch.tensor([0.0, 1.0]), config)
     assert time.monotonic() - started < 1.0
     assert flowlab.flow_spec("cnf").options["max_seconds"].default == SolverConfig().max_seconds == 60.0

@@ -110,18 +110,17 @@ class ODEBijector(Bijector):
             raise ShapeError(f"ODEBijector: expected a probe of shape {list(y.shape)}, got {list(probe.shape)}")
         regularize = self.training and (self.kinetic > 0 or self.jacobian > 0)
         self.dynamics.configure(estimator, probe, regularize)
-        zero = y.new_zeros(y.shape[0])
-        state = (y, zero, zero, zero) if regularize else (y, zero)
+        state = torch.cat([y, y.new_zeros(y.shape[0], self.dynamics.carried())], dim=1)
         times = torch.tensor([1.0, 0.0] if reverse else [0.0, 1.0], dtype=y.dtype, device=y.device)
-        solution = solve(self.dynamics, state, times, self.solver, controlled=2)  # z and the log-det
+        end = solve(self.dynamics, state, times, self.solver, controlled=(self.dim, 1))[-1]  # z, the log-det
         self.nfe, self.dynamics.nfe = self.dynamics.nfe, 0
         if regularize:
             sign = -1.0 if reverse else 1.0  # integrated backwards, the accumulators end at minus the integrals
-            kinetic, frobenius = sign * solution[2][-1], sign * solution[3][-1]
+            kinetic, frobenius = sign * end[:, self.dim + 1], sign * end[:, self.dim + 2]
             self._regularization = (self.kinetic * kinetic + self.jacobian * frobenius).mean()
         else:
             self._regularization = None
-        return solution[0][-1], solution[1][-1]
+        return end[:, : self.dim], end[:, self.dim]
 
     def trajectory(self, z: Tensor, times: Sequence[float] | Tensor) -> Tensor:
         """``z(t)`` for each of ``times`` (increasing, in [0, 1]) starting from ``z`` at t=0: ``[len(times), batch,
@@ -132,7 +131,7 @@ class ODEBijector(Bijector):
         start = bool(ts[0] == 0)
         grid = ts if start else torch.cat([ts.new_zeros(1), ts])
         self.dynamics.configure(None, None, False)
-        (path,) = solve(self.dynamics, (z,), grid, self.solver)
+        path = solve(self.dynamics, z, grid, self.solver)
         self.nfe, self.dynamics.nfe = self.dynamics.nfe, 0
         return path if start else path[1:]
 

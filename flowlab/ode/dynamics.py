@@ -62,7 +62,8 @@ def is_compiled(module: object) -> bool:
 
 
 class AugmentedDynamics(CountedDynamics):
-    """``(t, (z[, a[, k, j]])) -> (f[, tr J[, ‖f‖², ‖J‖²_F]])`` for a vector field ``f`` (see the module docstring).
+    """``(t, [z[, a[, k, j]]]) -> [f[, tr J[, ‖f‖², ‖J‖²_F]]]`` for a vector field ``f`` (see the module docstring),
+    the parts as the columns of one ``[batch, dim + carried()]`` tensor.
 
     Before each solve :meth:`configure` sets the trace estimator and its probe (drawn once for the solve and held
     fixed through it, the adjoint solve included), and whether to carry the log-det and the regularisers.
@@ -92,11 +93,18 @@ class AugmentedDynamics(CountedDynamics):
         self.probe = probe
         self.regularize = regularize
 
-    def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def carried(self) -> int:
+        """Columns carried after ``z`` in the state: 0 (a trajectory), 1 (the log-det ``a``) or 3 (``a, k, j``)."""
+        return 0 if self.estimator is None else 3 if self.regularize else 1
+
+    def forward(self, t: Tensor, state: Tensor) -> Tensor:
+        """``d/dt`` of the state ``[batch, dim + carried()]``: the columns ``[z, a[, k, j]]`` as one tensor (one
+        tensor, not a tuple: torchdiffeq then neither splits nor concatenates it at every evaluation)."""
         self.tick(t)
-        z = state[0]
+        carried = self.carried()
+        z = state[:, : state.shape[1] - carried] if carried else state
         if self.estimator is None:
-            return (self.field(t, z),)
+            return self.field(t, z)
         record = torch.is_grad_enabled()
         # exactly ExactTrace: a subclass may compute something else (the kit's mutants do)
         exact = type(self.estimator) is ExactTrace
@@ -108,8 +116,11 @@ class AugmentedDynamics(CountedDynamics):
             trace, frobenius = trace_and_frobenius(jacobian)
         else:
             f, trace, frobenius = self._eager(t, z, record)
-        out = (f, trace, f.pow(2).sum(-1), frobenius) if self.regularize else (f, trace)
-        return out if record else tuple(part.detach() for part in out)
+        parts = [f, trace[:, None]]
+        if self.regularize:
+            parts += [f.pow(2).sum(-1, keepdim=True), frobenius[:, None]]
+        out = torch.cat(parts, dim=1)
+        return out if record else out.detach()
 
     def _compiled_exact(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if not self.use_compile:

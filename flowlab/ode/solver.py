@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,16 +125,19 @@ class CountedDynamics(nn.Module):
 
 def solve(
     dynamics: CountedDynamics,
-    state: tuple[Tensor, ...],
+    state: Tensor,
     times: Tensor,
     config: SolverConfig,
     *,
-    controlled: int | None = None,
-) -> tuple[Tensor, ...]:
-    """Integrate ``d state/dt = dynamics(t, state)`` through ``times``; returns one ``[len(times), ...]`` per part.
+    controlled: Sequence[int] | None = None,
+) -> Tensor:
+    """Integrate ``d state/dt = dynamics(t, state)`` (``state``: ``[batch, columns]``) through ``times``; returns
+    ``[len(times), batch, columns]``.
 
-    ``controlled``: an adaptive method's error control looks at the first ``controlled`` parts only (default all):
-    the RNODE accumulators are carried along without making the steps smaller.
+    ``controlled``: the widths of the leading groups of columns an adaptive method's error control looks at, each
+    by its own RMS, the largest counting (torchdiffeq's mixed norm over parts); default: the RMS of the whole state.
+    A CNF passes ``(dim, 1)``: ``z`` and its log-det, and the RNODE accumulators after them are carried along
+    without making the steps smaller.
     torchdiffeq's assertions (step size underflow, non-finite state) become :class:`SolverError` naming the solver,
     the time reached and a hint; a fixed-step solve that ends non-finite raises the same way.
     """
@@ -142,8 +146,8 @@ def solve(
 
     dynamics.reset(config)
     kwargs = config.odeint_kwargs()
-    if config.adaptive and controlled is not None and controlled < len(state):
-        kwargs["options"] = {**kwargs["options"], "norm": _rms_of_first(controlled)}
+    if config.adaptive and controlled is not None:
+        kwargs["options"] = {**kwargs["options"], "norm": _mixed_rms(controlled)}
     try:
         if config.adjoint:
             solution = odeint_adjoint(dynamics, state, times, adjoint_params=tuple(dynamics.parameters()), **kwargs)
@@ -154,9 +158,9 @@ def solve(
         raise _failure(dynamics, times, config, what) from exc
     finally:
         dynamics.started = None  # an adjoint backward solve starts its own clock
-    if not all(bool(torch.isfinite(part[-1]).all()) for part in solution):
+    if not bool(torch.isfinite(solution[-1]).all()):
         raise _failure(dynamics, times, config, "the solution is NaN or infinite")
-    return tuple(solution)
+    return solution
 
 
 def _uniform_grid(steps: int) -> Callable[[Any, Tensor, Tensor], Tensor]:
@@ -169,11 +173,13 @@ def _uniform_grid(steps: int) -> Callable[[Any, Tensor, Tensor], Tensor]:
     return grid
 
 
-def _rms_of_first(parts: int) -> Callable[[tuple[Tensor, ...]], Tensor]:
-    """torchdiffeq's mixed norm (the largest RMS over the parts) restricted to the first ``parts`` parts."""
+def _mixed_rms(widths: Sequence[int]) -> Callable[[Tensor], Tensor]:
+    """The largest RMS over the leading groups of columns of the given ``widths`` (the columns after them are not
+    looked at): torchdiffeq's mixed norm of a tuple state, on one tensor."""
+    bounds = list(itertools.accumulate(widths, initial=0))
 
-    def norm(state: tuple[Tensor, ...]) -> Tensor:
-        return torch.stack([part.pow(2).mean().sqrt() for part in state[:parts]]).max()
+    def norm(state: Tensor) -> Tensor:
+        return torch.stack([state[..., a:b].pow(2).mean().sqrt() for a, b in itertools.pairwise(bounds)]).max()
 
     return norm
 
