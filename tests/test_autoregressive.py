@@ -1,4 +1,5 @@
-"""maf and iaf: hand-computed layers, the MADE's autoregressive masks, one pass vs d passes, mixing, options."""
+"""maf and iaf: hand-computed layers, the MADE's autoregressive masks (with and without its skip connection), one
+pass vs d passes, log-dets against autograd, mixing, options, checkpoints from when the skip was the default."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import math
 import pytest
 import torch
 from flowlab_autoregressive.bijector import MADE, AffineAutoregressive, ordering
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import flowlab
+from flowlab.checkpoint import load_flow
+from flowlab.checks.cases import perturb_
+from flowlab.training import TrainConfig, Trainer
 
 B = 3.0  # the default scale_bound
 
@@ -20,7 +26,7 @@ def clamp(s: float) -> float:
 
 def zeroed_layer(dim: int, reads: str) -> AffineAutoregressive:
     """A layer whose MADE outputs only what the test writes into its output bias and skip weights."""
-    layer = AffineAutoregressive(dim, reads=reads, hidden=4, depth=1).double()
+    layer = AffineAutoregressive(dim, reads=reads, hidden=4, depth=1, skip="always").double()
     with torch.no_grad():
         for parameter in layer.parameters():
             parameter.zero_()
@@ -76,11 +82,14 @@ def test_iaf_layer_by_hand_conditions_on_z():
     torch.testing.assert_close(ladj, torch.tensor([clamp(s1_raw) + clamp(b * z1)], dtype=torch.float64))
 
 
+@pytest.mark.parametrize(("skip", "activation"), [("always", "relu"), ("auto", "tanh")])
 @pytest.mark.parametrize(("dim", "hidden", "depth"), [(1, 4, 2), (2, 1, 1), (5, 8, 2), (6, 3, 3), (7, 16, 1)])
-def test_made_output_i_depends_on_inputs_before_i_and_on_each_of_them(dim, hidden, depth, randomize):
-    """Strictly lower-triangular dependence for m and ŝ, every allowed entry nonzero (the skip connection keeps
-    them when hidden < d − 1 cuts hidden paths)."""
-    made = randomize(MADE(dim, hidden=hidden, depth=depth, activation="relu").double(), dim)
+def test_made_output_i_depends_on_inputs_before_i_and_on_each_of_them(dim, hidden, depth, skip, activation, randomize):
+    """Strictly lower-triangular dependence for m and ŝ, every allowed entry nonzero: with ``skip="always"`` the skip
+    connection keeps them when ReLUs are dead or hidden < d − 1 cuts hidden paths; with ``"auto"`` the MADE has the
+    skip exactly where hidden < d − 1 (tanh, which no point kills, for the paths through hidden units alone)."""
+    made = randomize(MADE(dim, hidden=hidden, depth=depth, activation=activation, skip=skip).double(), dim)
+    assert (made.skip is not None) == (skip == "always" or hidden < dim - 1)
     u = torch.randn(dim, dtype=torch.float64)
     for output in range(2):  # m, then ŝ
         jac = torch.autograd.functional.jacobian(lambda v, k=output: made(v[None])[k][0], u)
@@ -89,18 +98,96 @@ def test_made_output_i_depends_on_inputs_before_i_and_on_each_of_them(dim, hidde
         assert (jac[allowed] != 0).all()
 
 
+@pytest.mark.parametrize(("dim", "hidden", "context_dim", "skip"), [(5, 4, 0, False), (5, 3, 0, True),
+                                                                    (5, 5, 2, False), (5, 4, 2, True)])  # fmt: skip
+def test_auto_gives_the_skip_to_a_made_whose_hidden_layers_miss_a_degree(dim, hidden, context_dim, skip):
+    """Degrees ``1..d−1`` are all present from ``hidden = d − 1``, and from ``hidden = d`` when conditional (the
+    context's units take degree 0)."""
+    assert (MADE(dim, hidden=hidden, depth=2, activation="relu", context_dim=context_dim).skip is not None) == skip
+
+
+@pytest.mark.parametrize("skip", ["auto", "always"])
 @pytest.mark.parametrize("flow", ["maf", "iaf"])
 @pytest.mark.parametrize("dim", [1, 3, 6])
-def test_sequential_and_parallel_directions_agree(flow, dim, randomize):
+def test_sequential_and_parallel_directions_agree(flow, dim, skip, randomize):
     """The d-pass direction inverts the one-pass direction exactly, log-dets cancelling (hidden < d − 1 too)."""
-    bijector = randomize(flowlab.build(flow, dim, layers=3, hidden=3, permutation="random"), 1).double()
+    bijector = randomize(flowlab.build(flow, dim, layers=3, hidden=3, permutation="random", skip=skip), 1).double()
     z = 2 * torch.randn(16, dim, dtype=torch.float64)
     x, ladj = bijector(z)
     z_back, ladj_back = bijector.inverse(x)
     torch.testing.assert_close(z_back, z, rtol=0, atol=1e-12)
     torch.testing.assert_close(ladj_back, -ladj, rtol=0, atol=1e-12)
     x_again, _ = bijector(bijector.inverse(x)[0])
-    torch.testing.assert_close(x_again, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(x_again, x, rtol=1e-14, atol=1e-12)  # |x| up to e^9 · |z|: relative rounding
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    flow=st.sampled_from(["maf", "iaf"]),
+    skip=st.sampled_from(["auto", "always"]),
+    dim=st.integers(1, 7),
+    hidden=st.integers(1, 10),
+    depth=st.integers(1, 3),
+    context_dim=st.sampled_from([0, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_both_directions_invert_each_other_with_the_log_det_of_autograd(
+    flow, skip, dim, hidden, depth, context_dim, seed
+):
+    """With and without the skip connection (float64, two perturbed layers; ``"auto"`` has it where hidden < d − 1,
+    so both kinds of MADE are drawn): ``inverse(forward(z)) = z``, and
+    ``forward``'s log-det is ``log|det ∂x/∂z|`` of autograd's Jacobian, ``inverse``'s its negative."""
+    options = {"layers": 2, "hidden": hidden, "depth": depth, "skip": skip, "context_dim": context_dim}
+    bijector = perturb_(flowlab.build(flow, dim, **options), seed).double()
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(3, dim, generator=generator, dtype=torch.float64)
+    context = torch.randn(3, context_dim, generator=generator, dtype=torch.float64) if context_dim else None
+    x, ladj = bijector(z, context)
+    z_back, ladj_back = bijector.inverse(x, context)
+    torch.testing.assert_close(z_back, z, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ladj_back, -ladj, rtol=1e-10, atol=1e-10)
+    for row in range(3):
+        given_context = None if context is None else context[row : row + 1]
+        jac = torch.autograd.functional.jacobian(lambda v, c=given_context: bijector(v[None], c)[0][0], z[row])
+        torch.testing.assert_close(ladj[row], torch.linalg.slogdet(jac).logabsdet, rtol=1e-10, atol=1e-10)
+
+
+def test_a_checkpoint_from_when_the_skip_was_the_default_loads_with_its_skip(tmp_path):
+    """A maf run saved before the ``skip`` option existed has skip weights and options that do not name it (its
+    default, ``"auto"``, gives no skip at d = 2): it loads into a flow with the skip (the MADE takes the skip its
+    state has), the same map as the trained one."""
+    config = TrainConfig(flow="maf", data="moons", options={"layers": 2, "hidden": 8, "skip": "always"}, steps=3,
+                         batch_size=32, eval_every=3, eval_size=64)  # fmt: skip
+    trainer = Trainer(config)
+    trainer.fit()
+    path = tmp_path / "old.pt"
+    trainer.save(str(path))
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["config"]["options"] = {"layers": 2, "hidden": 8}  # as the run recorded it: no skip option
+    torch.save(checkpoint, path)
+    flow, config, _ = load_flow(path)
+    assert "skip" not in config.options
+    assert all(
+        module.skip is None
+        for module in flowlab.build("maf", 2, **config.options).modules()
+        if isinstance(module, MADE)
+    )
+    assert all(module.skip is not None for module in flow.modules() if isinstance(module, MADE))
+    assert flow.state_dict().keys() == trainer.flow.state_dict().keys()
+    x = torch.randn(16, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(flow.log_prob(x), trainer.flow.eval().log_prob(x), rtol=0, atol=0)
+        torch.testing.assert_close(flow.bijector(x), trainer.flow.bijector(x), rtol=0, atol=0)  # sampling's direction
+
+
+def test_without_the_skip_maf_has_the_parameters_of_zukos_maf():
+    """At hidden 64 the default MADE has no skip up to d = 65: at d = 2 (the quality benchmark) and d = 64, maf's
+    parameter count is that of zuko's ``MAF(d, transforms=4, hidden_features=(64, 64))``; ``skip="always"`` adds its
+    ``2d × d`` weights per layer."""
+    for dim, count in ((2, 18448), (64, 66560)):
+        assert sum(p.numel() for p in flowlab.build("maf", dim).parameters()) == count
+        always = flowlab.build("maf", dim, skip="always")
+        assert sum(p.numel() for p in always.parameters()) == count + 4 * 2 * dim * dim
 
 
 @pytest.mark.parametrize(
@@ -137,10 +224,14 @@ def test_one_layer_has_a_lower_triangular_jacobian_with_diagonal_exp_s(flow, ran
 @pytest.mark.parametrize("permutation", ["reverse", "random"])
 @pytest.mark.parametrize("dim", [2, 3, 5, 8])
 def test_two_layers_mix_every_coordinate(flow, permutation, dim, randomize):
+    """Every output depends on every input at some of 8 points, as the kit's ``mixing`` asks: without the skip
+    connection a dependence goes through hidden units alone, all of whose ReLUs can be dead at a point (at d = 8 one
+    random point missed some pair in 3 % of draws)."""
     stack = randomize(flowlab.build(flow, dim, layers=2, permutation=permutation, seed=dim), 3).double()
-    z = torch.randn(dim, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda v: stack(v[None])[0][0], z)
-    assert (jac != 0).all()
+    seen = torch.zeros(dim, dim, dtype=torch.bool)
+    for z in torch.randn(8, dim, generator=torch.Generator().manual_seed(dim), dtype=torch.float64):
+        seen |= torch.autograd.functional.jacobian(lambda v: stack(v[None])[0][0], z) != 0
+    assert seen.all()
     assert flowlab.flow_spec(flow).mixes_with({"layers": 2}) and not flowlab.flow_spec(flow).mixes_with({"layers": 1})
 
 
@@ -181,6 +272,7 @@ def test_bounded_scale_keeps_float32_finite_at_huge_inputs(flow, randomize):
         ({"seed": -1}, "option seed=-1 is below its minimum 0"),
         ({"hidden": 8.5}, "option hidden expects a int, got float 8.5"),
         ({"order": "reverse"}, "unknown option 'order'"),
+        ({"skip": True}, "expected one of 'auto', 'always'"),
     ],
 )
 def test_bad_options_are_clear_errors(options, message):

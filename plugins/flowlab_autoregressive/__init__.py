@@ -30,10 +30,10 @@ where one MADE network (a masked MLP, Germain et al. 2015) gives `(m_i, ŝ_i)` a
 **The two directions.** {parallel} is **one parallel MADE pass**: every `{reads}_{{<i}}` is known, so all
 `(m_i, s_i)` come out of one call. {sequential} needs **d sequential passes**: coordinate `i` needs
 `{reads}_{{<i}}`, which are outputs of the same layer, so the layer is solved coordinate by coordinate (pass `k`
-fixes coordinate `k`). Cost per layer: one MADE call, O(d·h + (depth−1)·h² + d²) per point (hidden width `h`;
-the d² is the skip connection), against d passes that compute only what their coordinate needs: a rank-one update
-of the first layer, the hidden units of lower degree than the coordinate (`h·i/d` of them at pass `i`), two output
-rows; about `d/3` full calls' worth of the deeper layers in all. {use}
+fixes coordinate `k`). Cost per layer: one MADE call, O(d·h + (depth−1)·h²) per point (hidden width `h`; + d²
+with a skip connection), against d passes that compute only what their coordinate needs: a rank-one update of the
+first layer, the hidden units of lower degree than the coordinate (`h·i/d` of them at pass `i`), two output rows;
+about `d/3` full calls' worth of the deeper layers in all. {use}
 
 **Log-determinant.** `∂x/∂z` of one layer is lower-triangular (`x_i` depends on `z_{{≤i}}` only) with diagonal
 `exp(s_i)`, so `log|det ∂x/∂z| = Σ_i s_i`: O(d), read off the conditioner's output whatever the network.
@@ -42,13 +42,17 @@ two or more layers the permutations fill it.)
 
 **Mixing.** A layer's first output depends on its first input only, its last output on every input. Both
 permutations move the last coordinate (which depends on everything) to the front of the next layer, so from two
-layers on every output depends on every input (`mixes`, verified by the kit's `mixing` check). The MADE has a
-masked linear skip connection from its input to its output, so each allowed dependence has a path even when a ReLU
-is dead at a point or `hidden < d − 1` (then some hidden degrees are missing).
+layers on every output depends on every input (`mixes`, verified by the kit's `mixing` check). The dependence of
+`(m_i, ŝ_i)` on `{reads}_j` (`j < i`) goes through hidden units of degrees `j..i−1`, all present when
+`hidden ≥ d − 1` (`≥ d` when conditional). A masked linear skip connection from the MADE's input to its output
+gives each allowed dependence a path even when a ReLU is dead at a point or a degree is missing: with
+`skip="auto"` (default) a MADE has it only where a degree is missing (`hidden < d − 1`), so every dependence has
+a path; elsewhere it is Germain et al.'s MADE (as zuko's), whose 2D fits are as good (`docs/benchmarks.md`,
+"MADE's skip connection") at two thirds of the cost per call at `d = h = 64`. `skip="always"`: in every MADE.
 
 **Bounded scale.** `s = B·tanh(ŝ/B)` stays within `±B`, so `exp(±s)` neither overflows nor vanishes whatever the
 input (the kit's stress case: d = 32, inputs of scale 25, float32). With `identity_init=True` the MADE's output
-layer and skip are zero: every layer starts as the identity. On R^1 a layer is the elementwise affine map
+layer (and skip) are zero: every layer starts as the identity. On R^1 a layer is the elementwise affine map
 `x = (z + m)·exp(s)` with constant `s, m` (the MADE reads no input). The density direction is the plain
 affine map `z = x·exp(−s) − m`, as in zuko, nflows and normflows (the MAF paper's `x = z·exp(s) + m` is the
 same family; its fits compare in `docs/families/autoregressive.md`).
@@ -110,6 +114,12 @@ OPTIONS = {
         choices=("reverse", "random"),
     ),
     "seed": Option(0, "seed of the random permutations", low=0),
+    "skip": Option(
+        "auto",
+        "MADE's masked linear skip connection from input to output (a path for every dependence that neither a dead "
+        "ReLU nor a missing hidden degree cuts; + d² per point): 'auto' only where hidden < d − 1, or 'always'",
+        choices=("auto", "always"),
+    ),
     "context_dim": CONTEXT_OPTION,
 }
 

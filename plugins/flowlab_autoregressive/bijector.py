@@ -27,7 +27,7 @@ context alone) reach the first coordinate too; the log-det is the same ``Σ_i s_
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,8 @@ from flowlab import Bijector, OptionError, Permutation, ShapeError
 from flowlab.nn import MaskedLinear, activation_module, soft_clamp, zero_init
 
 Reads = Literal["x", "z"]
+#: where a MADE has its skip connection: only where a hidden degree is missing, or always (see :class:`MADE`)
+Skip = Literal["auto", "always"]
 #: one coordinate of a sequential pass: ``(given_i, m_i, ŝ_i) -> (u_i, s_i)``
 Solve = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
@@ -54,9 +56,19 @@ class MADE(nn.Module):
     depending on ``u_{<i}`` only.
 
     Inputs have degrees ``1..dim``, hidden units the cyclic :func:`hidden_degrees`; a hidden unit of degree ``k``
-    sees the units of degree ``≤ k`` below it, output ``i`` (degree ``i``) the units of degree ``< i``. A masked
-    linear *skip* connection from the input to the output (strictly lower-triangular) gives every dependence
-    ``u_j -> (m_i, ŝ_i)``, ``j < i``, a path that no dead ReLU and no ``hidden < dim − 1`` can cut.
+    sees the units of degree ``≤ k`` below it, output ``i`` (degree ``i``) the units of degree ``< i``: the dependence
+    ``u_j -> (m_i, ŝ_i)``, ``j < i``, goes through hidden units of degrees ``j..i−1``, so it has a path when every
+    degree ``1..dim−1`` is present (``hidden ≥ dim − 1``; ``≥ dim`` when conditional) and a unit of it is alive at
+    the point.
+
+    A masked linear *skip* connection from the input to the output, ``(m, ŝ) = out(h(u)) + W u`` with ``W``
+    strictly lower-triangular, gives every dependence a path that neither a dead ReLU nor a missing degree cuts, at
+    ``2·dim²`` more multiply-adds per point (a third of the MADE's at ``dim = hidden = 64``, depth 2).
+    ``skip="auto"`` gives the MADE this connection only where a degree is missing, where some dependence would have
+    no path without it; elsewhere the MADE is Germain et al.'s, as zuko's, nflows' and normflows' (its 2D fits are as
+    good: docs/benchmarks.md, "MADE's skip connection"). ``skip="always"``: in every case. A state_dict with skip
+    weights (a checkpoint made when every MADE had the skip, its options not naming it) loads into a MADE built
+    without one by giving it the skip (:meth:`_load_from_state_dict`).
 
     ``context_dim = k > 0``: ``k`` more inputs, the context, that every unit of the first hidden layer reads (their
     mask columns are all ones), and hidden degrees from 0 (units that read the context alone), so every output,
@@ -64,9 +76,15 @@ class MADE(nn.Module):
     """
 
     by_degree: Tensor
+    skip: MaskedLinear | None
 
-    def __init__(self, dim: int, *, hidden: int, depth: int, activation: str, context_dim: int = 0) -> None:
+    def __init__(
+        self, dim: int, *, hidden: int, depth: int, activation: str, context_dim: int = 0, skip: Skip = "auto"
+    ) -> None:
         super().__init__()
+        if skip not in ("auto", "always"):
+            raise OptionError(f"MADE: expected skip='auto' or 'always', got {skip!r}")
+        self.dim = dim
         inputs = torch.arange(1, dim + 1)
         outputs = inputs.repeat(2)  # m_1..m_d, ŝ_1..ŝ_d
         layers: list[nn.Module] = []
@@ -80,22 +98,40 @@ class MADE(nn.Module):
             below = degrees
         self.hidden = nn.Sequential(*layers)
         self.out = MaskedLinear(outputs[:, None] > below[None, :])
-        self.skip = MaskedLinear(outputs[:, None] > inputs[None, :], bias=False)
+        missing = bool(torch.isin(inputs[:-1], degrees, invert=True).any())  # a degree in 1..dim−1 no unit has
+        # registered after out, where every MADE had it before "auto" (the order of the parameters, for optimizers)
+        self.register_module("skip", self.skip_layer() if skip == "always" or missing else None)
         # for solve: the hidden units by degree, and how many of them (a prefix) output i reads: those of degree < i
         self.register_buffer("by_degree", torch.argsort(degrees, stable=True), persistent=False)
         self.reads = [int((degrees < i).sum()) for i in range(1, dim + 1)]
 
+    def skip_layer(self) -> MaskedLinear:
+        """The skip connection ``u -> W u``: output ``i`` of ``(m, ŝ)`` reads inputs ``< i`` (no bias: ``out``'s)."""
+        inputs = torch.arange(1, self.dim + 1)
+        return MaskedLinear(inputs.repeat(2)[:, None] > inputs[None, :], bias=False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Load as :class:`torch.nn.Module` does, after giving a MADE without a skip connection one if the state has
+        its weights (a checkpoint of a flow built when the skip was the default, whose options do not name it)."""
+        if self.skip is None and prefix + "skip.weight" in state_dict:
+            self.skip = self.skip_layer().to(self.out.weight)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def zero_output(self) -> None:
         """Make the output ``(m, ŝ) = (0, 0)`` for every input (the layer starts as the identity)."""
         zero_init(self.out)
-        zero_init(self.skip)
+        if self.skip is not None:
+            zero_init(self.skip)
 
     def forward(self, u: Tensor, conditioned: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(m, ŝ)`` from ``u``; ``conditioned``: ``[u, c]``, what the first hidden layer reads when conditional."""
         hidden = self.hidden(u if conditioned is None else conditioned)
-        # out(hidden) + skip(u) as one addmm onto the skip's product: no separate pass to add them
-        skip = functional.linear(u, self.skip.masked_weight(), self.out.bias)
-        shift, raw_scale = torch.addmm(skip, hidden, self.out.masked_weight().t()).chunk(2, dim=-1)
+        if self.skip is None:
+            output = self.out(hidden)
+        else:  # out(hidden) + skip(u) as one addmm onto the skip's product: no separate pass to add them
+            skip = functional.linear(u, self.skip.masked_weight(), self.out.bias)
+            output = torch.addmm(skip, hidden, self.out.masked_weight().t())
+        shift, raw_scale = output.chunk(2, dim=-1)
         return shift, raw_scale
 
     def solve(self, given: Tensor, step: Solve, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -107,13 +143,14 @@ class MADE(nn.Module):
         degree, a prefix of each layer: ``reads[i]`` of them) and may leave ``u_{≥i}`` at 0: the first hidden
         layer's pre-activation is updated by the column of the coordinate solved last (rank one, instead of a
         ``d × h`` product), the deeper layers run on the ``reads[i] × reads[i]`` block of their weights, and of the
-        output and skip layers only the two rows of ``(m_i, ŝ_i)``. The first output reads no hidden unit (unless
+        output layer only the two rows of ``(m_i, ŝ_i)``; the skip connection's output, if any, is updated by the
+        column of the coordinate solved last, as the first layer's. The first output reads no hidden unit (unless
         conditioned): pass 1 is the output bias. Over the ``d`` passes the deeper layers cost about ``d/3`` full
         products instead of ``d``; the values are those of ``d`` full calls, up to rounding.
         """
         linears = [layer for layer in self.hidden if isinstance(layer, MaskedLinear)]
         activations = [layer for layer in self.hidden if not isinstance(layer, MaskedLinear)]
-        dim, rows, order = self.skip.weight.shape[1], given.shape[0], self.by_degree
+        dim, rows, order = self.dim, given.shape[0], self.by_degree
         first, zeros = linears[0], given.new_zeros(rows, dim)
         w_first = first.masked_weight().index_select(0, order)  # [h, d (+ k)], rows by degree
         deeper = [
@@ -122,24 +159,29 @@ class MADE(nn.Module):
         ]
         w_out = self.out.masked_weight().index_select(1, order).view(2, dim, -1).transpose(0, 1)  # [d, 2, h]
         b_out = self.out.bias.view(2, dim).t()  # [d, 2]: rows (m_i, ŝ_i)
-        w_skip = self.skip.masked_weight()  # [2d outputs, d inputs]
         # at u = 0: the first layer's bias and context part, the skip's 0 (calls that keep every weight in the graph)
         inputs = zeros if context is None else torch.cat([zeros, context], dim=-1)
         pre = functional.linear(inputs, w_first, first.bias.index_select(0, order))
-        skip = functional.linear(zeros, w_skip)  # the skip connection's output so far: Σ_{j solved} W_skip[:, j] u_j
+        # with a skip connection: its weight [2d outputs, d inputs] and its output so far, Σ_{j solved} W[:, j] u_j
+        skip = None
+        if self.skip is not None:
+            w_skip = self.skip.masked_weight()
+            skip = w_skip, functional.linear(zeros, w_skip)
         solved, scales = [], []
         for i, units in enumerate(self.reads):
             first_units = pre[:, :units]  # a view of pre, which the next passes update: not for an in-place activation
             hidden = activations[0](first_units.clone() if getattr(activations[0], "inplace", False) else first_units)
             for (weight, bias), activation in zip(deeper, activations[1:], strict=True):
                 hidden = activation(functional.linear(hidden, weight[:units, :units], bias[:units]))
-            shift, raw_scale = (functional.linear(hidden, w_out[i, :, :units], b_out[i]) + skip[:, i::dim]).unbind(-1)
+            output = functional.linear(hidden, w_out[i, :, :units], b_out[i])
+            shift, raw_scale = (output if skip is None else output + skip[1][:, i::dim]).unbind(-1)
             u_i, s_i = step(given[:, i], shift, raw_scale)
             solved.append(u_i)
             scales.append(s_i)
             if i + 1 < dim:
                 pre = torch.addr(pre, u_i, w_first[:, i])  # pre + u_i ⊗ W_first[:, i], one fused pass
-                skip = torch.addr(skip, u_i, w_skip[:, i])
+                if skip is not None:
+                    skip = skip[0], torch.addr(skip[1], u_i, skip[0][:, i])
         return torch.stack(solved, dim=-1), torch.stack(scales, dim=-1)
 
 
@@ -158,6 +200,7 @@ class AffineAutoregressive(Bijector):
         scale_bound: float = 3.0,
         identity_init: bool = True,
         context_dim: int = 0,
+        skip: Skip = "auto",
     ) -> None:
         super().__init__()
         if dim < 1:
@@ -168,7 +211,9 @@ class AffineAutoregressive(Bijector):
         self.context_dim = int(context_dim)
         self.reads = reads
         self.scale_bound = float(scale_bound)
-        self.made = MADE(dim, hidden=hidden, depth=depth, activation=activation, context_dim=self.context_dim)
+        self.made = MADE(
+            dim, hidden=hidden, depth=depth, activation=activation, context_dim=self.context_dim, skip=skip
+        )
         if identity_init:
             self.made.zero_output()
 
