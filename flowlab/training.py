@@ -143,8 +143,7 @@ class Trainer:
             self.objective.prepare(self.flow, self.context)
         #: the objective's loss on a batch as a module (what data-parallel training wraps in DDP)
         self.objective_loss: nn.Module = ObjectiveLoss(self.flow, self.objective, self.context)
-        assert config.lr is not None  # TrainConfig resolves None to the objective's default
-        self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
+        self.optimizer = self.new_optimizer()
         self.step = 0
         self.history: list[dict[str, Any]] = []
         #: what the run scores every eval_every steps: a finite dataset's validation split (the test split is for
@@ -159,6 +158,11 @@ class Trainer:
         )
         #: where and at which step the last checkpoint was written (or read, for a resumed run)
         self.saved: tuple[str, int] | None = None
+
+    def new_optimizer(self) -> torch.optim.Optimizer:
+        """Adam at the run's learning rate over the flow's parameters as they are now."""
+        assert self.config.lr is not None  # TrainConfig resolves None to the objective's default
+        return torch.optim.Adam(self.flow.parameters(), lr=self.config.lr)
 
     def _held_out(self, part: str, n: int, key: str, first: int | None = None) -> HeldOut:
         """:func:`~flowlab.evaluation.held_out` of this run: dequantised (or, for a stream's test draws, drawn) by
@@ -358,6 +362,9 @@ class Trainer:
         with installed(path, recorded_plugin_files(checkpoint)):
             trainer = cls(config, device)
         load_state(trainer.flow, checkpoint, path)
+        # over the parameters as loaded: a state may give the flow parameters its options did not (an old maf
+        # checkpoint's MADE skip connections, flowlab_autoregressive.bijector.MADE._load_from_state_dict)
+        trainer.optimizer = trainer.new_optimizer()
         try:
             trainer.optimizer.load_state_dict(checkpoint["optimizer"])
         except (ValueError, KeyError, RuntimeError) as exc:

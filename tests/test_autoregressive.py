@@ -178,6 +178,10 @@ def test_a_checkpoint_from_when_the_skip_was_the_default_loads_with_its_skip(tmp
     with torch.no_grad():
         torch.testing.assert_close(flow.log_prob(x), trainer.flow.eval().log_prob(x), rtol=0, atol=0)
         torch.testing.assert_close(flow.bijector(x), trainer.flow.bijector(x), rtol=0, atol=0)  # sampling's direction
+    resumed = Trainer.resume(str(path), changes={"steps": 5})  # its training goes on, skip weights and Adam's state
+    assert resumed.step == 3 and len(resumed.optimizer.state_dict()["state"]) == len(list(resumed.flow.parameters()))
+    resumed.fit()
+    assert resumed.step == 5
 
 
 def test_without_the_skip_maf_has_the_parameters_of_zukos_maf():
