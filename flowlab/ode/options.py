@@ -120,6 +120,19 @@ def solver_config(options: dict[str, Any]) -> SolverConfig:
     )
 
 
+def field_from_options(dim: int, options: dict[str, Any], *, cls: type[TimeMLP] = TimeMLP, **extra: Any) -> TimeMLP:
+    """A ``cls`` (a :class:`TimeMLP`) on ``R^dim`` from the field's :func:`ode_options` values in ``options`` (other
+    keys are ignored; ``extra`` goes to ``cls``, e.g. ``init_scale``)."""
+    return cls(
+        dim,
+        hidden=options["hidden"],
+        depth=options["depth"],
+        activation=options["activation"],
+        frequencies=options["frequencies"],
+        **extra,
+    )
+
+
 def build_ode_bijector(
     dim: int,
     options: dict[str, Any],
@@ -132,15 +145,8 @@ def build_ode_bijector(
 ) -> ODEBijector:
     """A ``cls`` (an :class:`ODEBijector`) on ``R^dim`` with a :class:`TimeMLP` field, from the :func:`ode_options`
     values in ``options`` (other keys are ignored; ``extra`` goes to ``cls``)."""
-    field = TimeMLP(
-        dim,
-        hidden=options["hidden"],
-        depth=options["depth"],
-        activation=options["activation"],
-        frequencies=options["frequencies"],
-    )
     return cls(
-        field,
+        field_from_options(dim, options),
         trace=trace,
         eval_trace=eval_trace,
         solver=solver_config(options),

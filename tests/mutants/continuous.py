@@ -36,6 +36,7 @@ from flowlab.ode import (
     TimeMLP,
     TraceEstimator,
     build_ode_bijector,
+    field_from_options,
     ode_options,
     solver_config,
 )
@@ -81,14 +82,8 @@ class LinearisedJacobian(TimeMLP):
 
 
 def build_linearised(dim: int, **options: Any) -> ODEBijector:
-    field = LinearisedJacobian(
-        dim,
-        hidden=options["hidden"],
-        depth=options["depth"],
-        activation=options["activation"],
-        frequencies=options["frequencies"],
-        init_scale=1.0,  # a field far from the identity: its activations' derivatives are far from 1
-    )
+    # init_scale 1: a field far from the identity, whose activations' derivatives are far from 1
+    field = field_from_options(dim, options, cls=LinearisedJacobian, init_scale=1.0)
     return ODEBijector(field, solver=solver_config(options))
 
 
