@@ -13,8 +13,8 @@ Frobenius norm, Finlay et al. 2020) are carried only when asked for.
 The exact trace: a field that computes its own Jacobian (:class:`~flowlab.JacobianField`, e.g.
 :class:`~flowlab.ode.TimeMLP`) gives it with its value in one forward pass; any other field gets ``d`` batched
 vector-Jacobian products through autograd (:class:`~flowlab.ode.ExactTrace`). Same numbers up to rounding; the
-first is 2-5 times faster at the sizes CNFs use, training included (its parameter gradient is a first-order
-backward instead of a double backward).
+first costs about half at the kit's small batches and 2-6 times less from d = 8 on, training included (its
+parameter gradient is a first-order backward instead of a double backward); docs/benchmarks.md.
 
 ``torch.compile``: the exact trace's batched vector-Jacobian products (``autograd.grad(..., is_grads_batched=True)``,
 a vmap over the backward pass) fail on a compiled field (vmap meets the compiled backward's in-place copies). With

@@ -76,7 +76,8 @@ class TimeMLP(nn.Module):
         ``∂a_{ℓ+1}/∂z = W_{ℓ+1} diag(σ'(a_ℓ)) ∂a_ℓ/∂z``. The Jacobian is held transposed, ``[batch, dim, width]``, so
         each product with ``W`` is one ``linear`` over ``batch · dim`` rows; the activations give ``σ'`` with
         ``σ`` (``value_and_derivative``). Cost: ``dim`` times the forward's multiply-adds, in a handful of calls
-        (the autograd road makes ``dim`` backward passes through a vmap: 2-5 times slower at the sizes CNFs use).
+        (the autograd road makes ``dim`` backward passes through a vmap: about twice the time at small batches, 2-6
+        times from ``dim = 8`` on; docs/benchmarks.md).
         """
         batch, dim = z.shape
         layers = list(self.net)
