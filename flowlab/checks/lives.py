@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowlab.checks.instance_copy import copy_instance
 from flowlab.checks.strategies import case_dtype
 from flowlab.flow import Flow
 from flowlab.seeding import generator, global_rng
@@ -67,34 +68,39 @@ def other_seed(seed: int) -> int:
 def live(spec: FlowSpec, case: Case, options: dict[str, Any], built: Callable[[int], nn.Module]) -> nn.Module:
     """The case's bijector after its life, on the CPU; ``built(seed)`` builds and perturbs an instance (with
     ``options``) under ``seed``: the case's own under ``case.seed``, the donor of a ``reloaded`` life under
-    :func:`other_seed`. A lived instance is a copy of the one lived first for the same flow, dimension, options,
-    seed and life in this process (the properties of a flow draw the same cases: one life serves them all)."""
-    if case.life == "fresh":
-        return built(case.seed)
+    :func:`other_seed`.
+
+    Each instance is built (and lived) once per process and flow, dimension, options, seed and life; every call
+    returns a copy of it (:func:`~flowlab.checks.instance_copy.copy_instance`: ``copy.deepcopy``, faster): a new
+    instance with no history of its own, as a new build would be (the properties of a flow draw the same cases, and
+    several build two instances of one case: one build serves them all). A flow that cannot be copied (it keeps a
+    non-leaf tensor, a lock, ...) is built and lived again at every call."""
     key = (id(spec), case.dim, case.seed, case.life, repr(sorted(options.items())))
-    cached = _LIVED.get(key)
+    cached = _INSTANCES.get(key)
     if cached is not None and cached[0] is spec:
-        _LIVED.move_to_end(key)
-        return copy.deepcopy(cached[1])
-    life = LifeRun(spec, case, getattr(torch, case_dtype(spec)))
-    bijector = built(case.seed).to(dtype=life.dtype)
-    if case.life == "trained":
-        life.train_(bijector)
-    else:  # the donor: the case's flow under the other seed (other parameters)
-        life.use_(life.flow(bijector), LIFE_ROWS)
-        bijector.load_state_dict(built(other_seed(case.seed)).to(dtype=life.dtype).state_dict())
+        _INSTANCES.move_to_end(key)
+        return copy_instance(cached[1])
+    bijector = built(case.seed)
+    if case.life != "fresh":
+        life = LifeRun(spec, case, getattr(torch, case_dtype(spec)))
+        bijector = bijector.to(dtype=life.dtype)
+        if case.life == "trained":
+            life.train_(bijector)
+        else:  # the donor: the case's flow under the other seed (other parameters)
+            life.use_(life.flow(bijector), LIFE_ROWS)
+            bijector.load_state_dict(built(other_seed(case.seed)).to(dtype=life.dtype).state_dict())
     try:
-        _LIVED[key] = (spec, copy.deepcopy(bijector))
-    except (RuntimeError, TypeError, copy.Error):  # a non-leaf tensor, a lock, ...: lived again next time
+        _INSTANCES[key] = (spec, copy_instance(bijector))
+    except (RuntimeError, TypeError, copy.Error):  # a non-leaf tensor, a lock, ...: built again next time
         return bijector
-    if len(_LIVED) > LIVED_CACHE:
-        _LIVED.popitem(last=False)
+    if len(_INSTANCES) > INSTANCE_CACHE:
+        _INSTANCES.popitem(last=False)
     return bijector
 
 
-#: lived instances kept per process (key: flow, dim, seed, life, options), the most recently used
-LIVED_CACHE = 64
-_LIVED: OrderedDict[tuple[Any, ...], tuple[FlowSpec, nn.Module]] = OrderedDict()
+#: instances kept per process (key: flow, dim, seed, life, options), the most recently used
+INSTANCE_CACHE = 64
+_INSTANCES: OrderedDict[tuple[Any, ...], tuple[FlowSpec, nn.Module]] = OrderedDict()
 
 
 @dataclass(frozen=True)
