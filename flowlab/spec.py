@@ -185,7 +185,9 @@ class Case:
     (``quick``: CI-sized, ``thorough``: the sample sizes whose power ``docs/checks.md`` states). ``support`` and
     ``base_support`` are the flow's (``FlowSpec.support``, and its base's): points are drawn inside them. ``life``
     is what the flow went through before the property looks at it (one of :data:`LIVES`; applied by
-    ``flowlab.checks.cases.build_case_bijector``, see ``flowlab.checks.lives``).
+    ``flowlab.checks.cases.build_case_bijector``, see ``flowlab.checks.lives``). ``autograd`` is the grad mode the
+    property runs in (``flowlab.checks.runner.run_case``): recording, as in training, or off, as under
+    ``torch.no_grad()`` when sampling or evaluating; a check that needs gradients turns them on itself.
     """
 
     dim: int
@@ -199,6 +201,7 @@ class Case:
     support: Support = REAL
     base_support: Support = REAL
     life: Life = "fresh"
+    autograd: bool = True
 
     def __post_init__(self) -> None:
         if self.life not in LIVES:

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import strategies as st
 from flowlab_checks import gradients
 from torch import Tensor, nn
 
 from flowlab import Bijector, FlowSpec, flow_spec
-from flowlab.checks import Case, CheckResult, CheckSpec, check_spec
+from flowlab.checks import Case, CheckResult, CheckSpec, check_spec, strategies
 from flowlab.checks.measure import InputModifiedError, Measurement, apply, judge
 from flowlab.checks.runner import run_property
+from flowlab.cli import main
+from flowlab.plugins import Registry, import_file, reset_registry
 from flowlab.reports.checks import document
 
 
@@ -258,3 +263,27 @@ def test_an_inconclusive_verdict_fails_the_run_unless_allowed(tmp_path):
     argv = ["check", "affine", "--property", "undecided", "--plugin", str(plugin)]
     assert main(argv) == 1
     assert main([*argv, "--allow-inconclusive"]) == 0
+
+
+GRAD_MODE = import_file(Path(__file__).resolve().parent / "mutants" / "grad_mode.py")
+
+
+def test_a_path_wrong_only_without_autograd_fails_only_where_cases_turn_it_off(monkeypatch, capsys):
+    spec = GRAD_MODE.SPECS["mutant_no_grad_inverse"]
+    run = run_property(check_spec("invertibility"), spec)
+    assert run.status == "failed" and run.counterexample is not None, run.detail
+    assert run.counterexample.case.autograd is False
+    reproduce = run.counterexample.reproduce
+    assert '"autograd":false' in reproduce
+    registry = Registry()
+    registry.load_entry_points()
+    registry.add_plugin(GRAD_MODE.PLUGIN, "mutants-grad-mode")
+    reset_registry(registry)
+    try:  # the reproduce command reruns the failing case, grad mode included
+        assert main(shlex.split(reproduce)[1:]) == 1
+        args = shlex.split(reproduce.replace('"autograd":false', '"autograd":"no"'))[1:]
+        assert main(args) == 2 and "autograd must be true or false" in capsys.readouterr().err
+    finally:
+        reset_registry()
+    monkeypatch.setattr(strategies, "autograd_modes", lambda: st.just(True))  # every call records, as before
+    assert run_property(check_spec("invertibility"), spec).status == "passed"

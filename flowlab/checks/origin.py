@@ -80,6 +80,7 @@ class FlowOrigin:
             "options": dict(case.options),
             "scale": case.scale,
             **({"life": case.life} if case.life != "fresh" else {}),
+            **({"autograd": False} if not case.autograd else {}),
         }
         payload = json.dumps(data, default=repr, separators=(",", ":"))
         args = [*self.selection_args(), "--property", check, "--device", case.device]

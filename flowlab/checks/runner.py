@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from hypothesis import Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -138,11 +139,13 @@ def _marginal(result: CheckResult) -> bool:
 
 
 def run_case(check: CheckSpec, spec: FlowSpec, case: Case) -> CheckResult:
-    """``check.run(spec, case)``; an exception is a failed result (a broken flow must not crash the kit), except a
+    """``check.run(spec, case)`` in the case's grad mode (``case.autograd``: recording, or off as under
+    ``torch.no_grad()``); an exception is a failed result (a broken flow must not crash the kit), except a
     :class:`~flowlab.errors.SkipCase` (a case the flow cannot be built for: skipped) and an
     :class:`~flowlab.errors.Uncovered` (the flow lacks what the property needs: uncovered)."""
     try:
-        result = check.run(spec, case)
+        with torch.set_grad_enabled(case.autograd):
+            result = check.run(spec, case)
     except SkipCase as exc:
         return CheckResult("skipped", detail=str(exc))
     except Uncovered as exc:

@@ -144,6 +144,11 @@ def lives() -> st.SearchStrategy[str]:
     return st.sampled_from(LIVES)
 
 
+def autograd_modes() -> st.SearchStrategy[bool]:
+    """Autograd recording (``True``, where shrinking ends) or off (the flow called under ``torch.no_grad()``)."""
+    return st.sampled_from((True, False))
+
+
 def case_dtype(spec: FlowSpec) -> str:
     """The dtype the kit checks ``spec`` in: float64 (where comparisons with autograd are exact to many digits)
     unless the flow does not compute in it (``FlowSpec.dtypes``), then its first declared dtype."""
@@ -168,4 +173,5 @@ def cases(
         support=st.just(spec.support),
         base_support=st.just(spec.base_support_at(spec.min_dim)),
         life=lives(),
+        autograd=autograd_modes(),
     )

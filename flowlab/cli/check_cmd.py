@@ -320,7 +320,10 @@ def _parse_case(text: str, planned: Planned, devices: list[str]) -> Case:
             scale=float(fields.get("scale", 1.0)),
             device=devices[0],
             life=fields.get("life", "fresh"),
+            autograd=fields.get("autograd", True),
         )
+        if not isinstance(case.autograd, bool):
+            raise TypeError(f"autograd must be true or false, got {case.autograd!r}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OptionError(
             f'--case expects JSON like \'{{"dim": 2, "batch": 1, "seed": 0, "options": {{}}, "scale": 1.0}}\', '

@@ -256,8 +256,9 @@ def run_hutchinson_estimator(spec: FlowSpec, case: Case) -> CheckResult:
     exact = float(torch.trace(matrix))
 
     def estimates(z: Tensor, probe: Tensor | None) -> Tensor:
-        z = z.clone().requires_grad_(True)
-        return estimator(field(t, z), z, probe, False)[0].detach()
+        with torch.enable_grad():  # as the dynamics calls it: f recorded with respect to z, whatever the case's mode
+            z = z.clone().requires_grad_(True)
+            return estimator(field(t, z), z, probe, False)[0].detach()
 
     generator = torch.Generator().manual_seed(case.seed)
     many = point.expand(PROBES, dim)
