@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import strategies as st
 from flowlab_checks import gradients
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from flowlab import Bijector, FlowSpec, flow_spec
