@@ -49,17 +49,18 @@ PLUGIN = Plugin()
 
 
 def outcome(data: dict[str, Any]) -> dict[str, Any]:
-    """The document less what may differ between two processes: seconds, and the passing runs' worst errors (see
-    docs/checks.md: under an editable install Hypothesis also draws constants it finds in the source of the local
-    modules a process has imported, so a worker may draw other passing cases than the serial run)."""
+    """The document less what may differ between two processes: seconds, and what depends on which cases were drawn
+    besides the shrunk counterexample: the passing runs' worst errors, the failing runs' worst case (see
+    docs/checks.md: Hypothesis also draws constants it finds in the source of the local modules a process has
+    imported, so a worker may draw other cases than the serial run; the shrunk counterexample is the same)."""
     data = copy.deepcopy(data)
     for flow in data["flows"].values():
         for devices in flow["properties"].values():
             for run in devices.values():
                 run.pop("seconds")
-                if run["status"] == "passed":
-                    for key in ("max_error", "examples", "detail"):
-                        run.pop(key)
+                drawn = ("max_error", "examples", "detail") if run["status"] == "passed" else ("max_error", "worst")
+                for key in drawn:
+                    run.pop(key)
     return data
 
 

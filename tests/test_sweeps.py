@@ -153,8 +153,11 @@ def test_a_context_used_wrongly_only_at_large_values_fails_with_scaled_contexts(
     spec = MUTANTS.SPECS["mutant_context_clamped"]
     assert run_property(invertibility.CHECK, spec).status == "failed"
     unit = case_context
-    monkeypatch.setattr(invertibility, "case_context", lambda case, *a, **k: unit(case, *a, **{**k, "scale": 1.0}))
-    assert run_property(invertibility.CHECK, spec).status == "passed"  # N(0, 1) contexts, as before
+    # contexts of a fixed small scale, as before the sweep (0.5: the clamp at 3 is 6 standard deviations away, so no
+    # drawn case reaches it; at N(0, 1) one of the ~100 drawn context values passes 3 in some sets of drawn cases)
+    monkeypatch.setattr(invertibility, "case_context", lambda case, *a, **k: unit(case, *a, **{**k, "scale": 0.5}))
+    run = run_property(invertibility.CHECK, spec)
+    assert run.status == "passed", run.detail
 
 
 @pytest.mark.parametrize("name", ["mutant_shared_context", "mutant_strided_input"])
