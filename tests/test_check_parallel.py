@@ -22,6 +22,7 @@ import torch
 import flowlab
 from flowlab import threads
 from flowlab.checks.origin import FlowOrigin
+from flowlab.checks.pool import Schedule, Task
 from flowlab.checks.runner import default_flow_names, selection
 from flowlab.cli import main
 from flowlab.plugins import Registry, reset_registry
@@ -263,3 +264,57 @@ def test_a_worker_that_raises_is_a_failed_run_with_its_traceback(tmp_path):
     assert "the worker raised RuntimeError: a bug in the property itself" in " ".join(out.split())
     assert "Traceback" in err and "a bug in the property itself" in err
     assert "affine / cpu: 1 passed, 1 failed (broken)" in out
+
+
+DYING_CHECK = """
+import os
+
+import flowlab
+from flowlab.checks import CheckResult, CheckSpec
+
+
+def run(spec, case):
+    os._exit(3)  # the worker process dies (a segfault in a flow would do the same)
+
+
+class Plugin:
+    @flowlab.hookimpl
+    def flowlab_register_checks(self, register):
+        register(CheckSpec(name="dies", summary="kills its process", run=run, max_examples=1))
+
+
+PLUGIN = Plugin()
+"""
+
+
+def test_a_worker_that_dies_fails_its_run_and_a_new_one_runs_the_rest(tmp_path):
+    plugin = tmp_path / "dying_check.py"
+    plugin.write_text(textwrap.dedent(DYING_CHECK))
+    argv = ["check", "--plugin", str(plugin), "affine", "stacked", "--property", "dies", "--property", "logdet"]
+    report = tmp_path / "report.json"
+    # one worker: after affine's "dies" killed it, stacked's runs need the new process
+    code, _, _ = _run_captured([*argv, "-n", "1", "--json", str(report)], tmp_path / "log")
+    assert code == 1
+    runs = {
+        (flow, check): data["cpu"]
+        for flow, flow_data in json.loads(report.read_text())["flows"].items()
+        for check, data in flow_data["properties"].items()
+    }
+    for flow in ("affine", "stacked"):
+        assert runs[flow, "dies"]["status"] == "failed"
+        assert "the worker process running it stopped" in runs[flow, "dies"]["detail"]
+        assert runs[flow, "logdet"]["status"] == "passed", runs[flow, "logdet"]
+
+
+def test_the_schedule_keeps_a_worker_on_its_flow_then_steals_from_the_end_of_the_longest():
+    tasks = [
+        Task(FlowOrigin(flow), flow, f"p{i}", "cpu")
+        for flow, count in (("a", 2), ("b", 5), ("c", 1))
+        for i in range(count)
+    ]
+    schedule = Schedule(tasks, 2)
+    order = [schedule.next_for(0), schedule.next_for(1), schedule.next_for(0), schedule.next_for(0)]
+    assert [tasks[i].flow for i in order] == ["a", "b", "a", "c"]  # 0 on a, 1 on b; 0 then takes c, nobody's
+    assert tasks[schedule.next_for(0)].check == "p4"  # every flow started: the end of b, the longest left
+    assert [tasks[schedule.next_for(1)].check for _ in range(3)] == ["p1", "p2", "p3"]  # 1 goes on with b
+    assert schedule.next_for(0) is None and schedule.next_for(1) is None

@@ -26,6 +26,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from flowlab.checks.origin import FlowOrigin
+    from flowlab.checks.pool import WorkerPool
     from flowlab.checks.runner import PropertyRun
     from flowlab.spec import Case, CheckSpec, FlowSpec
 
@@ -134,27 +136,73 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowlab import __version__, threads
-    from flowlab.checks.pool import worker_count
-    from flowlab.checks.profiles import profile_name
-    from flowlab.checks.runner import selection
+    from flowlab.checks.pool import WorkerPool, worker_count
     from flowlab.errors import FlowlabError, OptionError
 
     errors = error_console()
-    try:
-        load_plugin_files(args.plugins)
-        planned = selection(_origins(args), args.properties)
-        devices = _devices(args.device, args.allow_missing_device)
-        profile = profile_name(args.profile)
-        case = _parse_case(args.case, planned, devices) if args.case is not None else None
+    try:  # what needs no plugin first: with -n the workers then start, and import while this process plans
         workers = worker_count(args.workers)
-        if workers and case is not None:
+        if workers and args.case is not None:
             raise OptionError("--case runs one case in this process: drop -n")
-        thread_count = threads.parse(args.threads, "--threads") if args.threads is not None else None
+        thread_count = _threads(args.threads)
         _check_writable(args.json)
     except FlowlabError as exc:
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        return EXIT_USAGE
+        return _usage_error(errors, exc)
+    pool = WorkerPool(workers, args.plugins, thread_count) if workers else None
+    try:
+        plan = _plan(args)
+    except FlowlabError as exc:
+        if pool is not None:
+            pool.close(wait=False)  # the error now; the workers end when their start-up does
+        return _usage_error(errors, exc)
+    try:
+        return _execute(args, plan, pool, thread_count, errors)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _usage_error(errors: Console, exc: Exception) -> int:
+    errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    return EXIT_USAGE
+
+
+def _threads(text: str | None) -> int | None:
+    from flowlab import threads
+
+    return threads.parse(text, "--threads") if text is not None else None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to run: the (origin, flow, property) triples, the devices, the profile, the one ``--case`` if given."""
+
+    planned: Planned
+    devices: list[str]
+    profile: str
+    case: Case | None
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The plan of ``args``; a usage error raises :class:`~flowlab.errors.FlowlabError`."""
+    from flowlab.checks.profiles import profile_name
+    from flowlab.checks.runner import selection
+
+    load_plugin_files(args.plugins)
+    planned = selection(_origins(args), args.properties)
+    devices = _devices(args.device, args.allow_missing_device)
+    profile = profile_name(args.profile)
+    case = _parse_case(args.case, planned, devices) if args.case is not None else None
+    return _Plan(planned, devices, profile, case)
+
+
+def _execute(
+    args: argparse.Namespace, plan: _Plan, pool: WorkerPool | None, thread_count: int | None, errors: Console
+) -> int:
+    """Run the plan on ``pool`` (or in this process), print the report, write the JSON; the exit status."""
+    from flowlab import __version__, threads
+
+    planned, devices, profile = plan.planned, plan.devices, plan.profile
     if not args.names and args.checkpoint is None:
         _mention_unchecked(errors)
     warnings = _warnings([spec for _, spec, _ in planned])
@@ -162,10 +210,10 @@ def run(args: argparse.Namespace) -> int:
         for message in messages:
             errors.print(f"[yellow]warning:[/] {escape(flow)}: {escape(message)}")
     with threads.limited(thread_count):
-        if workers and planned:
-            runs = _run_pool(planned, devices, profile, workers, args.plugins, thread_count, errors)
+        if pool is not None and planned:
+            runs = _run_pool(planned, devices, profile, pool, errors)
         else:
-            runs = _run_serial(planned, devices, profile, case, errors)
+            runs = _run_serial(planned, devices, profile, plan.case, errors)
     data = document_for(runs, profile, devices, __version__, warnings, args.allow_uncovered, args.allow_inconclusive)
     out = console() if args.json != "-" else error_console()
     _report(out, runs, profile, data)
@@ -363,22 +411,14 @@ def _run_serial(
 
 
 def _run_pool(
-    planned: Planned,
-    devices: list[str],
-    profile: str,
-    workers: int,
-    plugins: list[str],
-    threads: int | None,
-    errors: Console,
+    planned: Planned, devices: list[str], profile: str, pool: WorkerPool, errors: Console
 ) -> list[PropertyRun]:
-    from flowlab.checks.pool import Task, run_pool
+    from flowlab.checks.pool import Task
 
     tasks = [Task(origin, spec.name, check.name, device) for origin, spec, check in planned for device in devices]
-    count = min(workers, len(tasks))
+    count = len(pool.executors)
     with _progress(errors, len(tasks), f"checking on {count} worker processes") as progress:
-        outcome = run_pool(
-            tasks, profile=profile, workers=count, plugins=plugins, threads=threads, on_done=progress.done
-        )
+        outcome = pool.run(tasks, profile=profile, on_done=progress.done)
     for problem in outcome.problems:
         errors.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
     return outcome.runs
