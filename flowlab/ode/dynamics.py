@@ -53,7 +53,12 @@ def compiled_jacobian(field: nn.Module) -> Callable[[Tensor, Tensor], tuple[Tens
 
 def trace_and_frobenius(jacobian: Tensor) -> tuple[Tensor, Tensor]:
     """``(tr J, ‖J‖²_F)`` per row of a ``[batch, dim, dim]`` Jacobian."""
-    return jacobian.diagonal(dim1=1, dim2=2).sum(-1), jacobian.pow(2).sum(dim=(1, 2))
+    return trace_of(jacobian), jacobian.pow(2).sum(dim=(1, 2))
+
+
+def trace_of(jacobian: Tensor) -> Tensor:
+    """``tr J`` per row of a ``[batch, dim, dim]`` Jacobian."""
+    return jacobian.diagonal(dim1=1, dim2=2).sum(-1)
 
 
 def is_compiled(module: object) -> bool:
@@ -108,16 +113,19 @@ class AugmentedDynamics(CountedDynamics):
         record = torch.is_grad_enabled()
         # exactly ExactTrace: a subclass may compute something else (the kit's mutants do)
         exact = type(self.estimator) is ExactTrace
+        frobenius: Tensor | None
         if exact and (self.use_compile or is_compiled(self.field)):
             f, trace, frobenius = self._compiled_exact(t, z)
         elif exact and self.field_has_jacobian:
             # the graph is kept only when recording (the caller's grad mode)
             f, jacobian = cast(JacobianField, self.field).jacobian(t, z)
-            trace, frobenius = trace_and_frobenius(jacobian)
+            # ‖J‖²_F only for the regulariser that asks for it (two tensor operations at every evaluation)
+            trace, frobenius = trace_and_frobenius(jacobian) if self.regularize else (trace_of(jacobian), None)
         else:
             f, trace, frobenius = self._eager(t, z, record)
         parts = [f, trace[:, None]]
         if self.regularize:
+            assert frobenius is not None
             parts += [f.pow(2).sum(-1, keepdim=True), frobenius[:, None]]
         out = torch.cat(parts, dim=1)
         return out if record else out.detach()
