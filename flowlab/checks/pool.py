@@ -200,22 +200,6 @@ class WorkerPool:
         self.close()
 
 
-def run_pool(
-    tasks: Sequence[Task],
-    *,
-    profile: str,
-    workers: int,
-    plugins: Sequence[str] = (),
-    threads: int | None = None,
-    on_done: Callable[[PropertyRun], None] | None = None,
-) -> PoolOutcome:
-    """Run ``tasks`` on a new :class:`WorkerPool` of ``workers`` processes (at most one per task)."""
-    if not tasks:
-        return PoolOutcome(runs=[])
-    with WorkerPool(min(workers, len(tasks)), plugins, threads) as pool:
-        return pool.run(tasks, profile=profile, on_done=on_done)
-
-
 def _start_worker(plugins: tuple[str, ...], threads: int | None) -> None:
     from flowlab import threads as policy
     from flowlab.plugins import load_plugin_files
@@ -226,11 +210,10 @@ def _start_worker(plugins: tuple[str, ...], threads: int | None) -> None:
 
 def _warm() -> None:
     """What every task needs first: the kit's runner (torch) and the registry (plugin discovery)."""
-    from flowlab.checks import runner
+    import flowlab.checks.runner  # noqa: F401
     from flowlab.registry import checks, flows
 
     flows(), checks()
-    del runner
 
 
 @functools.cache
