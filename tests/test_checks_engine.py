@@ -268,9 +268,10 @@ def test_an_inconclusive_verdict_fails_the_run_unless_allowed(tmp_path):
 GRAD_MODE = import_file(Path(__file__).resolve().parent / "mutants" / "grad_mode.py")
 
 
-def test_a_path_wrong_only_without_autograd_fails_only_where_cases_turn_it_off(monkeypatch, capsys):
-    spec = GRAD_MODE.SPECS["mutant_no_grad_inverse"]
-    run = run_property(check_spec("invertibility"), spec)
+@pytest.mark.parametrize("name", sorted(GRAD_MODE.EXPECTED))
+def test_a_path_wrong_only_without_autograd_fails_only_where_cases_turn_it_off(name, monkeypatch, capsys):
+    spec, prop = GRAD_MODE.SPECS[name], GRAD_MODE.EXPECTED[name]
+    run = run_property(check_spec(prop), spec)
     assert run.status == "failed" and run.counterexample is not None, run.detail
     assert run.counterexample.case.autograd is False
     reproduce = run.counterexample.reproduce
@@ -286,4 +287,4 @@ def test_a_path_wrong_only_without_autograd_fails_only_where_cases_turn_it_off(m
     finally:
         reset_registry()
     monkeypatch.setattr(strategies, "autograd_modes", lambda: st.just(True))  # every call records, as before
-    assert run_property(check_spec("invertibility"), spec).status == "passed"
+    assert run_property(check_spec(prop), spec).status == "passed"

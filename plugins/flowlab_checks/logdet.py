@@ -8,6 +8,8 @@ verified by ``determinism``), a flow with a stochastic training-mode estimate in
 checked here, the estimate by ``logdet_estimator``). Also in training mode where that is exact per row
 (``logdet="exact"`` and ``min_train_batch == 1``: no batch statistics): a log-det wrong only in ``train()`` fails.
 The log-det and the Jacobian come from one call, so randomness a training mode draws (dropout) is the same in both.
+That call records (the Jacobian needs autograd); in a case drawn without autograd (``Case.autograd``) the eval-mode
+log-det of a call that records nothing is held to the same reference too, so a no-grad path cannot differ.
 """
 
 from __future__ import annotations
@@ -71,13 +73,17 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
             ladjs: list[torch.Tensor] = []
             jacobian = batch_jacobian(partial(_points_of, bijector, direction, context, ladjs), points)
             reference = torch.linalg.slogdet(jacobian).logabsdet
-            measurements.append(
-                Measurement(
-                    f"{direction} log-det vs log|det| of the autograd Jacobian{mode}",
-                    row_errors(ladjs[0], reference),
-                    with_context({name: points, "flow log-det": ladjs[0], "autograd log|det|": reference}, context),
+            measured = [("", ladjs[0])]
+            if not train and not torch.is_grad_enabled():  # eval mode is deterministic: a second call may differ
+                measured.append((" (called without autograd)", apply(bijector, points, direction, context)[1]))
+            for how, ladj in measured:
+                measurements.append(
+                    Measurement(
+                        f"{direction} log-det{how} vs log|det| of the autograd Jacobian{mode}",
+                        row_errors(ladj, reference),
+                        with_context({name: points, "flow log-det": ladj, "autograd log|det|": reference}, context),
+                    )
                 )
-            )
     return judge(measurements, CHECK.tolerance_for(spec))
 
 

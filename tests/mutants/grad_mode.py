@@ -5,6 +5,8 @@ the property named in ``EXPECTED``, and passes it where every call records.
 - ``mutant_no_grad_inverse``: ``x = z + ½·tanh(w ⊙ z + b)`` (``|w| ≤ 1``: increasing, a contraction) whose inverse
   runs 40 fixed-point iterations when autograd records, and 2 when it is off ("sampling and evaluation need no
   gradient: take the fast path"), an error of up to ~0.1.
+- ``mutant_no_grad_logdet``: the same map whose log-det, when autograd is off, takes ``log(1 + u) ≈ u`` ("only
+  needed for evaluation"), off by up to ~0.03 per coordinate, alike in both directions (round trips agree).
 """
 
 from __future__ import annotations
@@ -44,7 +46,27 @@ class FastPathInverse(Bijector):
         return z, -self._shift(z)[1]
 
 
-BUILDERS: dict[str, tuple[str, Any]] = {"mutant_no_grad_inverse": ("invertibility", FastPathInverse)}
+class FastPathLogdet(FastPathInverse):
+    """:class:`FastPathInverse` with 40 iterations always, and ``log(1 + u) ≈ u`` in the log-det without autograd."""
+
+    def _shift(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        shift, ladj = super()._shift(z)
+        if torch.is_grad_enabled():
+            return shift, ladj
+        w = torch.tanh(self.v)
+        return shift, (0.5 * w / torch.cosh(w * z + self.b) ** 2).sum(-1)  # the bug: first order only
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = x
+        for _ in range(40):
+            z = x - self._shift(z)[0]
+        return z, -self._shift(z)[1]
+
+
+BUILDERS: dict[str, tuple[str, Any]] = {
+    "mutant_no_grad_inverse": ("invertibility", FastPathInverse),
+    "mutant_no_grad_logdet": ("logdet", FastPathLogdet),
+}
 
 EXPECTED: dict[str, str] = {name: prop for name, (prop, _) in BUILDERS.items()}
 
