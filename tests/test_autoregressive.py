@@ -236,7 +236,21 @@ def test_two_layers_mix_every_coordinate(flow, permutation, dim, randomize):
     for z in torch.randn(8, dim, generator=torch.Generator().manual_seed(dim), dtype=torch.float64):
         seen |= torch.autograd.functional.jacobian(lambda v: stack(v[None])[0][0], z) != 0
     assert seen.all()
-    assert flowlab.flow_spec(flow).mixes_with({"layers": 2}) and not flowlab.flow_spec(flow).mixes_with({"layers": 1})
+    spec = flowlab.flow_spec(flow)
+    claims = {
+        (layers, activation, skip): spec.mixes_with(
+            spec.resolve_options(dict(layers=layers, activation=activation, skip=skip))
+        )
+        for layers in (1, 2)
+        for activation in ("relu", "tanh")
+        for skip in ("auto", "always")
+    }
+    # from two layers on, where no ReLU unit dead for every input can cut a path (a smooth activation, or the skip)
+    assert {key for key, mixes in claims.items() if mixes} == {
+        (2, "tanh", "auto"),
+        (2, "tanh", "always"),
+        (2, "relu", "always"),
+    }
 
 
 def test_random_ordering_is_seeded_and_puts_the_last_coordinate_first():
