@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 
 import flowlab
+from flowlab import FlowSpec
 from flowlab.checks import Case
 from flowlab.checks.strategies import size_grid
 from flowlab.cli import main
@@ -191,6 +192,7 @@ PLUGIN_FILE = """
 import dataclasses
 
 import flowlab
+from flowlab import FlowSpec
 
 
 @flowlab.hookimpl
@@ -207,3 +209,33 @@ def test_output_that_is_not_a_terminal_has_one_summary_line_per_flow(capsys):
     assert [line.split(" / ")[0] for line in lines] == ["affine", "coupling"]
     summary = r"\S+ / cpu: (\d+ passed|\d+ not applicable|, )+; \d+\.\d s"
     assert all(re.fullmatch(summary, line) for line in lines), lines
+
+
+def test_a_checkpoint_of_a_flow_whose_sizes_the_kit_pins_is_checked_at_its_trained_sizes(tmp_path):
+    """maf pins 8 hidden units for the kit's speed; a trained maf has its own: the pin is left out (it does not fit
+    the trained parameters), solver pins that leave the parameters alone stay (cnf's dopri5)."""
+    from flowlab.checks.trained import parameter_free_pins
+
+    out = tmp_path / "run"
+    assert main(["train", "--flow", "maf", "--data", "moons", "--steps", "1", "-o", "hidden=16", "--eval-size", "64",
+                 "--out", str(out)]) == 0  # fmt: skip
+    report = tmp_path / "report.json"
+    argv = ["check", "--checkpoint", str(out / "checkpoint.pt"), "--property", "build", "--property", "invertibility"]
+    assert main([*argv, "--json", str(report)]) == 0
+    runs = next(iter(json.loads(report.read_text())["flows"].values()))["properties"]
+    assert {name: run["cpu"]["status"] for name, run in runs.items()} == {"build": "passed", "invertibility": "passed"}
+    maf, cnf = flowlab.flow_spec("maf"), flowlab.flow_spec("cnf")
+    assert parameter_free_pins(maf, 2, maf.resolve_options({"hidden": 16})) == {"depth": 2}  # depth as trained
+    assert parameter_free_pins(cnf, 2, cnf.resolve_options({"method": "rk4"}))["method"] == "dopri5"
+
+
+def test_a_fixed_flow_that_cannot_be_built_as_it_is_fails_build():
+    from flowlab.checks import SkipCase, check_spec
+    from flowlab.checks.runner import run_property
+
+    def build(dim, **options):
+        raise SkipCase("the saved parameters do not fit")
+
+    spec = FlowSpec(name="unfit", summary="s", build=build, explanation="e", fixed_parameters=True)
+    run = run_property(check_spec("build"), spec)
+    assert run.status == "failed" and "cannot be built as it is" in run.detail

@@ -6,9 +6,11 @@ draws. A trained flow is one point of that space: its dimension, its options and
 --checkpoint`` runs the kit on it directly, see :mod:`flowlab.checks.origin`):
 
 - ``min_dim = max_dim = `` the checkpoint's dimension (the kit draws no other);
-- ``check_options``: the checkpoint's options, then the flow's own pins on top (e.g. ODE flows are checked with
-  dopri5, to which the kit's tolerances are tied: solver options change how the flow is integrated, never its
-  parameters), then :data:`TRAINED_SOLVER`, so the kit draws no option;
+- ``check_options``: the checkpoint's options, then those of the flow's own pins that leave its parameters as they
+  are on top (e.g. ODE flows are checked with dopri5, to which the kit's tolerances are tied: solver options change
+  how the flow is integrated, never its parameters; a pinned size, such as maf's 8 hidden units for speed, would not
+  fit the trained parameters and is left out: :func:`parameter_free_pins`), then :data:`TRAINED_SOLVER`, so the kit
+  draws no option;
 - ``build`` builds the flow with those options (and any a property pins, such as tighter solver tolerances) and
   loads the trained parameters; ``fixed_parameters = True`` tells :func:`flowlab.checks.cases.build_case_bijector`
   not to perturb them;
@@ -85,9 +87,28 @@ def trained_spec(path: str) -> FlowSpec:
         build=build,
         min_dim=dim,
         max_dim=dim,
-        check_options={**trained, **spec.check_options, **tighter_solver(spec, trained)},
+        check_options={**trained, **parameter_free_pins(spec, dim, trained), **tighter_solver(spec, trained)},
         fixed_parameters=True,
     )
+
+
+def parameter_free_pins(spec: FlowSpec, dim: int, trained: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``spec.check_options`` that leave the parameters of the flow built with ``trained`` as they are
+    (the same names and shapes when each is put on top of ``trained`` alone): those a trained flow can be checked
+    with. A pin that changes them (a size) or that the flow refuses with the trained options is left out."""
+
+    def shapes(options: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        try:
+            return {name: tuple(value.shape) for name, value in spec.build(dim, **options).state_dict().items()}
+        except Exception:
+            return None
+
+    reference = shapes(trained)
+    return {
+        name: value
+        for name, value in spec.check_options.items()
+        if value == trained.get(name) or (reference is not None and shapes({**trained, name: value}) == reference)
+    }
 
 
 def tighter_solver(spec: FlowSpec, options: dict[str, Any]) -> dict[str, Any]:

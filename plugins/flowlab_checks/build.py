@@ -5,7 +5,9 @@ and ``context_dim`` equal to the ``context_dim`` option where the flow has one. 
 on a flow that cannot be built at all: the others are not run on it (``flowlab.checks.runner.preflight``), so a
 broken build is one clear failure, not one per property. A dimension the flow does not exist in is never drawn
 (``FlowSpec.min_dim``, ``max_dim``, ``allows_dim``); a build that fails at a drawn one says which field to declare
-if the flow is not meant for it.
+if the flow is not meant for it. A flow with ``fixed_parameters`` (a trained checkpoint) is built with nothing
+drawn: a build it calls a skipped case (its parameters do not fit its own options) fails here, or the whole run
+would be skipped cases and pass.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from flowlab.checks import CONTEXT_OPTION_NAME, Case, CheckResult, CheckSpec, Sk
 def run(spec: FlowSpec, case: Case) -> CheckResult:
     try:
         bijector = build_case_bijector(spec, case)
-    except SkipCase:  # a case the flow says it cannot be built for: skipped, with its reason
+    except SkipCase as exc:  # a case the flow says it cannot be built for: skipped, with its reason
+        if spec.fixed_parameters:  # nothing was drawn: the flow cannot be built as it is
+            return CheckResult("failed", detail=f"the flow with fixed parameters cannot be built as it is: {exc}")
         raise
     except Exception as exc:
         return CheckResult(
