@@ -164,8 +164,8 @@ def soft_clamp(s: Tensor, bound: float, *, negate: bool = False) -> Tensor:
     """``B · tanh(s / B)`` with ``B = bound``: the log-scale of an affine layer, bounded smoothly; ``negate``:
     ``−B · tanh(s / B)`` (the inverse direction's log-scale) in as many operations.
 
-    **Guarantee.** ``|B · tanh(s / B)| ≤ B`` for every ``s`` (``|tanh| ≤ 1``, and ``= B`` only where ``tanh``
-    rounds to 1), so ``exp(±s) ∈ [e^{−B}, e^{B}]``: the scale neither overflows to ``inf`` nor vanishes to 0 however
+    **Guarantee.** ``|B · tanh(s / B)| ≤ B`` for every ``s`` (``|tanh| ≤ 1``; the value computed below is ``B``
+    only where the sigmoid rounds to 1), so ``exp(±s) ∈ [e^{−B}, e^{B}]``: the scale neither overflows to ``inf`` nor vanishes to 0 however
     large the network's output, and the log-det ``Σ s`` is finite. The tutorial's unbounded ``exp(ŝ)`` overflows
     float32 from ``ŝ ≈ 88.7`` on (the conformance kit's ``stress`` check feeds such inputs).
 
@@ -173,11 +173,18 @@ def soft_clamp(s: Tensor, bound: float, *, negate: bool = False) -> Tensor:
     distorted, and the derivative ``1 − tanh²(s/B) ∈ (0, 1]`` never amplifies a gradient. A hard clamp would have a
     zero gradient outside ``±B``, and a scale that saturates there would stop learning.
 
-    **Cost.** Three elementwise passes (a scaling by ``1/B``, ``tanh``, a scaling by ``±B``). Cheaper bounded
-    forms were measured and are not (``docs/benchmarks.md``): a softsign ``s / (1 + |s|/B)`` or ``s / √(1 + (s/B)²)``
-    takes four or five passes, ``exp(B·u)`` as ``(e^B)^u`` one ``pow`` that is ten times slower than ``exp``.
+    **How it is computed.** As ``2B · σ(2s/B) − B`` (``tanh u = 2σ(2u) − 1``, ``σ`` the logistic sigmoid), with the
+    same guarantee: ``σ ∈ [0, 1]``, so the result lies in ``[−B, B]``. Four elementwise passes (a scaling, ``σ``, a
+    scaling, a shift), 3.5-4x faster than ``torch.tanh``'s three at the sizes flows call it with (``[4096, 32]``:
+    94 µs against 368 µs in float32, 214 µs against 695 µs in float64, one thread): torch's ``tanh`` kernel is the
+    1-ulp one, its ``sigmoid`` takes a faster ``exp`` (docs/benchmarks.md, "The soft clamp through the sigmoid").
+    The price is an absolute rounding error of a few ``B·ε`` near ``s = 0`` (``ε`` the dtype's machine epsilon;
+    measured ≤ 8e-7 in float32 over ``[−50, 50]`` at ``B = 3``, against 3e-7 through ``tanh``), where ``tanh``'s is
+    relative. Other bounded forms were measured and are slower: a softsign ``s / (1 + |s|/B)`` or ``s / √(1 +
+    (s/B)²)`` takes four or five passes, ``exp(B·u)`` as ``(e^B)^u`` one ``pow`` that is ten times slower than ``exp``.
     """
-    return torch.tanh(s * (1 / bound)) * (-bound if negate else bound)
+    sigmoid = torch.sigmoid(s * (2 / bound))  # σ(2s/B); in-place after: mul's output is not what its backward reads
+    return sigmoid.mul(-2 * bound).add_(bound) if negate else sigmoid.mul(2 * bound).sub_(bound)
 
 
 class MaskedLinear(nn.Linear):

@@ -49,9 +49,21 @@ def test_soft_clamp_bounds_the_scale_in_float32_whatever_the_input(s, bound):
 
 @given(s=st.floats(-1, 1), bound=st.floats(1, 10))
 def test_soft_clamp_is_the_identity_to_third_order_near_zero(s, bound):
-    """``B tanh(s/B) = s − s³/(3B²) + O(s⁵)``: the error is at most ``|s|³/(3B²)`` (alternating series)."""
+    """``B tanh(s/B) = s − s³/(3B²) + O(s⁵)``: the error is at most ``|s|³/(3B²)`` (alternating series), plus the
+    rounding of ``2B·σ(2s/B) − B`` (how it is computed): ``σ ≈ 1/2`` is rounded to half an ulp of 1/2 (``ε/4``), the
+    product ``2B·σ`` and the difference add at most half an ulp of ``2B`` each (``εB`` each): ``2.5·εB`` in all."""
     error = abs(float(fnn.soft_clamp(torch.tensor(s, dtype=F64), bound)) - s)
-    assert error <= abs(s) ** 3 / (3 * bound**2) + 1e-15
+    assert error <= abs(s) ** 3 / (3 * bound**2) + 2.5 * torch.finfo(F64).eps * bound
+
+
+@given(s=st.lists(st.floats(-1e30, 1e30, allow_nan=False), min_size=1, max_size=8), bound=st.floats(1e-3, 10))
+def test_soft_clamp_is_b_tanh_and_its_negation(s, bound):
+    """The sigmoid form is ``B·tanh(s/B)`` (and ``negate`` its negation) up to a few ``εB`` of rounding."""
+    s = torch.tensor(s, dtype=F64)
+    expected = bound * torch.tanh(s / bound)
+    tolerance = 4 * torch.finfo(F64).eps * bound
+    torch.testing.assert_close(fnn.soft_clamp(s, bound), expected, rtol=0, atol=tolerance)
+    torch.testing.assert_close(fnn.soft_clamp(s, bound, negate=True), -expected, rtol=0, atol=tolerance)
 
 
 def test_mlp_widths_context_and_zero_last_layer():
