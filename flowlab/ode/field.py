@@ -17,8 +17,9 @@ class TimeMLP(nn.Module):
     """``f(t, z) = MLP([z, φ(t)])`` with the time features ``φ(t) = (t, sin(2πkt), cos(2πkt))_{k=1..K}``.
 
     ``t`` may be a 0-d tensor (one time for the whole batch, torchdiffeq's convention), any tensor with one element,
-    or one time per row (``[batch]`` or ``[batch, 1]``); it is broadcast to ``[batch, 1]`` before the features are
-    taken, so every batch size works (a time embedding that assumes one shape of ``t`` is a classic bug).
+    or one time per row (``[batch]`` or ``[batch, 1]``): one time gives one row of features, which the first layer
+    broadcasts over the batch, so every batch size works (a time embedding that assumes one shape of ``t`` is a
+    classic bug).
     The last layer is scaled by ``init_scale`` so a new field is small (the flow starts near the identity).
 
     :meth:`jacobian` carries ``∂f/∂z`` forward through the layers with the value (forward mode, one pass, no
@@ -51,31 +52,50 @@ class TimeMLP(nn.Module):
         self.net = nn.Sequential(*layers, last)
 
     def time_features(self, t: Tensor, batch: int, like: Tensor) -> Tensor:
-        """``φ(t)`` as ``[batch, 1 + 2K]``, for ``t`` of one element or one per row."""
+        """``φ(t)``: ``[batch, 1 + 2K]`` for one time per row, ``[1, 1 + 2K]`` for a ``t`` of one element (one row,
+        which the first layer broadcasts over the batch)."""
         t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
         if t.numel() == 1:
-            t = t.reshape(1, 1).expand(batch, 1)
+            t = t.reshape(1, 1)
         elif t.numel() == batch and t.dim() <= 2:
             t = t.reshape(batch, 1)
         else:
             raise ShapeError(f"TimeMLP: expected t with 1 element or one per row ({batch}), got shape {list(t.shape)}")
         if self.frequencies == 0:
             return t
-        k = torch.arange(1, self.frequencies + 1, dtype=like.dtype, device=like.device)
-        angles = 2 * math.pi * t * k
+        if self.frequencies == 1:
+            angles = t * (2 * math.pi)
+        else:
+            angles = t * (2 * math.pi * torch.arange(1, self.frequencies + 1, dtype=like.dtype, device=like.device))
         return torch.cat([t, angles.sin(), angles.cos()], dim=-1)
 
+    def first_layer(self, t: Tensor, z: Tensor) -> Tensor:
+        """The first layer's pre-activation ``a_1 = W_z z + (W_φ φ(t) + b_1)``, ``W_1 = [W_z, W_φ]``: the time part
+        is computed once, as one row, when ``t`` is one time for the batch (the solver's calls), instead of
+        concatenating ``φ(t)`` to every row of ``z``."""
+        first = self.net[0]
+        assert isinstance(first, nn.Linear)
+        time_part = torch.addmm(first.bias, self.time_features(t, z.shape[0], z), first.weight[:, self.dim :].t())
+        return torch.addmm(time_part, z, first.weight[:, : self.dim].t())
+
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        return self.net(torch.cat([z, self.time_features(t, z.shape[0], z)], dim=-1))
+        layers = list(self.net)
+        a = self.first_layer(t, z)
+        # F.linear on the layers' weights (as jacobian below): a module call's hooks machinery costs a fifth of a
+        # small field's evaluation
+        for activation, linear in zip(layers[1::2], layers[2::2], strict=True):
+            assert isinstance(linear, nn.Linear)
+            a = F.linear(activation(a), linear.weight, linear.bias)
+        return a
 
     def jacobian(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(f(t, z), ∂f/∂z)``, the Jacobian ``[batch, dim, dim]`` with ``J[b, i, j] = ∂f_i/∂z_j``.
 
-        With ``a_1 = W_1 [z, φ(t)] + b_1``, ``h_ℓ = σ(a_ℓ)``, ``a_{ℓ+1} = W_{ℓ+1} h_ℓ + b_{ℓ+1}`` and ``f = a_L``,
-        the chain rule gives ``∂a_1/∂z = W_1[:, :dim]`` (the time features do not depend on ``z``) and
+        With ``a_1 = W_1 [z, φ(t)] + b_1`` (:meth:`first_layer`), ``h_ℓ = σ(a_ℓ)``, ``a_{ℓ+1} = W_{ℓ+1} h_ℓ + b_{ℓ+1}``
+        and ``f = a_L``, the chain rule gives ``∂a_1/∂z = W_1[:, :dim]`` (the time features do not depend on ``z``) and
         ``∂a_{ℓ+1}/∂z = W_{ℓ+1} diag(σ'(a_ℓ)) ∂a_ℓ/∂z``. The Jacobian is held transposed, ``[batch, dim, width]``, so
-        each product with ``W`` is one ``linear`` over ``batch · dim`` rows; the activations give ``σ'`` with
-        ``σ`` (``value_and_derivative``). Cost: ``dim`` times the forward's multiply-adds, in a handful of calls
+        each product with ``W`` is one ``linear`` over ``batch · dim`` rows; the activations give ``σ'`` with ``σ``
+        (``value_and_derivative``). Cost: ``dim`` times the forward's multiply-adds, in a handful of calls
         (the autograd road makes ``dim`` backward passes through a vmap: about twice the time at small batches, 2-6
         times from ``dim = 8`` on; docs/benchmarks.md).
         """
@@ -85,7 +105,7 @@ class TimeMLP(nn.Module):
         assert isinstance(first, nn.Linear)
         # F.linear on the layers' weights, not the modules' calls: a module call's hooks machinery costs a fifth of
         # this function at the small sizes CNFs use, once per layer at every function evaluation
-        a = F.linear(torch.cat([z, self.time_features(t, batch, z)], dim=-1), first.weight, first.bias)
+        a = self.first_layer(t, z)
         jacobian_t = first.weight[:, :dim].t()  # ∂a/∂z transposed, the same for every row (broadcast below)
         for activation, linear in zip(layers[1::2], layers[2::2], strict=True):
             assert isinstance(linear, nn.Linear)
