@@ -142,3 +142,14 @@ def test_duplicate_between_third_party_distributions_names_both(tmp_path):
         "rename one or block one with FLOWLAB_BLOCK_PLUGINS"
     ]
     assert sum(f["name"] == "same" for f in data["flows"]) == 1
+
+
+def test_discovery_draws_nothing_so_imports_no_hypothesis():
+    """Registering every flow and check (``flowlab list``, ``flowlab.flows()``) builds no strategy: hypothesis
+    (~0.15 s of import, most of discovery's own time) is imported when a check runs, not before."""
+    code = (
+        "import sys, flowlab, flowlab.checks; flowlab.flows(); flowlab.checks.checks(); "
+        "print('hypothesis' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

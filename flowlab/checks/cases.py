@@ -29,10 +29,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
-from hypothesis import strategies as st
 from torch import Tensor
 
 from flowlab.bijector import Bijector
@@ -44,6 +43,9 @@ from flowlab.options import CONTEXT_OPTION_NAME
 from flowlab.registry import build_from_spec
 from flowlab.seeding import manual_seed_
 from flowlab.spec import Case, FlowSpec
+
+if TYPE_CHECKING:
+    from hypothesis import strategies as st
 
 #: standard deviation of the noise added to every parameter of a case's bijector
 PERTURBATION = 0.3
@@ -199,6 +201,7 @@ def inputs(
     device: str = "cpu",
 ) -> st.SearchStrategy[Tensor]:
     """``[batch, dim]`` tensors of ``N(0, scale²)`` points drawn from a seed (so they shrink well)."""
+    from hypothesis import strategies as st  # here, as in flowlab.checks.strategies: registering checks needs none
 
     def fixed(value: Any, default: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         if value is None:

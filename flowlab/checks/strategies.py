@@ -15,19 +15,23 @@ A case (:class:`~flowlab.spec.Case`) is drawn from:
 
 Everything shrinks towards the simplest case: the smallest dim and batch, seed 0, the first choice, the default
 size, scale 1, a fresh flow.
+
+Hypothesis is imported by the functions that build strategies, not by this module: the plain helpers here
+(``case_dtype``, ``drawn_sizes``, ``size_grid``) are used when building a case's flow, and registering the checks
+(plugin discovery, ``flowlab list``) imports them without drawing anything (hypothesis's import is ~0.15 s).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import strategies as st
-
 from flowlab.errors import OptionError
 from flowlab.options import CONTEXT_OPTION_NAME, Option
 from flowlab.spec import LIVES, Case
 
 if TYPE_CHECKING:
+    from hypothesis import strategies as st
+
     from flowlab.spec import FlowSpec
 
 EXTRA_DIMS = 4
@@ -45,6 +49,8 @@ def dims(
     """Dimensions from the flow's ``min_dim`` (or ``min_dim``, default 1) to ``extra`` more, at most its
     ``max_dim``; for a flow with ``allows_dim`` (e.g. even dimensions only) the first ``extra + 1`` dimensions it
     allows from ``min_dim`` on, so it is drawn as many dimensions as any other flow."""
+    from hypothesis import strategies as st
+
     low = min_dim if min_dim is not None else (spec.min_dim if spec is not None else 1)
     if spec is None or spec.allows_dim is None:
         high = low + extra if spec is None or spec.max_dim is None else max(low, min(low + extra, spec.max_dim))
@@ -66,16 +72,22 @@ def allowed_dims(spec: FlowSpec, low: int | None = None, extra: int = EXTRA_DIMS
 
 def batches(max_batch: int = MAX_BATCH) -> st.SearchStrategy[int]:
     """Batch sizes ``1..max_batch``."""
+    from hypothesis import strategies as st
+
     return st.integers(1, max_batch)
 
 
 def seeds() -> st.SearchStrategy[int]:
     """Seeds ``0..2**16``."""
+    from hypothesis import strategies as st
+
     return st.integers(0, MAX_SEED)
 
 
 def scales(low: float = MIN_SCALE, high: float = MAX_SCALE) -> st.SearchStrategy[float]:
     """Standard deviations of the inputs, in ``[low, high]``."""
+    from hypothesis import strategies as st
+
     return st.floats(low, high, allow_nan=False, allow_infinity=False)
 
 
@@ -116,6 +128,8 @@ def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
     """The spec's ``check_options`` as given, and a drawn value for every other option that lists ``choices`` (for
     ``context_dim``: one of ``CONTEXT_DIMS``) or has a :func:`size_grid`; other options are left out (they keep
     their defaults)."""
+    from hypothesis import strategies as st
+
     drawn = {
         name: st.sampled_from(list(option.choices))
         for name, option in spec.options.items()
@@ -134,6 +148,8 @@ def option_values(spec: FlowSpec) -> st.SearchStrategy[dict[str, Any]]:
 
 def context_dims(spec: FlowSpec) -> st.SearchStrategy[int] | None:
     """``CONTEXT_DIMS`` for a flow with a ``context_dim`` option the kit does not pin; ``None`` otherwise."""
+    from hypothesis import strategies as st
+
     if CONTEXT_OPTION_NAME in spec.options and CONTEXT_OPTION_NAME not in spec.check_options:
         return st.sampled_from(CONTEXT_DIMS)
     return None
@@ -141,11 +157,15 @@ def context_dims(spec: FlowSpec) -> st.SearchStrategy[int] | None:
 
 def lives() -> st.SearchStrategy[str]:
     """The lives of ``flowlab.spec.LIVES`` (``fresh`` first, where shrinking ends)."""
+    from hypothesis import strategies as st
+
     return st.sampled_from(LIVES)
 
 
 def autograd_modes() -> st.SearchStrategy[bool]:
     """Autograd recording (``True``, where shrinking ends) or off (the flow called under ``torch.no_grad()``)."""
+    from hypothesis import strategies as st
+
     return st.sampled_from((True, False))
 
 
@@ -160,6 +180,8 @@ def cases(
 ) -> st.SearchStrategy[Case]:
     """Whole cases for ``spec`` on ``device``, drawn under ``profile``, in ``dtype`` (default
     :func:`case_dtype`), with the flow's supports (points are drawn inside them)."""
+    from hypothesis import strategies as st
+
     return st.builds(
         Case,
         dim=dims(spec),
