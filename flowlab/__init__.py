@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "Permutation": "flowlab.bijector",
     "VectorField": "flowlab.vector_field",
     "JacobianField": "flowlab.vector_field",
+    "JVPField": "flowlab.vector_field",
     "Flow": "flowlab.flow",
     "FlowSpec": "flowlab.spec",
     "Support": "flowlab.support",
@@ -74,6 +75,7 @@ __all__ = [
     "FlowSpec",
     "FlowlabError",
     "Grade",
+    "JVPField",
     "JacobianField",
     "MissingDependencyError",
     "NonFiniteError",
@@ -131,7 +133,7 @@ if TYPE_CHECKING:
     from flowlab.spec import CheckSpec, FlowSpec
     from flowlab.support import Support
     from flowlab.validation import check_points
-    from flowlab.vector_field import JacobianField, VectorField
+    from flowlab.vector_field import JacobianField, JVPField, VectorField
 
 
 def __getattr__(name: str) -> Any:

@@ -34,3 +34,20 @@ class JacobianField(VectorField, Protocol):
     """
 
     def jacobian(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class JVPField(VectorField, Protocol):
+    """A :class:`VectorField` that also computes a Jacobian-vector product ``(∂f/∂z) v`` along with its value, in one
+    pass (forward mode).
+
+    ``jvp(t, z, v)`` returns ``(f(t, z), J v)`` with ``(J v)[b] = ∂f/∂z (t, z_b) · v_b`` per row, both ``[batch, dim]``
+    (``v`` has the shape of ``z``). The Hutchinson trace of a continuous flow uses it, ``vᵀ J v = v · (J v)``,
+    instead of a vector-Jacobian product through autograd (:class:`flowlab.ode.Hutchinson`): no autograd call per
+    evaluation, and training differentiates it with a first-order backward instead of a double one. It must be
+    differentiable by autograd in ``z`` and in the parameters. Optional: a field without it gets the autograd
+    product. The conformance kit's ``hutchinson_solve_unbiased`` compares the mean of many Hutchinson solves with
+    the exact log-det, so a wrong ``jvp`` fails it.
+    """
+
+    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]: ...

@@ -16,6 +16,12 @@ vector-Jacobian products through autograd (:class:`~flowlab.ode.ExactTrace`). Sa
 first costs about half at the kit's small batches and 2-6 times less from d = 8 on, training included (its
 parameter gradient is a first-order backward instead of a double backward); docs/benchmarks.md.
 
+The Hutchinson trace: a field that computes a Jacobian-vector product with its value (:class:`~flowlab.JVPField`,
+e.g. :class:`~flowlab.ode.TimeMLP`) gives ``J v`` in one forward pass and ``vᵀ J v = v · (J v)``; any other field
+gets the vector-Jacobian product ``vᵀ J`` through autograd (:class:`~flowlab.ode.Hutchinson`). The trace estimate
+is the same number up to rounding; RNODE's Frobenius term is then ``‖J v‖²`` instead of ``‖vᵀ J‖²``, both unbiased
+for ``‖J‖²_F`` (``E[v vᵀ] = I``).
+
 ``torch.compile``: the exact trace's batched vector-Jacobian products (``autograd.grad(..., is_grads_batched=True)``,
 a vmap over the backward pass) fail on a compiled field (vmap meets the compiled backward's in-place copies). With
 ``compile=True`` the exact trace takes another road: ``J = vmap(jacrev(f))`` with ``torch.func``, the whole
@@ -36,8 +42,8 @@ from torch import Tensor, nn
 
 from flowlab.errors import OptionError
 from flowlab.ode.solver import CountedDynamics
-from flowlab.ode.trace import ExactTrace, TraceEstimator
-from flowlab.vector_field import JacobianField
+from flowlab.ode.trace import ExactTrace, Hutchinson, TraceEstimator
+from flowlab.vector_field import JacobianField, JVPField
 
 
 def compiled_jacobian(field: nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -84,6 +90,8 @@ class AugmentedDynamics(CountedDynamics):
         self.field = field
         #: whether the exact trace takes ``field.jacobian`` (:class:`~flowlab.JacobianField`) over autograd
         self.field_has_jacobian = isinstance(field, JacobianField)
+        #: whether the Hutchinson trace takes ``field.jvp`` (:class:`~flowlab.JVPField`) over autograd
+        self.field_has_jvp = isinstance(field, JVPField)
         #: whether the exact trace goes through the compiled ``(t, z) -> (J, f)``, built on first use
         self.use_compile = compile
         self._jacobian: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
@@ -121,6 +129,11 @@ class AugmentedDynamics(CountedDynamics):
             f, jacobian = cast(JacobianField, self.field).jacobian(t, z)
             # ‖J‖²_F only for the regulariser that asks for it (two tensor operations at every evaluation)
             trace, frobenius = trace_and_frobenius(jacobian) if self.regularize else (trace_of(jacobian), None)
+        elif type(self.estimator) is Hutchinson and self.field_has_jvp:  # exactly: as ExactTrace above
+            assert self.probe is not None  # drawn by integrate() at the start of the solve
+            f, product = cast(JVPField, self.field).jvp(t, z, self.probe)  # J v
+            trace = (product * self.probe).sum(-1)  # vᵀ J v
+            frobenius = product.pow(2).sum(-1) if self.regularize else None  # ‖J v‖², also unbiased for ‖J‖²_F
         else:
             f, trace, frobenius = self._eager(t, z, record)
         parts = [f, trace[:, None]]

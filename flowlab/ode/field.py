@@ -1,4 +1,5 @@
-"""``TimeMLP``: a time-conditioned MLP vector field ``f(t, z)`` implementing :class:`~flowlab.JacobianField`."""
+"""``TimeMLP``: a time-conditioned MLP vector field ``f(t, z)`` implementing :class:`~flowlab.JacobianField` and
+:class:`~flowlab.JVPField`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ class TimeMLP(nn.Module):
     The last layer is scaled by ``init_scale`` so a new field is small (the flow starts near the identity).
 
     :meth:`jacobian` carries ``∂f/∂z`` forward through the layers with the value (forward mode, one pass, no
-    autograd call): what the exact trace of a CNF needs at every function evaluation.
+    autograd call): what the exact trace of a CNF needs at every function evaluation. :meth:`jvp` carries one
+    tangent ``(∂f/∂z) v`` the same way: what the Hutchinson trace ``vᵀ J v`` needs.
     """
 
     def __init__(
@@ -113,3 +115,19 @@ class TimeMLP(nn.Module):
             jacobian_t = F.linear(jacobian_t * derivative.unsqueeze(1), linear.weight)
             a = F.linear(h, linear.weight, linear.bias)
         return a, jacobian_t.expand(batch, dim, a.shape[1]).transpose(1, 2)  # expand: a field without hidden layers
+
+    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``(f(t, z), (∂f/∂z) v)`` per row, ``v`` of the shape of ``z``: the tangent ``ȧ_1 = W_1[:, :dim] v``,
+        ``ȧ_{ℓ+1} = W_{ℓ+1} (σ'(a_ℓ) ⊙ ȧ_ℓ)`` carried with the value (the chain rule of :meth:`jacobian` applied to one
+        direction: twice the forward's multiply-adds, whatever ``dim``)."""
+        layers = list(self.net)
+        first = layers[0]
+        assert isinstance(first, nn.Linear)
+        a = self.first_layer(t, z)
+        tangent = F.linear(v, first.weight[:, : self.dim])
+        for activation, linear in zip(layers[1::2], layers[2::2], strict=True):
+            assert isinstance(linear, nn.Linear)
+            h, derivative = activation.value_and_derivative(a)  # type: ignore[operator]
+            tangent = F.linear(tangent * derivative, linear.weight)
+            a = F.linear(h, linear.weight, linear.bias)
+        return a, tangent

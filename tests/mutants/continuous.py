@@ -12,6 +12,9 @@
   run is uncovered and ``flowlab check`` fails; never a quiet skip.
 - ``mutant_cnf_linearised_jacobian``: a field whose ``jacobian()`` (:class:`flowlab.JacobianField`, the exact
   trace's fast road) forgets the activations' derivatives, ``J = W_L ⋯ W_1``: the value is right, the trace wrong.
+- ``mutant_ffjord_linearised_jvp``: a field whose ``jvp()`` (:class:`flowlab.JVPField`, the Hutchinson trace's
+  fast road) forgets the activations' derivatives, ``J v = W_L ⋯ W_1 v``: the exact log-det (eval mode, through
+  ``jacobian()``) is right, the Hutchinson estimate of training mode biased.
 - ``mutant_augmented_offset``: the augmented flow's ``marginal_log_prob`` minus 0.05: still a lower bound that
   rises with ``K``, but ``E[p̂_K/p] = e^−0.05`` instead of 1.
 """
@@ -81,6 +84,22 @@ class LinearisedJacobian(TimeMLP):
         return self(t, z), product.expand(z.shape[0], self.dim, self.dim)
 
 
+class LinearisedJVP(TimeMLP):
+    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        layers = list(self.net)
+        product = v @ layers[0].weight[:, : self.dim].t()
+        for linear in layers[2::2]:
+            product = product @ linear.weight.t()  # the activations' derivatives left out
+        return self(t, z), product
+
+
+def build_linearised_jvp(dim: int, *, probe: str, eval_trace: str, seed: int, **options: Any) -> ODEBijector:
+    field = field_from_options(dim, options, cls=LinearisedJVP, init_scale=1.0)
+    return ODEBijector(
+        field, trace=Hutchinson(probe), eval_trace=ExactTrace(), seed=seed, solver=solver_config(options)
+    )
+
+
 def build_linearised(dim: int, **options: Any) -> ODEBijector:
     # init_scale 1: a field far from the identity, whose activations' derivatives are far from 1
     field = field_from_options(dim, options, cls=LinearisedJacobian, init_scale=1.0)
@@ -145,6 +164,7 @@ MUTANTS = (
         build=lambda dim, **options: RenamedEstimator(FFJORD.build(dim, **options)),
     ),
     replace(CNF, name="mutant_cnf_linearised_jacobian", build=build_linearised),
+    replace(FFJORD, name="mutant_ffjord_linearised_jvp", build=build_linearised_jvp),
     replace(AUGMENTED, name="mutant_augmented_offset", build=build_offset),
 )
 
@@ -159,6 +179,7 @@ EXPECTED: dict[str, str] = {
     "mutant_ffjord_biased_solve": "hutchinson_solve_unbiased",
     "mutant_ffjord_renamed_estimator": "hutchinson_estimator",
     "mutant_cnf_linearised_jacobian": "ode_logdet",
+    "mutant_ffjord_linearised_jvp": "hutchinson_solve_unbiased",
     "mutant_augmented_offset": "augmented_marginal_bound",
 }
 
