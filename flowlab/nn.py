@@ -37,23 +37,27 @@ class ELU(nn.ELU):
         return F.elu(a), torch.exp(a.clamp(max=0))
 
 
-#: from this many elements on, :func:`tanh` goes through the sigmoid (below it, ``torch.tanh``'s one call is cheaper)
+#: from this many elements on, :func:`tanh` goes through the sigmoid when no graph is recorded (below it, or when
+#: autograd records, ``torch.tanh`` is cheaper)
 TANH_THROUGH_SIGMOID = 2048
 
 
 def tanh(a: Tensor) -> Tensor:
-    """``tanh(a)``; on tensors of :data:`TANH_THROUGH_SIGMOID` elements or more as ``2σ(2a) − 1``.
+    """``tanh(a)``; as ``2σ(2a) − 1`` on tensors of :data:`TANH_THROUGH_SIGMOID` elements or more that autograd does
+    not record (sampling, evaluation, the kit's cases without autograd).
 
     torch's ``tanh`` kernel is its 1-ulp one; its ``sigmoid`` takes a faster ``exp``: on ``[8192, 32]`` in float64,
-    one thread, a CNF solve of 8192 points (the kit's normalization grids, sampling, training batches) took 167–234 ms
+    one thread, a CNF solve of 8192 points without autograd (the kit's normalization grids, sampling) took 167–234 ms
     through the sigmoid against 279–412 ms through ``torch.tanh`` (docs/benchmarks.md, "The soft clamp through the
     sigmoid"). Below the threshold the three calls of the sigmoid form cost more than the one ``tanh`` they replace
-    (on ``[10, 32]``: 15.7 against 11.1 µs). Both forms give ``tanh(a)`` to a few ulps of 1 (absolute; the sigmoid's
-    is not relative near 0), so a row's value may differ by that much between a small batch and a large one.
+    (on ``[10, 32]``: 15.7 against 11.1 µs), and so do their three backward nodes in training (a CNF training step
+    at batch 256: 1.07–1.11 times ``torch.tanh``'s). Both forms give ``tanh(a)`` to a few ulps of 1 (absolute; the
+    sigmoid's is not relative near 0), so a row's value may differ by that much between a small batch and a large
+    one, or with and without autograd.
     """
-    if a.numel() < TANH_THROUGH_SIGMOID:
+    if a.numel() < TANH_THROUGH_SIGMOID or (a.requires_grad and torch.is_grad_enabled()):
         return torch.tanh(a)
-    return torch.sigmoid(a * 2).mul(2).sub_(1)  # in-place on mul's output: its backward does not read it
+    return torch.sigmoid(a * 2).mul_(2).sub_(1)  # nothing recorded: every step in place after the first
 
 
 class Tanh(nn.Tanh):
