@@ -102,32 +102,33 @@ class TimeMLP(nn.Module):
         times from ``dim = 8`` on; docs/benchmarks.md).
         """
         batch, dim = z.shape
-        layers = list(self.net)
-        first = layers[0]
+        first = self.net[0]
         assert isinstance(first, nn.Linear)
-        # F.linear on the layers' weights, not the modules' calls: a module call's hooks machinery costs a fifth of
-        # this function at the small sizes CNFs use, once per layer at every function evaluation
-        a = self.first_layer(t, z)
-        jacobian_t = first.weight[:, :dim].t()  # ∂a/∂z transposed, the same for every row (broadcast below)
-        for activation, linear in zip(layers[1::2], layers[2::2], strict=True):
-            assert isinstance(linear, nn.Linear)
-            h, derivative = activation.value_and_derivative(a)  # type: ignore[operator]
-            jacobian_t = F.linear(jacobian_t * derivative.unsqueeze(1), linear.weight)
-            a = F.linear(h, linear.weight, linear.bias)
+        # ∂a_1/∂z transposed, the same for every row (broadcast by the first product)
+        a, jacobian_t = self.carry_tangents(t, z, first.weight[:, :dim].t())
         return a, jacobian_t.expand(batch, dim, a.shape[1]).transpose(1, 2)  # expand: a field without hidden layers
 
     def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """``(f(t, z), (∂f/∂z) v)`` per row, ``v`` of the shape of ``z``: the tangent ``ȧ_1 = W_1[:, :dim] v``,
         ``ȧ_{ℓ+1} = W_{ℓ+1} (σ'(a_ℓ) ⊙ ȧ_ℓ)`` carried with the value (the chain rule of :meth:`jacobian` applied to one
         direction: twice the forward's multiply-adds, whatever ``dim``)."""
-        layers = list(self.net)
-        first = layers[0]
+        first = self.net[0]
         assert isinstance(first, nn.Linear)
+        a, tangent = self.carry_tangents(t, z, F.linear(v, first.weight[:, : self.dim]).unsqueeze(1))
+        return a, tangent.squeeze(1)
+
+    def carry_tangents(self, t: Tensor, z: Tensor, tangents: Tensor) -> tuple[Tensor, Tensor]:
+        """``(f(t, z), T_L)``: the first layer's tangents ``T_1`` (``[k, width]`` for every row, or ``[batch, k,
+        width]``; transposed, one tangent per row of ``k``) carried through the layers with the value,
+        ``T_{ℓ+1} = T_ℓ diag(σ'(a_ℓ)) W_{ℓ+1}ᵀ``: what :meth:`jacobian` (``k = dim``) and :meth:`jvp` (``k = 1``)
+        share."""
+        layers = list(self.net)
+        # F.linear on the layers' weights, not the modules' calls: a module call's hooks machinery costs a fifth of
+        # this function at the small sizes CNFs use, once per layer at every function evaluation
         a = self.first_layer(t, z)
-        tangent = F.linear(v, first.weight[:, : self.dim])
         for activation, linear in zip(layers[1::2], layers[2::2], strict=True):
             assert isinstance(linear, nn.Linear)
             h, derivative = activation.value_and_derivative(a)  # type: ignore[operator]
-            tangent = F.linear(tangent * derivative, linear.weight)
+            tangents = F.linear(tangents * derivative.unsqueeze(1), linear.weight)
             a = F.linear(h, linear.weight, linear.bias)
-        return a, tangent
+        return a, tangents
