@@ -278,7 +278,7 @@ def test_a_path_wrong_only_without_autograd_fails_only_where_cases_turn_it_off(n
     assert '"autograd":false' in reproduce
     registry = Registry()
     registry.load_entry_points()
-    registry.add_plugin(GRAD_MODE.PLUGIN, "mutants-grad-mode")
+    registry.add_plugin(GRAD_MODE, "mutants-grad-mode")
     reset_registry(registry)
     try:  # the reproduce command reruns the failing case, grad mode included
         assert main(shlex.split(reproduce)[1:]) == 1

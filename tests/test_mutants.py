@@ -1,8 +1,9 @@
 """Planted-bug flows ("mutants") prove that each property can fail: ``flowlab check`` must fail every mutant on the
 property meant to catch it.
 
-Every module in ``tests/mutants/`` is loaded by path and must expose ``PLUGIN`` (an object with
-``@flowlab.hookimpl`` hook implementations) and ``EXPECTED`` (mutant flow name -> the property that must fail it).
+Every module in ``tests/mutants/`` is loaded by path and is a plugin file, as ``flowlab check --plugin FILE`` takes
+one: a module-level ``@flowlab.hookimpl`` ``flowlab_register_flows``, and ``EXPECTED`` (mutant flow name -> the
+property that must fail it).
 The plugins are registered for these tests only, on top of the installed ones (whose checks they rely on).
 """
 
@@ -32,7 +33,7 @@ def mutant_registry():
     registry = Registry()
     registry.load_entry_points()
     for stem, module in MODULES.items():
-        info = registry.add_plugin(module.PLUGIN, f"mutants-{stem}")
+        info = registry.add_plugin(module, f"mutants-{stem}")
         assert info.ok, f"tests/mutants/{stem}.py: {info.error}"
     reset_registry(registry)
     yield registry

@@ -79,11 +79,7 @@ def _spec(name: str, bug: str) -> FlowSpec:
     )
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for name, (_, bug) in BUGS.items():
-            register(_spec(name, bug))
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for name, (_, bug) in BUGS.items():
+        register(_spec(name, bug))

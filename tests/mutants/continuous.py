@@ -184,11 +184,7 @@ EXPECTED: dict[str, str] = {
 }
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for mutant in MUTANTS:
-            register(mutant)
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for mutant in MUTANTS:
+        register(mutant)

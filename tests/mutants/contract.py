@@ -136,11 +136,7 @@ EXPECTED: dict[str, str] = {
 }
 
 
-class Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for mutant in MUTANTS:
-            register(mutant)
-
-
-PLUGIN = Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for mutant in MUTANTS:
+        register(mutant)

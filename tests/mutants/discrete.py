@@ -277,11 +277,7 @@ def _spec(name: str, build: Any) -> FlowSpec:
     )
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for name, (_, build) in BUILDERS.items():
-            register(_spec(name, build))
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for name, (_, build) in BUILDERS.items():
+        register(_spec(name, build))

@@ -81,11 +81,7 @@ SPECS: dict[str, FlowSpec] = {
 }
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for spec in SPECS.values():
-            register(spec)
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for spec in SPECS.values():
+        register(spec)

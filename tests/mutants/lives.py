@@ -202,11 +202,7 @@ def _spec(name: str, build: Any) -> FlowSpec:
 SPECS: dict[str, FlowSpec] = {name: _spec(name, build) for name, (_, build) in BUILDERS.items()}
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for spec in SPECS.values():
-            register(spec)
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for spec in SPECS.values():
+        register(spec)

@@ -193,11 +193,7 @@ SPECS = [
 EXPECTED: dict[str, str] = {spec.name: "normalization" for spec in SPECS}
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for spec in SPECS:
-            register(spec)
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for spec in SPECS:
+        register(spec)

@@ -216,11 +216,7 @@ def _spec(name: str, build: Any, fields: dict[str, Any]) -> FlowSpec:
 SPECS: dict[str, FlowSpec] = {name: _spec(name, build, fields) for name, (_, build, fields) in BUILDERS.items()}
 
 
-class _Plugin:
-    @hookimpl
-    def flowlab_register_flows(self, register: Any) -> None:
-        for spec in SPECS.values():
-            register(spec)
-
-
-PLUGIN = _Plugin()
+@hookimpl
+def flowlab_register_flows(register: Any) -> None:
+    for spec in SPECS.values():
+        register(spec)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 from flowlab_cnf import SPEC as CNF
@@ -50,6 +49,3 @@ EXPECTED: dict[str, str] = {"mutant_scalar_time": "time_embedding", "mutant_firs
 def flowlab_register_flows(register: Any) -> None:
     for mutant in MUTANTS:
         register(mutant)
-
-
-PLUGIN = SimpleNamespace(flowlab_register_flows=flowlab_register_flows)
