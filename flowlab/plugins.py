@@ -101,13 +101,15 @@ class Registry:
             blocked = [b.strip() for b in os.environ.get(BLOCK_ENV, "").split(",") if b.strip()]
         blocked = set(blocked)
         points = []
+        read: dict[int, tuple[str, str]] = {}  # the entry points of one distribution share its Distribution object
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
+            if id(ep.dist) not in read:
+                read[id(ep.dist)] = _name_and_version(ep.dist)
+            dist, version = read[id(ep.dist)]
             if ep.name in blocked or (not autoload and dist != BUILTIN_DISTRIBUTION):
                 continue
-            points.append((dist != BUILTIN_DISTRIBUTION, ep.name, dist, ep))
-        for _, name, dist, ep in sorted(points, key=lambda p: (p[0], p[1])):
-            version = ep.dist.version if ep.dist is not None else "?"
+            points.append((dist != BUILTIN_DISTRIBUTION, ep.name, dist, version, ep))
+        for _, name, dist, version, ep in sorted(points, key=lambda p: (p[0], p[1])):
             info = PluginInfo(name=name, distribution=dist, version=version, module=ep.value)
             try:
                 plugin = ep.load()
@@ -219,6 +221,15 @@ class Registry:
         info.traceback = traceback.format_exc()
         self.plugins[info.name] = info
         return info
+
+
+def _name_and_version(dist: metadata.Distribution | None) -> tuple[str, str]:
+    """A distribution's name and version from one parse of its metadata (every ``Distribution.metadata`` access
+    parses the file again, 1-2 ms)."""
+    if dist is None:
+        return "?", "?"
+    meta = dist.metadata
+    return meta["Name"], meta["Version"]
 
 
 _registry: Registry | None = None

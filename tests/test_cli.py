@@ -105,3 +105,17 @@ def test_list_shows_the_datasets_with_their_entropies(capsys, monkeypatch):
 def test_python_dash_m_flowlab_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "flowlab", "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("flowlab "), result.stderr
+
+
+def test_the_command_freezes_its_start_up_and_a_call_in_code_does_not():
+    """As the process's own command (``main()``: the console script, ``python -m flowlab``) the start-up is moved
+    out of the garbage collector's way (``gc.freeze``); ``main([...])`` from a caller's code leaves its collector."""
+    import gc
+
+    before = gc.get_freeze_count()
+    assert main(["list", "--json"]) == 0
+    assert gc.get_freeze_count() == before
+    code = "import gc, sys; from flowlab.cli import main; sys.argv = ['flowlab', 'list', '--json']; main(); "
+    code += "print(gc.get_freeze_count(), file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert int(result.stderr.strip().splitlines()[-1]) > 100_000  # torch, the plugins, the registry

@@ -153,3 +153,23 @@ def test_discovery_draws_nothing_so_imports_no_hypothesis():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_discovery_reads_each_distributions_metadata_once(monkeypatch):
+    """Each parse of a distribution's metadata costs 1-2 ms; the built-ins are 14 entry points of one distribution."""
+    from importlib import metadata
+
+    import flowlab.plugins as plugins
+
+    read: list[str] = []
+
+    def name_and_version(dist):
+        read.append(dist.metadata["Name"])
+        return dist.metadata["Name"], dist.metadata["Version"]
+
+    monkeypatch.setattr(plugins, "_name_and_version", name_and_version)
+    registry = Registry()
+    registry.load_entry_points()
+    distributions = {ep.dist.metadata["Name"] for ep in metadata.entry_points(group="flowlab")}
+    assert sorted(read) == sorted(distributions)
+    assert registry.plugins["affine"].version == metadata.version(BUILTIN_DISTRIBUTION)

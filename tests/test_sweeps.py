@@ -46,10 +46,12 @@ def test_float32_points_are_judged_beyond_their_conditioning():
 
 def test_the_sweep_covers_the_floor_then_is_cost_capped_and_says_which_dimensions_it_reached(monkeypatch):
     spec = MUTANTS.SPECS["mutant_small_input_overflow"]  # overflows at d = 64 only: the floor must reach it
-    monkeypatch.setattr(stress, "STRESS_SECONDS", 0.0)
+    monkeypatch.setattr(stress, "STRESS_SECONDS", {"quick": 0.0, "thorough": 600.0})
     result = stress.run(spec, Case(dim=1, batch=2, seed=0))
     assert result.status == "failed" and "dims 32, 64 ×" in result.detail, result.detail
-    assert "128, 256, 512 left out" in result.detail
+    assert "128, 256, 512 left out: over the 0 s budget of the quick profile" in result.detail
+    thorough = stress.run(spec, Case(dim=1, batch=2, seed=0, profile="thorough"))  # the budget is the profile's
+    assert "dims 32, 64, 128, 256, 512 ×" in thorough.detail and "left out" not in thorough.detail, thorough.detail
     monkeypatch.setattr(stress, "STRESS_FLOOR", 32)
     result = stress.run(spec, Case(dim=1, batch=2, seed=0))
     assert result.status == "passed" and "dims 32 ×" in result.detail and "64, 128, 256, 512 left out" in result.detail

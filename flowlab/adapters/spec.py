@@ -11,6 +11,7 @@ a continuous flow in its one dimension whose build options are the solver's, che
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -41,8 +42,10 @@ MAPPINGS: dict[str, str] = {
 TRAINED_SOLVER = {**ODE_CHECK_OPTIONS, "rtol": 1e-7, "atol": 1e-7, "max_seconds": 600.0}
 
 
+@functools.cache
 def peer_version(library: str) -> str:
-    """The installed version of ``library`` (a distribution name), or ``"not installed"``."""
+    """The installed version of ``library`` (a distribution name), or ``"not installed"``; looked up once per
+    process (each lookup parses the distribution's metadata, and a library registers several flows)."""
     try:
         return metadata.version(library)
     except metadata.PackageNotFoundError:

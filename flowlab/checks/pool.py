@@ -211,9 +211,9 @@ def _start_worker(plugins: tuple[str, ...], threads: int | None) -> None:
 def _warm() -> None:
     """What every task needs first: the kit's runner (torch) and the registry (plugin discovery)."""
     import flowlab.checks.runner  # noqa: F401
-    from flowlab.registry import checks, flows
+    from flowlab.startup import settle
 
-    flows(), checks()
+    settle()
 
 
 @functools.cache

@@ -70,7 +70,12 @@ def exit_code(exc: FlowlabError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit status (see :data:`EXIT_STATUS`)."""
+    """Run one command; returns its exit status (see :data:`EXIT_STATUS`).
+
+    ``argv`` ``None`` (the console script, ``python -m flowlab``): the command line of this process, which is the
+    command's own, so its start-up is settled (:func:`flowlab.startup.settle`: the plugins discovered, what they made
+    frozen out of the garbage collector's way). Called with a list (tests, notebooks), the caller's collector is left
+    as it is."""
     try:
         return _run(argv)
     finally:
@@ -87,6 +92,10 @@ def _run(argv: Sequence[str] | None) -> int:
     from flowlab.errors import FlowlabError
     from flowlab.plugins import transient_plugins
 
+    if argv is None:  # this process is the command (the console script, python -m flowlab): settle its start-up
+        from flowlab.startup import settle
+
+        settle()
     try:
         with transient_plugins():  # a command's --plugin files are forgotten after it
             return int(args.func(args))

@@ -11,9 +11,9 @@ points) and ``inverse`` (at data points) run in float32 and, on the same rounded
 non-leaf tensors). A conditional flow gets the case's contexts at the same scale as the points, rounded to float32
 as they are. The sweep always covers the dimensions up to :data:`STRESS_FLOOR` (where the target bugs show first:
 a product of per-coordinate factors of ~4 overflows float32 at d = 64); beyond, it is cost-capped: larger
-dimensions are taken in increasing order while the case has spent less than :data:`STRESS_SECONDS` (the next one
-must fit in what is left, judged from the last one's cost). The result names the dimensions reached and those
-left out.
+dimensions are taken in increasing order while the case has spent less than its profile's :data:`STRESS_SECONDS`
+(the next one must fit in what is left, judged from the last one's cost). The result names the dimensions reached
+and those left out.
 
 Per row, both the log-det and the points must agree (mixed relative errors) and be finite on both sides; a
 non-finite value fails, with the magnitudes reached (to tell overflow from a wrong formula). An ill-conditioned map
@@ -58,9 +58,10 @@ STRESS_DIMS = (32, 64, 128, 256, 512)
 STRESS_SCALES = (0.1, 1.0, 25.0)
 #: the dimensions up to this one are always swept (each flow's first one too, whatever its min_dim)
 STRESS_FLOOR = 64
-#: seconds a case may spend on its sweep: a dimension above the floor is started only if the last one's cost, times
-#: the growth factor, fits in what is left (1 s: the ODE flows reach d = 128, the discrete ones 256-512)
-STRESS_SECONDS = 1.0
+#: seconds a case may spend on its sweep, by profile: a dimension above the floor is started only if the last one's
+#: cost, times the growth factor, fits in what is left. ``quick`` (CI, the default): the discrete flows reach
+#: d = 128-512, the ODE flows stop at the floor; ``thorough``: the ODE flows reach 128-256, the discrete ones 512
+STRESS_SECONDS = {"quick": 0.5, "thorough": 2.0}
 COST_GROWTH = 4.0
 #: float64 passes at inputs and parameters moved by one float32 rounding, to measure the conditioning
 PERTURBATIONS = 4
@@ -90,8 +91,9 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     reached: list[int] = []
     planned = stress_dims(spec)
     last_cost = 0.0
+    budget = STRESS_SECONDS.get(case.profile, max(STRESS_SECONDS.values()))
     for dim in planned:
-        left = STRESS_SECONDS - (time.perf_counter() - started)
+        left = budget - (time.perf_counter() - started)
         if reached and dim > STRESS_FLOOR and last_cost * COST_GROWTH > left:
             break
         begun = time.perf_counter()
@@ -102,7 +104,8 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     skipped = [d for d in planned if d not in reached]
     result.detail += f"; dims {', '.join(map(str, reached))} × input scales {', '.join(map(str, STRESS_SCALES))}"
     if skipped:
-        result.detail += f" (dims {', '.join(map(str, skipped))} left out: over the {STRESS_SECONDS:g} s budget)"
+        left_out = ", ".join(map(str, skipped))
+        result.detail += f" (dims {left_out} left out: over the {budget:g} s budget of the {case.profile} profile)"
     return result
 
 
