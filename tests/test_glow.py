@@ -185,3 +185,17 @@ def test_options_are_validated(options, message):
 def test_one_dimension_is_refused():
     with pytest.raises(flowlab.FlowlabError, match="2"):
         flowlab.build("glow", 1)
+
+
+@pytest.mark.parametrize("dim", [4, 8, 33])
+def test_lu_linear_takes_a_few_rows_through_its_factors_and_a_batch_through_its_matrix_the_same_map(dim, randomize):
+    layer = randomize(LULinear(dim).double(), 3)
+    few = torch.randn(dim // 4, dim, dtype=torch.float64)  # at most d/4 rows: the factors, row by row
+    many = torch.cat([few, torch.randn(dim, dim, dtype=torch.float64)])  # the matrix
+    for direction in (layer.forward, layer.inverse):
+        out_few, ladj_few = direction(few)
+        out_many, ladj_many = direction(many)
+        torch.testing.assert_close(out_few, out_many[: len(few)], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ladj_few, ladj_many[: len(few)])
+    torch.testing.assert_close(layer.inverse(layer(few)[0])[0], few, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer(few)[0], few @ layer.matrix().T, rtol=1e-12, atol=1e-12)
