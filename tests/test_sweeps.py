@@ -169,3 +169,9 @@ def test_a_flow_wrong_in_one_call_form_fails_call_forms_only(name):
     assert run.status == "failed", run.detail
     for other in ("invertibility", "logdet", "batch_independence", "sample_consistency", "state"):
         assert run_property(check_spec(other), spec).status == "passed", other
+
+
+def test_the_next_dimension_is_expected_to_grow_as_the_last_two_did_at_least_quadratically():
+    assert stress.next_cost([0.1]) == pytest.approx(0.4)
+    assert stress.next_cost([0.1, 0.2]) == pytest.approx(0.8)  # slower than quadratic: still 4x
+    assert stress.next_cost([0.01, 0.08]) == pytest.approx(0.64)  # cubic (a d×d matrix formed per call): 8x

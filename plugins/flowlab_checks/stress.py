@@ -12,8 +12,8 @@ non-leaf tensors). A conditional flow gets the case's contexts at the same scale
 as they are. The sweep always covers the dimensions up to :data:`STRESS_FLOOR` (where the target bugs show first:
 a product of per-coordinate factors of ~4 overflows float32 at d = 64); beyond, it is cost-capped: larger
 dimensions are taken in increasing order while the case has spent less than its profile's :data:`STRESS_SECONDS`
-(the next one must fit in what is left, judged from the last one's cost). The result names the dimensions reached
-and those left out.
+(the next one must fit in what is left, judged from the last one's cost and its growth). The result names the
+dimensions reached and those left out.
 
 Per row, both the log-det and the points must agree (mixed relative errors) and be finite on both sides; a
 non-finite value fails, with the magnitudes reached (to tell overflow from a wrong formula). An ill-conditioned map
@@ -58,10 +58,11 @@ STRESS_DIMS = (32, 64, 128, 256, 512)
 STRESS_SCALES = (0.1, 1.0, 25.0)
 #: the dimensions up to this one are always swept (each flow's first one too, whatever its min_dim)
 STRESS_FLOOR = 64
-#: seconds a case may spend on its sweep, by profile: a dimension above the floor is started only if the last one's
-#: cost, times the growth factor, fits in what is left. ``quick`` (CI, the default): the discrete flows reach
+#: seconds a case may spend on its sweep, by profile: a dimension above the floor is started only if its expected
+#: cost (:func:`next_cost`) fits in what is left. ``quick`` (CI, the default): the discrete flows reach
 #: d = 128-512, the ODE flows stop at the floor; ``thorough``: the ODE flows reach 128-256, the discrete ones 512
 STRESS_SECONDS = {"quick": 0.5, "thorough": 2.0}
+#: the least growth of a dimension's cost when it doubles (quadratic: a d×d product per point)
 COST_GROWTH = 4.0
 #: float64 passes at inputs and parameters moved by one float32 rounding, to measure the conditioning
 PERTURBATIONS = 4
@@ -90,16 +91,16 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
     measurements: list[Measurement] = []
     reached: list[int] = []
     planned = stress_dims(spec)
-    last_cost = 0.0
+    costs: list[float] = []
     budget = STRESS_SECONDS.get(case.profile, max(STRESS_SECONDS.values()))
     for dim in planned:
         left = budget - (time.perf_counter() - started)
-        if reached and dim > STRESS_FLOOR and last_cost * COST_GROWTH > left:
+        if reached and dim > STRESS_FLOOR and next_cost(costs) > left:
             break
         begun = time.perf_counter()
         measurements += sweep(spec, replace(case, dim=dim))
         reached.append(dim)
-        last_cost = time.perf_counter() - begun
+        costs.append(time.perf_counter() - begun)
     result = judge(measurements, CHECK.tolerance_for(spec))
     skipped = [d for d in planned if d not in reached]
     result.detail += f"; dims {', '.join(map(str, reached))} × input scales {', '.join(map(str, STRESS_SCALES))}"
@@ -107,6 +108,14 @@ def run(spec: FlowSpec, case: Case) -> CheckResult:
         left_out = ", ".join(map(str, skipped))
         result.detail += f" (dims {left_out} left out: over the {budget:g} s budget of the {case.profile} profile)"
     return result
+
+
+def next_cost(costs: list[float]) -> float:
+    """The expected cost of the next dimension of the sweep (each doubles the last): the last one's times the growth
+    from the one before it, at least :data:`COST_GROWTH` (a flow whose cost is cubic in ``d``, e.g. one that forms a
+    d×d matrix per call, grows 8x per step and would overrun the budget at the quadratic rate)."""
+    growth = COST_GROWTH if len(costs) < 2 else max(COST_GROWTH, costs[-1] / max(costs[-2], 1e-9))
+    return costs[-1] * growth
 
 
 def sweep(spec: FlowSpec, case: Case) -> list[Measurement]:
