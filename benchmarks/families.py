@@ -8,9 +8,11 @@
 
 ``speed``: for each thread count (``torch.set_num_threads``), dimension and family, flowlab's flow and each peer of
 (nearly) the same parameter count are timed in interleaved rounds (``torch.utils.benchmark``, the median of each
-measurement; flowlab and the peers alternate within a round): ``log_prob`` and ``sample`` at batch 4096 under
-``no_grad``, one training step (forward, backward, Adam) at batch 512. The table gives the median over rounds and
-the ratio flowlab / fastest peer (≤ 1: as fast or faster); the load average is printed before and after each
+measurement; within a round each quantity is timed for flowlab and the peers back to back): ``log_prob`` and
+``sample`` at batch 4096 under ``no_grad``, one training step (forward, backward, Adam) at batch 512. The table gives
+the median time over rounds and the ratio flowlab / fastest peer (≤ 1: as fast or faster) as the median over rounds
+of each round's own ratio (paired: this machine's speed drifts by a third within minutes, which moved a ratio of
+medians by up to 0.4 between two runs of the same code); the load average is printed before and after each
 thread count (other work on the machine inflates the times). ``--check`` exits 1 if any cell's median ratio is above
 1.0, else 0. ``--clock cpu`` times the process's CPU time instead of wall time: on a machine shared with other work
 it is the steadier of the two (their jobs take wall time, not this process's CPU time), though not immune (caches,
@@ -205,20 +207,50 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 
 def time_models(
     models: list[Model], dim: int, rounds: int, min_run_time: float, clock: str = "wall"
-) -> dict[str, list[float]]:
-    """Median ms of ``log_prob`` 4096, ``sample`` 4096 and a training step 512 per model: the median over
-    ``rounds`` interleaved rounds (every model once per round) of ``torch.utils.benchmark``'s medians."""
+) -> dict[str, list[tuple[float, float, float]]]:
+    """Per model, one ``(log_prob 4096, sample 4096, training step 512)`` row of ``torch.utils.benchmark`` medians
+    (ms) per round. Within a round each quantity is timed for every model back to back (the order rotating from
+    round to round), so a round's times of one quantity are seconds apart and their ratio is paired: a machine
+    whose speed drifts by a third within minutes moves both sides of it together."""
     x_eval, x_train = torch.randn(4096, dim), torch.randn(512, dim)
     steps = {model.name: train_step(model, x_train) for model in models}
-    samples: dict[str, list[tuple[float, float, float]]] = {model.name: [] for model in models}
-    for _ in range(rounds):
-        for model in models:
-            with torch.no_grad():
-                lp = median_ms(lambda m=model, x=x_eval: m.log_prob(x), min_run_time, CLOCKS[clock])
-                sm = median_ms(lambda m=model: m.sample(4096), min_run_time, CLOCKS[clock])
-            tr = median_ms(steps[model.name], min_run_time, CLOCKS[clock])
-            samples[model.name].append((lp, sm, tr))
-    return {name: [statistics.median(column) for column in zip(*rows, strict=True)] for name, rows in samples.items()}
+    rows: dict[str, list[list[float]]] = {model.name: [] for model in models}
+    for round_ in range(rounds):
+        order = models[round_ % len(models) :] + models[: round_ % len(models)]
+        for model in order:
+            rows[model.name].append([])
+        for quantity in range(3):
+            for model in order:
+                if quantity == 2:
+                    ms = median_ms(steps[model.name], min_run_time, CLOCKS[clock])
+                else:
+                    with torch.no_grad():
+                        run = (
+                            (lambda m=model, x=x_eval: m.log_prob(x))
+                            if quantity == 0
+                            else (lambda m=model: m.sample(4096))
+                        )
+                        ms = median_ms(run, min_run_time, CLOCKS[clock])
+                rows[model.name][-1].append(ms)
+    return {name: [(a, b, c) for a, b, c in runs] for name, runs in rows.items()}
+
+
+def medians(rounds: list[tuple[float, float, float]]) -> list[float]:
+    """The median over rounds of each quantity."""
+    return [statistics.median(column) for column in zip(*rounds, strict=True)]
+
+
+def paired_ratios(
+    times: dict[str, list[tuple[float, float, float]]], ours: str, peers: list[str]
+) -> tuple[list[float], list[str]]:
+    """Per quantity, the median over rounds of ``ours / the fastest peer of that round``, and the peer fastest by
+    median time (named in the table)."""
+    ratios, fastest = [], []
+    for i in range(3):
+        per_round = [times[ours][r][i] / min(times[peer][r][i] for peer in peers) for r in range(len(times[ours]))]
+        ratios.append(statistics.median(per_round))
+        fastest.append(min(peers, key=lambda name: medians(times[name])[i]))
+    return ratios, fastest
 
 
 def speed(args: argparse.Namespace) -> int:
@@ -239,12 +271,11 @@ def speed(args: argparse.Namespace) -> int:
             models = [ours, *peer_models(family, dim, ours.parameters)]
             times = time_models(models, dim, args.rounds, args.min_run_time, args.clock)
             for model in models:
-                cells = " | ".join(f"{t:.2f}" for t in times[model.name])
+                cells = " | ".join(f"{t:.2f}" for t in medians(times[model.name]))
                 print(f"| {dim} | {model.name} | {model.parameters} | {cells} |", flush=True)
             peers = [model.name for model in models[1:]]
             if peers:
-                fastest = [min(peers, key=lambda name, i=i: times[name][i]) for i in range(3)]
-                ratios = [times[ours.name][i] / times[fastest[i]][i] for i in range(3)]
+                ratios, fastest = paired_ratios(times, ours.name, peers)
                 cells = " | ".join(
                     f"**{r:.2f}** ({name.split(' (')[0]})" for r, name in zip(ratios, fastest, strict=True)
                 )
@@ -291,7 +322,7 @@ def compile_speed(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
         times = time_models([eager, fast], dim, args.rounds, args.min_run_time)
         for model, extra in ((eager, "–"), (fast, f"{seconds:.1f}")):
-            cells = " | ".join(f"{t:.2f}" for t in times[model.name])
+            cells = " | ".join(f"{t:.2f}" for t in medians(times[model.name]))
             print(f"| {dim} | {model.name} (validate=False) | {cells} | {extra} |", flush=True)
 
 
@@ -380,7 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--dims", type=int, nargs="+", default=[2, 16, 64])
     s.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     s.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads(), 1])
-    s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median of each cell is reported")
+    s.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds; each cell is the median over rounds (of the paired ratio for the ratios)",
+    )
     s.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per measurement")
     s.add_argument("--check", action="store_true", help="exit 1 if any cell's median ratio is above 1.0")
     s.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="wall time, or this process's CPU time")

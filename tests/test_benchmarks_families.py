@@ -93,9 +93,22 @@ def test_speed_check_exits_1_when_a_cell_is_above_the_fastest_peer(families, mon
     for ours, expected in ((1.0, 0), (1.5, 1)):
 
         def timed(models, dim, rounds, min_run_time, clock, ours=ours):
-            return {model.name: [ours if model.name.startswith("flowlab") else 1.0] * 3 for model in models}
+            return {model.name: [(ours if model.name.startswith("flowlab") else 1.0,) * 3] for model in models}
 
         monkeypatch.setattr(families, "time_models", timed)
         assert families.main(args) == expected
         out = capsys.readouterr().out
         assert ("check failed: maf d=2 1 thread(s) log_prob 1.50" in out) == (expected == 1)
+
+
+def test_the_ratio_is_the_median_of_each_rounds_own_ratio(families):
+    """Round 1 is slow for everyone, round 2 for flowlab alone: the paired ratios (0.9, 1.8, 0.9) have the median
+    0.9, where the ratio of the medians (1.8 / 1.0) would say 1.8."""
+    times = {
+        "ours": [(1.8, 1.8, 1.8), (1.8, 1.8, 1.8), (0.9, 0.9, 0.9)],
+        "peer a": [(2.0, 2.0, 2.0), (1.0, 1.0, 1.0), (1.0, 1.0, 1.0)],
+        "peer b": [(9.0, 9.0, 9.0), (9.0, 9.0, 9.0), (9.0, 9.0, 9.0)],
+    }
+    ratios, fastest = families.paired_ratios(times, "ours", ["peer a", "peer b"])
+    assert ratios == pytest.approx([0.9, 0.9, 0.9]) and fastest == ["peer a"] * 3
+    assert families.medians(times["ours"]) == [1.8, 1.8, 1.8] and families.medians(times["peer a"]) == [1.0] * 3
