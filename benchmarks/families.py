@@ -214,25 +214,24 @@ def time_models(
     whose speed drifts by a third within minutes moves both sides of it together."""
     x_eval, x_train = torch.randn(4096, dim), torch.randn(512, dim)
     steps = {model.name: train_step(model, x_train) for model in models}
-    rows: dict[str, list[list[float]]] = {model.name: [] for model in models}
+
+    def timed(model: Model, quantity: int) -> float:
+        if quantity == 2:
+            return median_ms(steps[model.name], min_run_time, CLOCKS[clock])
+        run = (lambda: model.log_prob(x_eval)) if quantity == 0 else (lambda: model.sample(4096))
+        with torch.no_grad():
+            return median_ms(run, min_run_time, CLOCKS[clock])
+
+    times: dict[str, list[tuple[float, float, float]]] = {model.name: [] for model in models}
     for round_ in range(rounds):
         order = models[round_ % len(models) :] + models[: round_ % len(models)]
-        for model in order:
-            rows[model.name].append([])
-        for quantity in range(3):
+        row: dict[str, list[float]] = {model.name: [] for model in models}
+        for quantity in range(3):  # one quantity for every model, back to back
             for model in order:
-                if quantity == 2:
-                    ms = median_ms(steps[model.name], min_run_time, CLOCKS[clock])
-                else:
-                    with torch.no_grad():
-                        run = (
-                            (lambda m=model, x=x_eval: m.log_prob(x))
-                            if quantity == 0
-                            else (lambda m=model: m.sample(4096))
-                        )
-                        ms = median_ms(run, min_run_time, CLOCKS[clock])
-                rows[model.name][-1].append(ms)
-    return {name: [(a, b, c) for a, b, c in runs] for name, runs in rows.items()}
+                row[model.name].append(timed(model, quantity))
+        for name, (log_prob, sample, step) in row.items():
+            times[name].append((log_prob, sample, step))
+    return times
 
 
 def medians(rounds: list[tuple[float, float, float]]) -> list[float]:
