@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from flowlab.errors import OptionError, SolverError
+from flowlab.ode.runge_kutta import StepFailure, integrate
 
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun")
 FIXED_STEP_METHODS = ("rk4", "midpoint", "euler")
@@ -138,21 +139,28 @@ def solve(
     by its own RMS, the largest counting (torchdiffeq's mixed norm over parts); default: the RMS of the whole state.
     A CNF passes ``(dim, 1)``: ``z`` and its log-det, and the RNODE accumulators after them are carried along
     without making the steps smaller.
-    torchdiffeq's assertions (step size underflow, non-finite state) become :class:`SolverError` naming the solver,
-    the time reached and a hint; a fixed-step solve that ends non-finite raises the same way.
+    The adaptive methods without adjoint run on :func:`flowlab.ode.runge_kutta.integrate` (torchdiffeq's algorithm,
+    the same steps, less bookkeeping per step); the fixed-step methods and adjoint solves on torchdiffeq.
+    A step size underflow or a non-finite state becomes a :class:`SolverError` naming the solver, the time reached
+    and a hint; a fixed-step solve that ends non-finite raises the same way.
     """
     from torchdiffeq import odeint, odeint_adjoint  # on first solve: it imports scipy.integrate (~1 s), which
     # registering the ODE flows (plugin discovery) does not need
 
     dynamics.reset(config)
     kwargs = config.odeint_kwargs()
+    norm = _rms if controlled is None else _mixed_rms(controlled)
     if config.adaptive and controlled is not None:
-        kwargs["options"] = {**kwargs["options"], "norm": _mixed_rms(controlled)}
+        kwargs["options"] = {**kwargs["options"], "norm": norm}
     try:
         if config.adjoint:
             solution = odeint_adjoint(dynamics, state, times, adjoint_params=tuple(dynamics.parameters()), **kwargs)
+        elif config.adaptive:  # torchdiffeq's algorithm with less bookkeeping (flowlab.ode.runge_kutta)
+            solution = integrate(config.method, dynamics, state, times.tolist(), config.rtol, config.atol, norm)
         else:
             solution = odeint(dynamics, state, times, **kwargs)
+    except StepFailure as exc:
+        raise _failure(dynamics, times, config, str(exc)) from exc
     except AssertionError as exc:
         what = "the step size underflowed" if "underflow" in str(exc) else "the state became NaN or infinite"
         raise _failure(dynamics, times, config, what) from exc
@@ -171,6 +179,11 @@ def _uniform_grid(steps: int) -> Callable[[Any, Tensor, Tensor], Tensor]:
         return torch.linspace(float(t[0]), float(t[-1]), steps + 1, dtype=t.dtype, device=t.device)
 
     return grid
+
+
+def _rms(state: Tensor) -> Tensor:
+    """The RMS of the whole state: torchdiffeq's default norm."""
+    return state.pow(2).mean().sqrt()
 
 
 def _mixed_rms(widths: Sequence[int]) -> Callable[[Tensor], Tensor]:
