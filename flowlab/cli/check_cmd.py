@@ -204,7 +204,7 @@ def _execute(
 
     planned, devices, profile = plan.planned, plan.devices, plan.profile
     if not args.names and args.checkpoint is None:
-        _mention_unchecked(errors)
+        _print_flows_not_checked_by_default(errors)
     warnings = _warnings([spec for _, spec, _ in planned])
     for flow, messages in warnings.items():
         for message in messages:
@@ -328,7 +328,7 @@ def _check_writable(path: str | None) -> None:
         raise OptionError(f"--json {path}: the file exists and is not writable")
 
 
-def _mention_unchecked(errors: Console) -> None:
+def _print_flows_not_checked_by_default(errors: Console) -> None:
     """One line naming the registered flows that are not checked by default, and how to check them."""
     from flowlab.registry import flows
 
