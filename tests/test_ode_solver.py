@@ -137,6 +137,12 @@ def test_the_first_output_is_the_start():
     assert torch.equal(integrate("dopri5", rotation, y0, [0.0, 1.0], 1e-6, 1e-6, _rms)[0], y0)
 
 
+@pytest.mark.parametrize("times", [[0.0, 0.0], [0.0, 1.0, 0.5], [1.0, 0.0, 0.0]])
+def test_times_that_are_not_strictly_monotone_are_refused(times):
+    with pytest.raises(ValueError, match="strictly increasing or strictly decreasing times"):
+        integrate("dopri5", rotation, torch.zeros(1, 2, dtype=torch.float64), times, 1e-5, 1e-5, _rms)
+
+
 class Exploding(CountedDynamics):
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         self.tick(t)

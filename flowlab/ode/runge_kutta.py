@@ -24,6 +24,7 @@ every step) as in the evaluations of the field; here a step is a few fused ``add
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ def integrate(
     gets ``t`` as a 0-d tensor of ``y0``'s dtype."""
     tableau = TABLEAUS[method]
     start, sign = times[0], (1.0 if times[-1] >= times[0] else -1.0)
+    if any(sign * (later - earlier) <= 0 for earlier, later in itertools.pairwise(times)):
+        raise ValueError(f"{method}: expected strictly increasing or strictly decreasing times, got {list(times)}")
 
     def at(t: float) -> Tensor:
         return torch.tensor(t, dtype=y0.dtype, device=y0.device)
@@ -146,7 +149,7 @@ def integrate(
                 step = (t, h, y, stage, derivatives)
                 t, y, f = t + h, stage, derivatives[-1]
             size *= _growth(ratio, tableau.order)
-        assert step is not None  # the loop ran at least once: times are strictly monotone
+        assert step is not None  # the loop ran at least once: the times are strictly monotone (checked above)
         outputs.append(_interpolate(*step, tableau.midpoint, target))
     return torch.stack(outputs)
 
