@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 from torch import Tensor, nn
-from torchdiffeq import odeint
+from torchdiffeq import odeint, odeint_adjoint
 
 from flowlab.errors import SolverError
+from flowlab.ode.adjoint import integrate_adjoint
 from flowlab.ode.runge_kutta import TABLEAUS, integrate
 from flowlab.ode.solver import CountedDynamics, SolverConfig, _mixed_rms, _rms, solve
 
@@ -154,3 +155,106 @@ def test_a_solve_that_explodes_raises_a_solver_error_naming_the_solver(method):
     with pytest.raises(SolverError, match=rf"{method} \(rtol=1e-05.*failed at t=.*hint"):
         start = torch.full((2, 1), 3.0, dtype=torch.float64)
         solve(Exploding(), start, torch.tensor([0.0, 1.0]), SolverConfig(method=method))
+
+
+class Field(nn.Module):
+    """A small MLP field with parameters, counting its evaluations."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.net = nn.Sequential(nn.Linear(dim + 1, 16), nn.Tanh(), nn.Linear(16, dim)).double()
+        self.nfe = 0
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        self.nfe += 1
+        return 2 * self.net(torch.cat([y, t.expand(y.shape[0], 1)], dim=1))
+
+
+#: every method with the default norm, dopri5 (the default method) with a mixed norm too
+ADJOINT_SOLVERS = [(method, None) for method in sorted(TABLEAUS)] + [("dopri5", (2, 1))]
+
+
+@pytest.mark.parametrize(("method", "controlled"), ADJOINT_SOLVERS)
+@pytest.mark.parametrize("times", [(0.0, 1.0), (1.0, 0.0), (0.0, 0.3, 1.0)])
+def test_the_adjoint_takes_torchdiffeqs_steps_and_gives_its_gradients(method, times, controlled):
+    """Forward and backward solves: the same evaluation counts as torchdiffeq's ``odeint_adjoint``, and the same
+    gradients of the initial state and of the parameters."""
+    tolerance = 1e-5 if method == "adaptive_heun" else 1e-8  # Heun's 2nd order: ~(1/tol)^(1/2) steps
+    norm = _rms if controlled is None else _mixed_rms(controlled)
+    grads, counts = {}, {}
+    for who in ("ours", "torchdiffeq"):
+        field, start = adjoint_case()
+        if who == "ours":
+            parameters = tuple(field.parameters())
+            solution = integrate_adjoint(method, field, start, list(times), tolerance, tolerance, norm, parameters)
+        else:
+            options = {} if controlled is None else {"norm": norm}
+            t = torch.tensor(times, dtype=torch.float64)
+            solution = odeint_adjoint(field, start, t, rtol=tolerance, atol=tolerance, method=method, options=options)
+        counts[who], grads[who] = backpropagate(field, start, solution)
+    assert counts["ours"] == counts["torchdiffeq"]
+    torch.testing.assert_close(grads["ours"], grads["torchdiffeq"], rtol=1e-10, atol=1e-12)
+
+
+def test_the_adjoint_gradients_are_those_of_backpropagating_through_the_solve():
+    """To the solver's tolerance: the adjoint solves another ODE backwards, and both are off by their own error."""
+    grads = {}
+    for adjoint in (True, False):
+        field, start = adjoint_case()
+        if adjoint:
+            solution = integrate_adjoint(
+                "dopri5", field, start, [0.0, 1.0], 1e-9, 1e-9, _rms, tuple(field.parameters())
+            )
+        else:
+            solution = integrate("dopri5", field, start, [0.0, 1.0], 1e-9, 1e-9, _rms)
+        _, grads[adjoint] = backpropagate(field, start, solution)
+    torch.testing.assert_close(grads[True], grads[False], rtol=1e-6, atol=1e-7)
+
+
+def adjoint_case() -> tuple[Field, Tensor]:
+    return Field(3), torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6)).requires_grad_()
+
+
+def backpropagate(field: Field, start: Tensor, solution: Tensor) -> tuple[tuple[int, int], Tensor]:
+    """Backpropagate a weighted sum of the solution after the start: ``((forward NFE, backward NFE), the gradients
+    of the start and of the parameters)``."""
+    forward = field.nfe
+    weights = torch.linspace(-1, 1, solution[1:].numel(), dtype=torch.float64).view_as(solution[1:])
+    (solution[1:] * weights).sum().backward()
+    assert start.grad is not None
+    return (forward, field.nfe - forward), torch.cat(
+        [start.grad.flatten(), *(p.grad.flatten() for p in field.parameters())]
+    )
+
+
+def test_the_adjoint_leaves_parameters_that_do_not_require_grad_alone():
+    field = Field(2)
+    frozen = field.net[0].weight.requires_grad_(False)
+    start = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    solution = integrate_adjoint("dopri5", field, start, [0.0, 1.0], 1e-6, 1e-6, _rms, tuple(field.parameters()))
+    solution[-1].sum().backward()
+    assert frozen.grad is None
+    assert start.grad is not None and field.net[2].weight.grad is not None
+
+
+class PoisonedAfterForward(CountedDynamics):
+    """``f = θ y``, NaN once ``poisoned``: a backward solve that cannot go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+        self.poisoned = False
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        self.tick(t)
+        return self.theta * y * (math.nan if self.poisoned else 1.0)
+
+
+def test_a_failed_adjoint_backward_solve_raises_a_solver_error_saying_so():
+    dynamics = PoisonedAfterForward()
+    start = torch.ones(2, 1, dtype=torch.float64, requires_grad=True)
+    solution = solve(dynamics, start, torch.tensor([0.0, 1.0]), SolverConfig(adjoint=True))
+    dynamics.poisoned = True
+    with pytest.raises(SolverError, match=r"dopri5 \(rtol=1e-05, atol=1e-05, adjoint\).*in the adjoint backward solve"):
+        solution[-1].sum().backward()

@@ -19,7 +19,8 @@ step carries an O(solver error) gradient through its norm of ``f(t₀, y₀)``).
 Why: at the small batches of the conformance kit (1-16 rows, d = 2-64) a torchdiffeq step spends about as much time
 in its own tensor bookkeeping (an autograd ``Function`` per stage, 0-d tensor step control, a dense-output fit at
 every step) as in the evaluations of the field; here a step is a few fused ``add`` calls and float arithmetic
-(docs/benchmarks.md). torchdiffeq still does the fixed-step methods and every adjoint solve.
+(docs/benchmarks.md). The adjoint method on it: :mod:`flowlab.ode.adjoint`; torchdiffeq still does the fixed-step
+methods.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from flowlab.errors import OptionError, SolverError
+from flowlab.ode.adjoint import integrate_adjoint
 from flowlab.ode.runge_kutta import StepFailure, integrate
 
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun")
@@ -139,8 +140,9 @@ def solve(
     by its own RMS, the largest counting (torchdiffeq's mixed norm over parts); default: the RMS of the whole state.
     A CNF passes ``(dim, 1)``: ``z`` and its log-det, and the RNODE accumulators after them are carried along
     without making the steps smaller.
-    The adaptive methods without adjoint run on :func:`flowlab.ode.runge_kutta.integrate` (torchdiffeq's algorithm,
-    the same steps, less bookkeeping per step); the fixed-step methods and adjoint solves on torchdiffeq.
+    The adaptive methods run on :func:`flowlab.ode.runge_kutta.integrate` (torchdiffeq's algorithm, the same steps,
+    less bookkeeping per step), with ``adjoint`` on :func:`flowlab.ode.adjoint.integrate_adjoint` (torchdiffeq's
+    ``odeint_adjoint`` on it); the fixed-step methods on torchdiffeq.
     A step size underflow or a non-finite state becomes a :class:`SolverError` naming the solver, the time reached
     and a hint; a fixed-step solve that ends non-finite raises the same way.
     """
@@ -153,7 +155,19 @@ def solve(
     if config.adaptive and controlled is not None:
         kwargs["options"] = {**kwargs["options"], "norm": norm}
     try:
-        if config.adjoint:
+        if config.adaptive and config.adjoint:  # torchdiffeq's odeint_adjoint on flowlab.ode.runge_kutta
+            solution = integrate_adjoint(
+                config.method,
+                dynamics,
+                state,
+                times.tolist(),
+                config.rtol,
+                config.atol,
+                norm,
+                tuple(dynamics.parameters()),
+                lambda exc: _failure(dynamics, times, config, f"{exc} (in the adjoint backward solve)"),
+            )
+        elif config.adjoint:
             solution = odeint_adjoint(dynamics, state, times, adjoint_params=tuple(dynamics.parameters()), **kwargs)
         elif config.adaptive:  # torchdiffeq's algorithm with less bookkeeping (flowlab.ode.runge_kutta)
             solution = integrate(config.method, dynamics, state, times.tolist(), config.rtol, config.atol, norm)
