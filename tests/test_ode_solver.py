@@ -158,17 +158,19 @@ def test_a_solve_that_explodes_raises_a_solver_error_naming_the_solver(method):
 
 
 class Field(nn.Module):
-    """A small MLP field with parameters, counting its evaluations."""
+    """A small MLP field with parameters, counting its evaluations; ``autonomous``: it ignores ``t``."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, autonomous: bool = False) -> None:
         super().__init__()
         torch.manual_seed(5)
         self.net = nn.Sequential(nn.Linear(dim + 1, 16), nn.Tanh(), nn.Linear(16, dim)).double()
+        self.autonomous = autonomous
         self.nfe = 0
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         self.nfe += 1
-        return 2 * self.net(torch.cat([y, t.expand(y.shape[0], 1)], dim=1))
+        time = torch.full_like(y[:, :1], 0.5) if self.autonomous else t.expand(y.shape[0], 1)
+        return 2 * self.net(torch.cat([y, time], dim=1))
 
 
 #: every method with the default norm, dopri5 (the default method) with a mixed norm too
@@ -178,13 +180,14 @@ ADJOINT_SOLVERS = [(method, None) for method in sorted(TABLEAUS)] + [("dopri5", 
 @pytest.mark.parametrize(("method", "controlled"), ADJOINT_SOLVERS)
 @pytest.mark.parametrize("times", [(0.0, 1.0), (1.0, 0.0), (0.0, 0.3, 1.0)])
 def test_the_adjoint_takes_torchdiffeqs_steps_and_gives_its_gradients(method, times, controlled):
-    """Forward and backward solves: the same evaluation counts as torchdiffeq's ``odeint_adjoint``, and the same
-    gradients of the initial state and of the parameters."""
+    """On an autonomous field (where torchdiffeq's time gradient, which flowlab leaves out, is 0): the same evaluation
+    counts as torchdiffeq's ``odeint_adjoint``, forward and backward, and the same gradients of the initial state and
+    of the parameters."""
     tolerance = 1e-5 if method == "adaptive_heun" else 1e-8  # Heun's 2nd order: ~(1/tol)^(1/2) steps
     norm = _rms if controlled is None else _mixed_rms(controlled)
     grads, counts = {}, {}
     for who in ("ours", "torchdiffeq"):
-        field, start = adjoint_case()
+        field, start = adjoint_case(autonomous=True)
         if who == "ours":
             parameters = tuple(field.parameters())
             solution = integrate_adjoint(method, field, start, list(times), tolerance, tolerance, norm, parameters)
@@ -212,8 +215,28 @@ def test_the_adjoint_gradients_are_those_of_backpropagating_through_the_solve():
     torch.testing.assert_close(grads[True], grads[False], rtol=1e-6, atol=1e-7)
 
 
-def adjoint_case() -> tuple[Field, Tensor]:
-    return Field(3), torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6)).requires_grad_()
+@pytest.mark.parametrize("rows", [4, 256])
+def test_without_the_time_gradient_the_adjoint_takes_no_more_steps_than_torchdiffeqs(rows):
+    """A time-dependent field: torchdiffeq's backward step control also looks at ``∫ aᵀ ∂f/∂t``, which flowlab does
+    not integrate; the gradients agree to the tolerance, and flowlab's backward solve is never longer."""
+    grads, counts = {}, {}
+    for who in ("ours", "torchdiffeq"):
+        field, start = adjoint_case(rows=rows)
+        if who == "ours":
+            solution = integrate_adjoint(
+                "dopri5", field, start, [1.0, 0.0], 1e-8, 1e-8, _rms, tuple(field.parameters())
+            )
+        else:
+            solution = odeint_adjoint(field, start, torch.tensor([1.0, 0.0], dtype=torch.float64), rtol=1e-8, atol=1e-8)
+        counts[who], grads[who] = backpropagate(field, start, solution)
+    assert counts["ours"][0] == counts["torchdiffeq"][0]
+    assert counts["ours"][1] <= counts["torchdiffeq"][1]
+    torch.testing.assert_close(grads["ours"], grads["torchdiffeq"], rtol=1e-6, atol=1e-7)
+
+
+def adjoint_case(*, rows: int = 4, autonomous: bool = False) -> tuple[Field, Tensor]:
+    start = torch.randn(rows, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    return Field(3, autonomous=autonomous), start.requires_grad_()
 
 
 def backpropagate(field: Field, start: Tensor, solution: Tensor) -> tuple[tuple[int, int], Tensor]:
