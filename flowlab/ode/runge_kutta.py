@@ -13,8 +13,9 @@ The same method as torchdiffeq 0.2's adaptive Runge–Kutta solvers, step for st
 So a solve takes the same steps and returns the same numbers up to rounding (``tests/test_ode_solver.py`` compares
 the two on several fields, forwards and backwards in time). What it leaves out is what flowlab's solves never use:
 tuples of states, events, prescribed grid points, callbacks, min/max step, time perturbations for discontinuous
-fields. The step sizes are plain floats, so gradients are those of the solution at fixed steps (torchdiffeq's first
-step carries an O(solver error) gradient through its norm of ``f(t₀, y₀)``).
+fields, gradients with respect to the output times (they are plain floats). The step sizes are plain floats too, so
+gradients are those of the solution at fixed steps (torchdiffeq's first step carries an O(solver error) gradient
+through its norm of ``f(t₀, y₀)``).
 
 Why: at the small batches of the conformance kit (1-16 rows, d = 2-64) a torchdiffeq step spends about as much time
 in its own tensor bookkeeping (an autograd ``Function`` per stage, 0-d tensor step control, a dense-output fit at
