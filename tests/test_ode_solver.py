@@ -12,8 +12,8 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from flowlab.errors import SolverError
 from flowlab.ode.adjoint import integrate_adjoint
-from flowlab.ode.runge_kutta import TABLEAUS, integrate
-from flowlab.ode.solver import CountedDynamics, SolverConfig, _mixed_rms, _rms, solve
+from flowlab.ode.runge_kutta import TABLEAUS, integrate, rms
+from flowlab.ode.solver import CountedDynamics, SolverConfig, _mixed_rms, solve
 
 
 class Counted(nn.Module):
@@ -67,7 +67,7 @@ def test_each_method_takes_torchdiffeqs_steps_and_returns_its_solution(method, n
     y0 = torch.randn(5, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     ours, theirs = Counted(field), Counted(field)
     t = torch.tensor(times, dtype=torch.float64)
-    got = integrate(method, ours, y0, list(times), tolerance, tolerance, _rms)
+    got = integrate(method, ours, y0, list(times), tolerance, tolerance, rms)
     want = odeint(theirs, y0, t, rtol=tolerance, atol=tolerance, method=method)
     assert ours.nfe == theirs.nfe  # the same initial step, the same accepted and rejected steps
     assert got.shape == want.shape
@@ -92,8 +92,8 @@ def test_a_float32_solve_is_as_close_to_the_float64_solution_as_torchdiffeqs():
     and the two solvers may take a different number of steps (here 50 and 44 evaluations); both must stay within the
     tolerance of the float64 solution."""
     y0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(3))
-    reference = integrate("dopri5", rotation, y0.double(), [0.0, 1.0], 1e-10, 1e-10, _rms)
-    got = integrate("dopri5", rotation, y0, [0.0, 1.0], 1e-5, 1e-5, _rms)
+    reference = integrate("dopri5", rotation, y0.double(), [0.0, 1.0], 1e-10, 1e-10, rms)
+    got = integrate("dopri5", rotation, y0, [0.0, 1.0], 1e-5, 1e-5, rms)
     want = odeint(rotation, y0, torch.tensor([0.0, 1.0]), rtol=1e-5, atol=1e-5, method="dopri5")
     assert got.dtype == torch.float32
     assert float((got.double() - reference).abs().max()) <= float((want.double() - reference).abs().max()) + 1e-6
@@ -105,7 +105,7 @@ def test_the_error_falls_with_the_tolerance_on_a_known_solution(method):
     """``dy/dt = -t y`` has ``y(1) = y(0) e^{-1/2}``: an independent answer, not torchdiffeq's."""
     y0 = torch.ones(1, 1, dtype=torch.float64)
     errors = [
-        abs(float(integrate(method, lambda t, y: -t * y, y0, [0.0, 1.0], tol, tol, _rms)[-1]) - math.exp(-0.5))
+        abs(float(integrate(method, lambda t, y: -t * y, y0, [0.0, 1.0], tol, tol, rms)[-1]) - math.exp(-0.5))
         for tol in (1e-4, 1e-6, 1e-8)
     ]
     assert errors[0] < 1e-3 and errors[1] < 1e-5 and errors[2] < 1e-7
@@ -116,7 +116,7 @@ def test_gradients_are_those_of_the_solution():
     """``dy/dt = θ y``: ``y(1) = y0 e^θ``, so ``∂y(1)/∂θ = y(1)`` and ``∂y(1)/∂y0 = e^θ``."""
     theta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     y0 = torch.tensor([[1.5]], dtype=torch.float64, requires_grad=True)
-    end = integrate("dopri5", lambda t, y: theta * y, y0, [0.0, 1.0], 1e-10, 1e-10, _rms)[-1].sum()
+    end = integrate("dopri5", lambda t, y: theta * y, y0, [0.0, 1.0], 1e-10, 1e-10, rms)[-1].sum()
     d_theta, d_y0 = torch.autograd.grad(end, (theta, y0))
     assert float(d_theta) == pytest.approx(1.5 * math.exp(0.7), rel=1e-8)
     assert float(d_y0) == pytest.approx(math.exp(0.7), rel=1e-8)
@@ -135,13 +135,13 @@ def test_the_tableaus_are_consistent(method):
 
 def test_the_first_output_is_the_start():
     y0 = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    assert torch.equal(integrate("dopri5", rotation, y0, [0.0, 1.0], 1e-6, 1e-6, _rms)[0], y0)
+    assert torch.equal(integrate("dopri5", rotation, y0, [0.0, 1.0], 1e-6, 1e-6, rms)[0], y0)
 
 
 @pytest.mark.parametrize("times", [[0.0, 0.0], [0.0, 1.0, 0.5], [1.0, 0.0, 0.0]])
 def test_times_that_are_not_strictly_monotone_are_refused(times):
     with pytest.raises(ValueError, match="strictly increasing or strictly decreasing times"):
-        integrate("dopri5", rotation, torch.zeros(1, 2, dtype=torch.float64), times, 1e-5, 1e-5, _rms)
+        integrate("dopri5", rotation, torch.zeros(1, 2, dtype=torch.float64), times, 1e-5, 1e-5, rms)
 
 
 class Exploding(CountedDynamics):
@@ -184,7 +184,7 @@ def test_the_adjoint_takes_torchdiffeqs_steps_and_gives_its_gradients(method, ti
     counts as torchdiffeq's ``odeint_adjoint``, forward and backward, and the same gradients of the initial state and
     of the parameters."""
     tolerance = 1e-5 if method == "adaptive_heun" else 1e-8  # Heun's 2nd order: ~(1/tol)^(1/2) steps
-    norm = _rms if controlled is None else _mixed_rms(controlled)
+    norm = rms if controlled is None else _mixed_rms(controlled)
     grads, counts = {}, {}
     for who in ("ours", "torchdiffeq"):
         field, start = adjoint_case(autonomous=True)
@@ -206,11 +206,9 @@ def test_the_adjoint_gradients_are_those_of_backpropagating_through_the_solve():
     for adjoint in (True, False):
         field, start = adjoint_case()
         if adjoint:
-            solution = integrate_adjoint(
-                "dopri5", field, start, [0.0, 1.0], 1e-9, 1e-9, _rms, tuple(field.parameters())
-            )
+            solution = integrate_adjoint("dopri5", field, start, [0.0, 1.0], 1e-9, 1e-9, rms, tuple(field.parameters()))
         else:
-            solution = integrate("dopri5", field, start, [0.0, 1.0], 1e-9, 1e-9, _rms)
+            solution = integrate("dopri5", field, start, [0.0, 1.0], 1e-9, 1e-9, rms)
         _, grads[adjoint] = backpropagate(field, start, solution)
     torch.testing.assert_close(grads[True], grads[False], rtol=1e-6, atol=1e-7)
 
@@ -223,9 +221,7 @@ def test_without_the_time_gradient_the_adjoint_takes_no_more_steps_than_torchdif
     for who in ("ours", "torchdiffeq"):
         field, start = adjoint_case(rows=rows)
         if who == "ours":
-            solution = integrate_adjoint(
-                "dopri5", field, start, [1.0, 0.0], 1e-8, 1e-8, _rms, tuple(field.parameters())
-            )
+            solution = integrate_adjoint("dopri5", field, start, [1.0, 0.0], 1e-8, 1e-8, rms, tuple(field.parameters()))
         else:
             solution = odeint_adjoint(field, start, torch.tensor([1.0, 0.0], dtype=torch.float64), rtol=1e-8, atol=1e-8)
         counts[who], grads[who] = backpropagate(field, start, solution)
@@ -255,7 +251,7 @@ def test_the_adjoint_leaves_parameters_that_do_not_require_grad_alone():
     field = Field(2)
     frozen = field.net[0].weight.requires_grad_(False)
     start = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
-    solution = integrate_adjoint("dopri5", field, start, [0.0, 1.0], 1e-6, 1e-6, _rms, tuple(field.parameters()))
+    solution = integrate_adjoint("dopri5", field, start, [0.0, 1.0], 1e-6, 1e-6, rms, tuple(field.parameters()))
     solution[-1].sum().backward()
     assert frozen.grad is None
     assert start.grad is not None and field.net[2].weight.grad is not None

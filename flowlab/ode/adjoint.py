@@ -29,16 +29,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from flowlab.ode.runge_kutta import StepFailure, integrate
-
-Norm = Callable[[Tensor], Tensor]
+from flowlab.ode.runge_kutta import Field, Norm, StepFailure, integrate, rms
 
 
 def integrate_adjoint(
     method: str,
-    func: nn.Module,
+    func: Field,
     y0: Tensor,
     times: Sequence[float],
     rtol: float,
@@ -61,7 +59,7 @@ class _Solve:
     def __init__(
         self,
         method: str,
-        func: nn.Module,
+        func: Field,
         times: list[float],
         rtol: float,
         atol: float,
@@ -100,7 +98,7 @@ class _Solve:
         def adjoint_norm(state: Tensor) -> Tensor:
             y, adjoint, *g_params = parts(state)
             norms = [self.norm(y.view(shape)), self.norm(adjoint.view(shape))]
-            norms += [g.pow(2).mean().sqrt() for g in g_params]
+            norms += [rms(g) for g in g_params]
             return torch.stack(norms).max()
 
         dtype, device = solution.dtype, solution.device

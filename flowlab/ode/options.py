@@ -29,7 +29,8 @@ autograd Jacobian of the solution, so a flipped sign cannot pass.
 ODE_NOTES = r"""
 **Solver.** torchdiffeq's methods: `method` (dopri5, bosh3, adaptive_heun with `rtol`/`atol`, run by flowlab's
 lean copy of torchdiffeq's algorithm, the same steps; rk4, midpoint, euler with `step_size`), `adjoint=True`
-backpropagates by solving the adjoint ODE (memory independent of the number of steps; torchdiffeq's method),
+backpropagates by solving the adjoint ODE (memory independent of the number of steps; torchdiffeq's method, for
+the adaptive methods on flowlab's copy, without the unused time gradient),
 `max_nfe` and `max_seconds` (wall-clock time per solve, default 60 s) stop a runaway solve with a `SolverError`
 (so do step-size underflow and a non-finite state; the message names the solver, the time reached and what to
 try). After each call the bijector's `nfe` holds the function evaluations of that solve and `nfe_backward` those

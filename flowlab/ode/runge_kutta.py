@@ -100,6 +100,13 @@ TABLEAUS = {
 SAFETY, MOST_GROWTH, MOST_SHRINK = 0.9, 10.0, 0.2
 
 Field = Callable[[Tensor, Tensor], Tensor]
+#: the size of a state (or of its error relative to the tolerance) that the step control compares with 1
+Norm = Callable[[Tensor], Tensor]
+
+
+def rms(state: Tensor) -> Tensor:
+    """The root mean square of all of ``state``'s entries: torchdiffeq's default norm."""
+    return state.pow(2).mean().sqrt()
 
 
 class StepFailure(ArithmeticError):
@@ -113,7 +120,7 @@ def integrate(
     times: Sequence[float],
     rtol: float,
     atol: float,
-    norm: Callable[[Tensor], Tensor],
+    norm: Norm,
 ) -> Tensor:
     """``[len(times), *y0.shape]``: the solution of ``dy/dt = func(t, y)``, ``y(times[0]) = y0``, at ``times``
     (strictly increasing or strictly decreasing) by the adaptive ``method`` (a key of :data:`TABLEAUS`). ``func``
@@ -129,7 +136,7 @@ def integrate(
     t, y = start, y0
     f = func(at(t), y)
     with torch.no_grad():  # the step control is not differentiated
-        size = _initial_step(func, at, t, y, f, sign, rtol, atol, norm, tableau.order - 1)
+        size = _initial_step(func, at, t, y, f, sign, rtol, atol, norm, tableau.order)
     outputs, step = [y0], None
     for target in times[1:]:
         while sign * (target - t) > 0:
@@ -185,11 +192,11 @@ def _initial_step(
     sign: float,
     rtol: float,
     atol: float,
-    norm: Callable[[Tensor], Tensor],
+    norm: Norm,
     order: int,
 ) -> float:
     """Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4: a first step from the sizes of ``y``, ``f`` and ``f``'s
-    change over a probe step (one evaluation)."""
+    change over a probe step (one evaluation), for a method of order ``order``."""
     scale = atol + y.abs() * rtol
     d0, d1 = abs(float(norm(y / scale))), abs(float(norm(f / scale)))
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
@@ -198,7 +205,7 @@ def _initial_step(
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
-        h1 = (0.01 / max(d1, d2)) ** (1 / (order + 1))
+        h1 = (0.01 / max(d1, d2)) ** (1 / order)
     return min(100 * h0, h1)
 
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from flowlab.errors import OptionError, SolverError
 from flowlab.ode.adjoint import integrate_adjoint
-from flowlab.ode.runge_kutta import StepFailure, integrate
+from flowlab.ode.runge_kutta import Norm, StepFailure, integrate, rms
 
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun")
 FIXED_STEP_METHODS = ("rk4", "midpoint", "euler")
@@ -151,7 +151,7 @@ def solve(
 
     dynamics.reset(config)
     kwargs = config.odeint_kwargs()
-    norm = _rms if controlled is None else _mixed_rms(controlled)
+    norm = rms if controlled is None else _mixed_rms(controlled)
     if config.adaptive and controlled is not None:
         kwargs["options"] = {**kwargs["options"], "norm": norm}
     try:
@@ -195,18 +195,13 @@ def _uniform_grid(steps: int) -> Callable[[Any, Tensor, Tensor], Tensor]:
     return grid
 
 
-def _rms(state: Tensor) -> Tensor:
-    """The RMS of the whole state: torchdiffeq's default norm."""
-    return state.pow(2).mean().sqrt()
-
-
-def _mixed_rms(widths: Sequence[int]) -> Callable[[Tensor], Tensor]:
+def _mixed_rms(widths: Sequence[int]) -> Norm:
     """The largest RMS over the leading groups of columns of the given ``widths`` (the columns after them are not
     looked at): torchdiffeq's mixed norm of a tuple state, on one tensor."""
     bounds = list(itertools.accumulate(widths, initial=0))
 
     def norm(state: Tensor) -> Tensor:
-        return torch.stack([state[..., a:b].pow(2).mean().sqrt() for a, b in itertools.pairwise(bounds)]).max()
+        return torch.stack([rms(state[..., a:b]) for a, b in itertools.pairwise(bounds)]).max()
 
     return norm
 
