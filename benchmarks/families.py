@@ -1,7 +1,7 @@
 """Speed and quality of ``stacked`` (affine coupling), ``maf`` and ``nsf`` against zuko, nflows and normflows.
 
     python benchmarks/families.py speed [--dims 2 16 64] [--families stacked maf nsf] [--threads 2 1] [--rounds 5]
-                                        [--check] [--clock wall|cpu]
+                                        [--check] [--clock wall|cpu] [--malloc keep|glibc]
     python benchmarks/families.py compile [--dims 16] [--families stacked maf nsf]
     OMP_NUM_THREADS=1 python benchmarks/families.py quality [--families nsf maf] [--seeds 0 1 2] [--steps 2000]
     OMP_NUM_THREADS=1 python benchmarks/families.py directions [--dims 2 16]
@@ -16,8 +16,12 @@ medians by up to 0.4 between two runs of the same code); the load average is pri
 thread count (other work on the machine inflates the times). ``--check`` exits 1 if any cell's median ratio is above
 1.0, else 0. ``--clock cpu`` times the process's CPU time instead of wall time: on a machine shared with other work
 it is the steadier of the two (their jobs take wall time, not this process's CPU time), though not immune (caches,
-memory bandwidth). Peers' hidden widths are chosen so that their parameter counts come closest to flowlab's (both counts
-are printed); a missing peer is reported, not fatal.
+memory bandwidth). ``--malloc keep`` (the default) has glibc keep freed memory for reuse in this process
+(:func:`flowlab.memory.keep_freed_memory`, what the ``flowlab`` command does), for every model alike: under glibc's
+defaults, whether a model's 1 MB temporaries are faulted in again on every call depends on the process's heap
+history, which moved ``maf``'s d = 64 ``log_prob`` between 5 and 10 ms from one run to the next; ``--malloc glibc``
+leaves the defaults. Peers' hidden widths are chosen so that their parameter counts come closest to flowlab's (both
+counts are printed); a missing peer is reported, not fatal.
 
 ``compile``: the same timings for flowlab's flows eager and under ``torch.compile`` (``Flow(validate=False)``: the
 finiteness check's ``bool()`` is a graph break), with the compile time.
@@ -58,6 +62,7 @@ from training import (
 
 import flowlab
 from flowlab.evaluation import held_out_nll
+from flowlab.memory import keep_freed_memory
 from flowlab.seeding import generator
 from flowlab.training import TrainConfig, Trainer
 
@@ -254,9 +259,10 @@ def paired_ratios(
 
 def speed(args: argparse.Namespace) -> int:
     """The tables; with ``--check``, 1 if any cell's median ratio is above 1.0 (else 0)."""
+    kept = args.malloc == "keep" and keep_freed_memory()
     print(
         f"torch {torch.__version__}; median ms ({args.clock} clock) over {args.rounds} interleaved rounds (lower is "
-        f"better); {load()}"
+        f"better); malloc: {'freed memory kept' if kept else 'as the environment leaves it'}; {load()}"
     )
     summary = []
     for threads in args.threads:
@@ -419,6 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per measurement")
     s.add_argument("--check", action="store_true", help="exit 1 if any cell's median ratio is above 1.0")
     s.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="wall time, or this process's CPU time")
+    s.add_argument(
+        "--malloc",
+        choices=("keep", "glibc"),
+        default="keep",
+        help="keep: glibc's malloc keeps freed memory for reuse (flowlab.memory, as the flowlab command does), for "
+        "every model alike; glibc: its defaults, under which 1 MB temporaries may be faulted in again on every call",
+    )
     c = sub.add_parser("compile")
     c.add_argument("--dims", type=int, nargs="+", default=[16])
     c.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)

@@ -15,6 +15,8 @@ import torch
 from flowlab_autoregressive.bijector import MADE
 from torch.utils.flop_counter import FlopCounterMode
 
+import flowlab.memory
+
 for peer in ("zuko", "nflows", "normflows"):
     pytest.importorskip(peer)
 
@@ -83,7 +85,9 @@ def test_quality_and_speed_run(families, capsys):
     assert families.main(speed) == 0
     out = capsys.readouterr().out
     assert "ratio flowlab nsf / fastest peer" in out and "| 1 | 2 | nsf |" in out and "(wall clock)" in out
-    assert families.main([*speed, "--clock", "cpu"]) == 0 and "(cpu clock)" in capsys.readouterr().out
+    assert families.main([*speed, "--clock", "cpu", "--malloc", "glibc"]) == 0
+    assert "(cpu clock)" in (glibc := capsys.readouterr().out) and "malloc: as the environment leaves it" in glibc
+    assert ("malloc: freed memory kept" in out) is flowlab.memory.wanted()
     assert out.count("load average") == 4  # before the run, before and after the thread count, after the run
 
 
