@@ -150,17 +150,20 @@ class Compose(Bijector):
         points: Tensor,
         context: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        """Apply ``(layer, method)`` in order, summing the log-dets (forward calls the module, so hooks run)."""
-        total = points.new_zeros(points.shape[0])
-        if context is None and not self.context_dim:
-            for _, method in steps:
-                points, ladj = method(points)
-                total = total + ladj
-            return points, total
-        context = require_context(context, self.context_dim, points.shape[0], owner=f"Compose.{direction}")
+        """Apply ``(layer, method)`` in order, summing the log-dets (forward calls the module, so hooks run). A
+        :class:`Permutation`'s log-det is 0 by construction: it is not added (one addition, and its backward, fewer
+        per permutation; the sum starts from the first log-det, not from zeros)."""
+        if context is not None or self.context_dim:
+            context = require_context(context, self.context_dim, points.shape[0], owner=f"Compose.{direction}")
+        total: Tensor | None = None
         for bijector, method in steps:
-            points, ladj = method(points, context=context) if context_dim_of(bijector) else method(points)
-            total = total + ladj
+            points, ladj = (
+                method(points, context=context) if context is not None and context_dim_of(bijector) else method(points)
+            )
+            if type(bijector) is not Permutation:  # a subclass may be another map
+                total = ladj if total is None else total + ladj
+        if total is None or total.shape != points.shape[:1]:  # only permutations, or log-dets that broadcast
+            total = points.new_zeros(points.shape[0]) + (0 if total is None else total)
         return points, total
 
 

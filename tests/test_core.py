@@ -44,6 +44,47 @@ def test_compose_adds_logdets_and_inverts_in_reverse_order():
     torch.testing.assert_close(chain.inverse(x)[0], z)
 
 
+class _Scaled(flowlab.Permutation):
+    """A subclass of Permutation that is another map: it also doubles the coordinates (log-det d·log 2)."""
+
+    def forward(self, z):
+        x, _ = super().forward(z)
+        return 2 * x, torch.full(z.shape[:1], z.shape[1] * math.log(2.0), dtype=z.dtype)
+
+    def inverse(self, x):
+        z, _ = super().inverse(x / 2)
+        return z, torch.full(x.shape[:1], -x.shape[1] * math.log(2.0), dtype=x.dtype)
+
+
+class _ScalarLogdet(flowlab.Bijector):
+    """Adds 1, and returns its log-det 0 as a scalar that broadcasts (as some outside bijectors do)."""
+
+    dim = 3
+
+    def forward(self, z):
+        return z + 1, torch.zeros(())
+
+    def inverse(self, x):
+        return x - 1, torch.zeros(())
+
+
+def test_compose_skips_only_plain_permutations_and_always_returns_one_logdet_per_point():
+    """Compose does not add a Permutation's zero log-det; it still adds a subclass's (another map), and a sum of no
+    log-det or of broadcasting ones is still ``[batch]``."""
+    z = torch.randn(4, 3)
+    reverse = flowlab.Permutation.reverse(3)
+    for chain in (flowlab.Compose([reverse, flowlab.Permutation.reverse(3)]), flowlab.Compose([_ScalarLogdet()])):
+        for _, ladj in (chain(z), chain.inverse(z)):
+            assert ladj.shape == (4,) and torch.equal(ladj, torch.zeros(4))
+    chain = flowlab.Compose([reverse, _Scaled(torch.tensor([1, 2, 0])), reverse])
+    x, ladj = chain(z)
+    torch.testing.assert_close(x, 2 * z[:, [2, 1, 0]][:, [1, 2, 0]][:, [2, 1, 0]])
+    torch.testing.assert_close(ladj, torch.full((4,), 3 * math.log(2.0)))
+    z_back, minus = chain.inverse(x)
+    torch.testing.assert_close(z_back, z)
+    torch.testing.assert_close(minus, -ladj)
+
+
 def test_compose_refuses_mixed_dimensions():
     with pytest.raises(flowlab.ShapeError, match="one dimension"):
         flowlab.Compose([flowlab.build("affine", 2), flowlab.build("affine", 3)])
