@@ -237,9 +237,9 @@ class MaskedLinear(nn.Linear):
 
     def masked_weight(self) -> Tensor:
         """``W ⊙ M``, the weight this layer applies (cached without autograd, see the class docstring)."""
+        weight, mask = self.weight, self.mask
         if torch.is_grad_enabled():
-            return self.weight * self.mask
-        weight, mask = self.weight.detach(), self.mask
+            return weight * mask
         if self._cache is not None:
             (old_weight, old_version, old_mask, old_mask_version), product = self._cache
             if (
