@@ -6,8 +6,8 @@ A flow's ``log_prob`` on a batch of 4096 points in 64 dimensions makes a few doz
 from the top of its heap, and by default gives them back to the kernel on ``free`` (``munmap``, or trimming the heap
 top above ``M_TRIM_THRESHOLD``): the next 1 MB temporary then takes 256 page faults, each a kernel entry that zeroes
 a page. Whether a process falls into that pattern depends on its heap's history, so the same code in two processes
-differs: ``maf`` at d = 64, ``log_prob`` of 4096 points, two threads, took 5.2–6.4 ms in processes that faulted 0
-times per call and 8–10.6 ms in processes that faulted 130–2000 times (docs/benchmarks.md, "Freed memory kept").
+differs: ``maf`` at d = 64, ``log_prob`` of 4096 points, two threads, faulted 0, 0, 131 and 2052 times per call in
+four processes, and 0 times in every process with the thresholds below (docs/benchmarks.md, "Freed memory kept").
 
 :func:`keep_freed_memory` sets two of glibc's ``mallopt`` parameters for this process:
 
