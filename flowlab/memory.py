@@ -27,7 +27,6 @@ reach glibc's ``mallopt`` and change nothing that allocator does.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 from collections.abc import Mapping
@@ -54,9 +53,6 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
     """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` for this process; ``True`` if both were set."""
     if not wanted(environ):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    mallopt = ctypes.CDLL(name).mallopt
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols, glibc's among them (no library search)
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
